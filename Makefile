@@ -1,0 +1,104 @@
+# relayvisor build. Sources are found by wildcard so adding a file needs no edit here:
+#   common/ profiles/      -> build/librelayvisor.a (shared by every program)
+#   instances/ supervisor/ ctl/: main.c is the program, the rest goes into
+#                           build/lib<dir>.a so unit tests can link any module
+#   tests/unit/check_*.c    -> build/tests/check_* (one Check binary per module)
+# Debian ships no pkg-config files for libev, libcidr and LMDB, hence plain -l.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+VERSION := 0.1.0
+
+YAML_CFLAGS  := $(shell pkg-config --cflags yaml-0.1 2>/dev/null)
+YAML_LIBS    := $(shell pkg-config --libs yaml-0.1 2>/dev/null || echo -lyaml)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 $(WARN) $(YAML_CFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -DRELAYVISOR_VERSION='"$(VERSION)"' -I. -MMD -MP
+LDLIBS   := -lev -lcidr -llmdb $(YAML_LIBS) -lm
+
+B ?= build
+BINDIR ?= bin
+LIB_SRC  := $(sort $(wildcard common/*.c profiles/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
+PROGDIRS := instances supervisor ctl
+PROG_instances  := relayvisor-smtpd
+PROG_supervisor := relayvisord
+PROG_ctl        := relayvisorctl
+BINS := $(foreach d,$(PROGDIRS),$(BINDIR)/$(PROG_$(d)))
+
+# modules of a program dir (everything but main.c) as a static archive
+define progdir
+$(d)_MOD := $$(filter-out $(d)/main.c,$$(sort $$(wildcard $(d)/*.c)))
+$(d)_MODOBJ := $$($(d)_MOD:%.c=$(B)/%.o)
+$(B)/lib$(d).a: $$($(d)_MODOBJ)
+	@mkdir -p $$(@D)
+	rm -f $$@ && $$(AR) rcs $$@ $$^
+$(BINDIR)/$(PROG_$(d)): $(B)/$(d)/main.o $(B)/lib$(d).a $(B)/librelayvisor.a
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach d,$(PROGDIRS),$(eval $(progdir)))
+
+UNIT_SRC  := $(sort $(wildcard tests/unit/check_*.c))
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all check unit-bins run install clean deps
+all: $(BINS)
+
+$(B)/librelayvisor.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(B)/tests/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+# A test links librelayvisor.a, plus the program archive its name starts with:
+# check_smtpd_* -> libinstances.a, check_super_* -> libsupervisor.a, check_ctl_* -> libctl.a
+TEST_LINK = $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+$(B)/tests/check_smtpd_%: $(B)/tests/check_smtpd_%.o $(B)/libinstances.a $(B)/librelayvisor.a
+	$(TEST_LINK)
+$(B)/tests/check_super_%: $(B)/tests/check_super_%.o $(B)/libsupervisor.a $(B)/librelayvisor.a
+	$(TEST_LINK)
+$(B)/tests/check_ctl_%: $(B)/tests/check_ctl_%.o $(B)/libctl.a $(B)/librelayvisor.a
+	$(TEST_LINK)
+$(B)/tests/check_%: $(B)/tests/check_%.o $(B)/librelayvisor.a
+	$(TEST_LINK)
+
+unit-bins: $(UNIT_BINS)
+
+deps:
+	@sh scripts/deps.sh
+
+# Every suite; the last line totals them all: "N passed, M failed".
+check: deps
+	@$(MAKE) --no-print-directory all unit-bins
+	@B=$(B) RV_BIN=$(abspath $(BINDIR)) sh scripts/check.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p var
+	exec $(BINDIR)/relayvisord -n -c conf.d
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
+		$(DESTDIR)/etc/relayvisor/conf.d
+	install -m 0755 $(BINDIR)/relayvisorctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BINDIR)/relayvisord $(BINDIR)/relayvisor-smtpd $(DESTDIR)$(PREFIX)/sbin/
+	for f in conf.d/*.yaml; do \
+		[ -e $(DESTDIR)/etc/relayvisor/$$f ] || install -m 0644 $$f $(DESTDIR)/etc/relayvisor/conf.d/; \
+	done
+
+clean:
+	rm -rf $(B) $(BINDIR)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

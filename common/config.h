@@ -1,0 +1,164 @@
+/*
+ * The configuration: every *.yaml of a directory, merged in name order, checked by a
+ * key table plus a separate verify pass. The structures are plain data, read by every
+ * program; only config.c builds or frees them.
+ *
+ * The supervisor reads the files once into a config_source (their names and bytes)
+ * and hands children that exact snapshot (config_source_write/read over a memfd),
+ * so a child never re-reads files that may have changed since they were validated.
+ */
+#ifndef RELAYVISOR_CONFIG_H
+#define RELAYVISOR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+struct netlist;		/* profiles/net.h */
+
+/* where a value came from, 1-based as printed */
+struct cfg_mark {
+	const char *file;	/* points into the config_source */
+	unsigned line, column;
+};
+
+enum autorestart { AUTORESTART_FALSE, AUTORESTART_TRUE, AUTORESTART_UNEXPECTED };
+enum access_kind { ACCESS_ANY, ACCESS_LAN, ACCESS_LIST };
+
+struct listen_addr {
+	char *text;			/* as written, e.g. "[::1]:2525", "eth1:25" */
+	char *iface;			/* interface name for "iface:port", else NULL */
+	struct sockaddr_storage ss;	/* resolved address (interface's first address
+					   for iface:port, IPv4 preferred) */
+	socklen_t sslen;
+	uint16_t port;
+	struct cfg_mark mark;
+};
+
+struct strlist {
+	char **v;
+	size_t n;
+};
+
+struct profile {
+	char *name;
+	struct cfg_mark mark;
+	bool lan_set;			/* profile has its own lan: (maybe empty) */
+	struct netlist *lan;		/* own list if lan_set, else NULL */
+	bool relay_outside_lan;		/* default false */
+	bool relay_nonlocal_senders;	/* default true */
+	struct strlist always_relay_from;	/* "user@dom", "@dom", "@.dom" */
+	struct strlist always_relay_to;
+	bool require_auth;		/* default false */
+	bool accept_domain_literals;	/* default false */
+	bool open_relay_ok;		/* open_relay: i-understand */
+};
+
+struct instance {
+	char *name;
+	struct cfg_mark mark;
+	struct listen_addr *listen;
+	size_t n_listen;
+	char *profile_name;
+	const struct profile *profile;	/* resolved by verify */
+	enum access_kind access;
+	struct netlist *access_list;	/* ACCESS_LIST only */
+	unsigned procs;			/* default 1 */
+	bool autostart;			/* default true */
+	enum autorestart autorestart;	/* default unexpected */
+	double startsecs;		/* default 1s */
+	unsigned startretries;		/* default 3 */
+	double backoff_initial;		/* default 1s */
+	double backoff_max;		/* default 60s */
+	int stopsignal;			/* default SIGTERM */
+	double stopwaitsecs;		/* default 10s */
+	unsigned max_connections;	/* default 1000 */
+	unsigned max_per_client;	/* default 50 */
+	unsigned max_recipients;	/* default 100 */
+	uint64_t max_message_size;	/* default 10M */
+	unsigned max_errors;		/* default 20 (Postfix smtpd_hard_error_limit) */
+	double timeout_command;		/* default 300s (RFC 5321 4.5.3.2) */
+	double timeout_data;		/* default 180s */
+	char *syslog_name;		/* default "relayvisor/<name>" */
+};
+
+struct server {
+	char *hostname;			/* default gethostname() */
+	char *user;			/* NULL: children keep the supervisor's uid */
+	char *spool;			/* default ./var/spool */
+	char *control;			/* default ./var/run/relayvisor.sock */
+	char *control_group;		/* NULL: socket mode 0600 */
+	char *logs;			/* default ./var/log */
+	struct strlist local_domains;	/* lowercased, trailing dot removed */
+	struct strlist local_recipients;	/* empty: any local part */
+};
+
+struct config {
+	char *dir;
+	struct server server;
+	struct netlist *lan;		/* server-wide LAN, never NULL */
+	struct profile *profiles;
+	size_t n_profiles;
+	struct instance *instances;
+	size_t n_instances;
+	struct config_source *source;	/* the bytes this was built from */
+};
+
+/* the files of a configuration directory, read once */
+struct config_source;
+
+struct config_diag {
+	struct cfg_mark mark;	/* file NULL for a message with no place */
+	bool warning;
+	char *message;
+};
+
+struct config_diags {
+	struct config_diag *v;
+	size_t n;
+	size_t n_errors, n_warnings;
+};
+
+/* Read every *.yaml of dir (name order). -1 with *error_r when the dir can't be read. */
+int config_source_read_dir(const char *dir, struct config_source **src_r,
+    const char **error_r);
+/* a source from memory, for tests and fuzzing: files[i] named names[i] */
+struct config_source *config_source_from_buffers(const char *dir,
+    const char *const *names, const char *const *bufs, size_t n);
+/* serialise to / read from an fd (the snapshot a child gets) */
+int config_source_write(const struct config_source *src, int fd, const char **error_r);
+int config_source_read_fd(int fd, struct config_source **src_r, const char **error_r);
+/* a memfd holding the snapshot, positioned at 0; -1 on error */
+int config_source_memfd(const struct config_source *src, const char **error_r);
+void config_source_free(struct config_source *src);
+
+/*
+ * Parse and verify. Always returns a config (possibly partial) and fills diags with
+ * every error and warning; the config is usable only when diags->n_errors == 0.
+ * Takes ownership of src.
+ */
+struct config *config_load(struct config_source *src, struct config_diags *diags);
+/* convenience: read dir + load; returns NULL and fills diags on any error */
+struct config *config_load_dir(const char *dir, struct config_diags *diags);
+void config_free(struct config *cfg);
+void config_diags_free(struct config_diags *diags);
+/* "FILE:LINE:COLUMN: error: MESSAGE\n" for each diag */
+void config_diags_print(const struct config_diags *diags, FILE *fp);
+
+const struct instance *config_instance(const struct config *cfg, const char *name);
+const struct profile *config_profile(const struct config *cfg, const char *name);
+/* the LAN an instance's profile trusts (profile's own or server-wide) */
+const struct netlist *config_profile_lan(const struct config *cfg,
+    const struct profile *p);
+/* true when two instances' definitions are equal (reload: untouched ones keep running) */
+bool config_instance_equal(const struct config *a, const struct instance *x,
+    const struct config *b, const struct instance *y);
+
+/* the keys the loader knows, "section.key" (e.g. "server.hostname",
+   "profiles.*.relay_outside_lan", "instances.*.timeouts.command"), NULL-terminated;
+   the README test compares this list with the documented keys */
+const char *const *config_known_keys(void);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * Logging for every relayvisor program. In the foreground a line goes to stderr as
+ * "Mon DD HH:MM:SS host tag[pid]: message" (what syslog would have written, so the
+ * supervisor's per-instance log files look like /var/log/mail.log and fail2ban or
+ * pflogsumm read them unchanged); otherwise to syslog(3) with facility mail.
+ */
+#ifndef RELAYVISOR_LOG_H
+#define RELAYVISOR_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+/* tag: e.g. "relayvisor/internet/smtpd"; foreground: stderr instead of syslog */
+void log_init(const char *tag, bool foreground);
+void log_set_tag(const char *tag);
+void log_set_debug(bool on);
+const char *log_tag(void);
+
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* warning with ": strerror(errno)" appended */
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* warning without errno */
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* start-up only: log and exit(1) (fatal appends errno) */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * The durable queue: one LMDB environment under server.spool, shared by every
+ * listener process, holding envelopes and bodies keyed by QID. A message is either
+ * committed whole or absent. Group commit: listeners submit finished messages and
+ * call spool_commit() once per event-loop pass; every submitted message goes into
+ * one write transaction and one flush, and only then are the callbacks (which send
+ * "250 2.0.0 Ok: queued as QID") run.
+ *
+ * Bodies being received stay in memory up to a threshold, then spill to a
+ * temporary file under spool/tmp (swept of dead processes' files at open).
+ */
+#ifndef RELAYVISOR_SPOOL_H
+#define RELAYVISOR_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SPOOL_QID_MAX 32
+
+struct spool;
+struct spool_msg;
+
+/* creates dir and dir/tmp when missing; mapsize 0 = default */
+int spool_open(const char *dir, uint64_t mapsize, struct spool **sp_r,
+    const char **error_r);
+/* read-only open for relayvisorctl queue; fails when no spool exists */
+int spool_open_readonly(const char *dir, struct spool **sp_r, const char **error_r);
+void spool_close(struct spool *sp);
+
+/* a new transaction with a fresh QID (unique across processes and restarts,
+   sorting by arrival) */
+struct spool_msg *spool_msg_begin(struct spool *sp);
+const char *spool_msg_qid(const struct spool_msg *m);
+int spool_msg_set_sender(struct spool_msg *m, const char *sender);
+int spool_msg_add_rcpt(struct spool_msg *m, const char *rcpt);
+/* free-form envelope attributes: "client", "helo", "instance", "proto" ... */
+int spool_msg_set_attr(struct spool_msg *m, const char *key, const char *value);
+/* append body octets; -1 with *error_r on I/O error (spill file) */
+int spool_msg_write(struct spool_msg *m, const void *buf, size_t len,
+    const char **error_r);
+uint64_t spool_msg_size(const struct spool_msg *m);
+void spool_msg_abort(struct spool_msg *m);
+
+/*
+ * result: 0 committed; otherwise an errno value: ENOSPC (disk or map full: reply
+ * 452 4.3.1), EIO or other (451 4.3.0). Called from spool_commit().
+ */
+typedef void spool_done_fn(void *arg, int result, const char *qid);
+/* hand the message to the next group commit; takes ownership of m */
+void spool_msg_submit(struct spool_msg *m, spool_done_fn *done, void *arg);
+/* forget a submitted message's callback (its session died); the message is
+   still committed */
+void spool_cancel_callback(struct spool *sp, void *arg);
+size_t spool_pending(const struct spool *sp);
+/* commit all submitted messages in one write transaction, then run their
+   callbacks; returns how many were committed, -1 on failure (callbacks told) */
+int spool_commit(struct spool *sp);
+/* number of write transactions committed by this handle (tests, stats) */
+uint64_t spool_commit_count(const struct spool *sp);
+
+/* reading, as mailq/postcat */
+struct spool_entry {
+	const char *qid;
+	int64_t arrival;	/* unix time, seconds */
+	uint64_t size;		/* body octets */
+	const char *sender;
+	const char *const *rcpts;
+	size_t n_rcpts;
+};
+typedef int spool_entry_fn(const struct spool_entry *e, void *arg);
+/* in QID order; stops when fn returns non-zero */
+int spool_foreach(struct spool *sp, spool_entry_fn *fn, void *arg, const char **error_r);
+/* envelope (one "key: value" per line) then a blank line, then the message;
+   -1 and *error_r ("no such message") when absent */
+int spool_show(struct spool *sp, const char *qid, FILE *out, const char **error_r);
+/* the body alone into *buf (malloc'd); for tests */
+int spool_body(struct spool *sp, const char *qid, char **buf, size_t *len,
+    const char **error_r);
+
+#endif

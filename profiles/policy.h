@@ -1,0 +1,53 @@
+/*
+ * The relay decision of DESIGN.md section 5 as a chain of checks. Each check answers
+ * OK, DUNNO, REJECT or ERROR; the first answer that is not DUNNO wins, and an error
+ * never turns into a permit. Used by relayvisor-smtpd at every RCPT and by the
+ * supervisor for `relayvisorctl check`.
+ */
+#ifndef RELAYVISOR_POLICY_H
+#define RELAYVISOR_POLICY_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "common/config.h"
+#include "profiles/address.h"
+
+enum policy_answer { POLICY_DUNNO, POLICY_OK, POLICY_REJECT, POLICY_ERROR };
+
+struct policy_ctx {
+	const struct config *cfg;
+	const struct instance *inst;
+	const struct sockaddr *client;	/* the client's address */
+	const struct mailaddr *sender;	/* parsed MAIL FROM (may be null sender) */
+	bool authenticated;		/* AUTH with relay rights (later) */
+	/* the instance's own listening addresses, for [IP] literals; NULL = inst->listen */
+	const struct sockaddr *const *own_addrs;
+	size_t n_own_addrs;
+};
+
+struct policy_result {
+	enum policy_answer answer;	/* OK or REJECT (or ERROR) */
+	bool local;			/* OK for local delivery (not relayed) */
+	int code;			/* 250, 550, 554, 451 */
+	char enhanced[8];		/* "2.1.5", "5.7.1", "5.1.3" */
+	char text[512];			/* full reply text after the enhanced code, e.g.
+					   "<v@remote.example>: Relay access denied" */
+	const char *rule;		/* the check that decided, e.g. "lan",
+					   "always_relay_to", "relay_access_denied" */
+};
+
+int policy_check_rcpt(const struct policy_ctx *ctx, const struct mailaddr *rcpt,
+    struct policy_result *res);
+/* domain (canonical, as in struct mailaddr) is one of server.local_domains */
+bool policy_domain_is_local(const struct config *cfg, const char *domain);
+/* client is in the LAN of the instance's profile */
+bool policy_client_in_lan(const struct config *cfg, const struct instance *inst,
+    const struct sockaddr *client);
+/* client may connect at all (instance access:) */
+bool policy_client_allowed(const struct config *cfg, const struct instance *inst,
+    const struct sockaddr *client);
+/* the profile relays for any client (the open-relay interlock of section 4) */
+bool policy_profile_relays_for_anyone(const struct config *cfg, const struct profile *p);
+
+#endif

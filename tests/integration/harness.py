@@ -1,0 +1,189 @@
+"""Shared helpers for the integration tests: temporary configuration directories,
+free loopback ports, starting the real binaries and waiting for them, and running
+the real clients (swaks, smtplib, smtp-source). Every test talks to 127.0.0.0/8 or
+::1 only."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("RV_BIN") or os.path.join(ROOT, "bin")
+SMTPD = os.path.join(BIN, "relayvisor-smtpd")
+SUPERVISOR = os.path.join(BIN, "relayvisord")
+CTL = os.path.join(BIN, "relayvisorctl")
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=5.0):
+    """Wait until something accepts on host:port and sends a greeting line."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.socket(fam, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                s.connect((host, port))
+                s.recv(512)
+                return True
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError("nothing serves %s:%d" % (host, port))
+
+
+class ConfDir:
+    """A temporary configuration directory with var/ beside it."""
+
+    def __init__(self, files):
+        self.top = tempfile.mkdtemp(prefix="rv-test-")
+        os.chmod(self.top, 0o755)
+        self.dir = os.path.join(self.top, "conf.d")
+        os.mkdir(self.dir)
+        self.var = os.path.join(self.top, "var")
+        for name, text in files.items():
+            self.write(name, text)
+
+    def write(self, name, text):
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(text)
+
+    def cleanup(self):
+        shutil.rmtree(self.top, ignore_errors=True)
+
+
+def server_yaml(top, hostname="mx.test.example", extra=""):
+    return """server:
+  hostname: %s
+  spool: %s/var/spool
+  control: %s/var/run/relayvisor.sock
+  logs: %s/var/log
+  local_domains: [example.test]
+%s""" % (hostname, top, top, top, extra)
+
+
+class Smtpd:
+    """relayvisor-smtpd started standalone (it binds the instance's addresses)."""
+
+    def __init__(self, confdir, instance, env=None, wait=None):
+        self.log = open(os.path.join(confdir.top, "smtpd-%s.log" % instance), "ab+")
+        self.logpath = self.log.name
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        self.proc = subprocess.Popen([SMTPD, "-c", confdir.dir, "--instance", instance],
+                                     stdout=self.log, stderr=self.log, env=e)
+        if wait:
+            wait_port(*wait)
+
+    def logtext(self):
+        with open(self.logpath, "r", errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=5):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def swaks(*args, timeout=20):
+    """Runs swaks; returns (exit code, transcript)."""
+    p = subprocess.run(["swaks", "--hide-informational", "--timeout", "10", *args],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
+def ctl(*args, timeout=20, check=False):
+    p = subprocess.run([CTL, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("relayvisorctl %s: %d\n%s" % (" ".join(args), p.returncode,
+                                                         p.stdout.decode()))
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
+class Dialog:
+    """A raw SMTP conversation over a socket, for what smtplib will not send
+    (bare LF, overlong lines, pipelined batches)."""
+
+    def __init__(self, host, port, timeout=10):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.s = socket.socket(fam, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect((host, port))
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.s.sendall(data)
+
+    def reply(self):
+        """One whole (possibly multi-line) reply: (code, text)."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    raise EOFError("connection closed; got %r" % (b"".join(lines) + self.buf))
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line)
+            if len(line) < 4 or line[3:4] != b"-":
+                break
+        text = b"\n".join(lines).decode(errors="replace")
+        return int(lines[-1][:3]), text
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self, timeout=5):
+        """True when the server closed the connection (EOF) within timeout."""
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                d = self.s.recv(65536)
+                if not d:
+                    return True
+                self.buf += d
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.s.close()
+
+
+class TestCase(unittest.TestCase):
+    """Base class: self.conf and cleanup of everything started."""
+
+    def setUp(self):
+        self._cleanups = []
+
+    def tearDown(self):
+        for fn in reversed(self._cleanups):
+            try:
+                fn()
+            except Exception:
+                pass
+
+    def later(self, fn):
+        self._cleanups.append(fn)
+        return fn
