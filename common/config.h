@@ -156,6 +156,14 @@ const struct netlist *config_profile_lan(const struct config *cfg,
 bool config_instance_equal(const struct config *a, const struct instance *x,
     const struct config *b, const struct instance *y);
 
+/* the profile relays for any client: relay_outside_lan, or a LAN / always_relay_*
+   entry covering everything (the open-relay interlock of DESIGN.md section 4) */
+bool config_profile_relays_for_anyone(const struct config *cfg, const struct profile *p);
+
+/* `relayvisord -t`: load dir, print every diag and the summary line
+   ("conf.d: ok: 2 instances, 2 profiles" / "conf.d: 3 errors"); returns 0 or 1 */
+int config_check_report(const char *dir, FILE *out);
+
 /* the keys the loader knows, "section.key" (e.g. "server.hostname",
    "profiles.*.relay_outside_lan", "instances.*.timeouts.command"), NULL-terminated;
    the README test compares this list with the documented keys */

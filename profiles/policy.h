@@ -47,7 +47,5 @@ bool policy_client_in_lan(const struct config *cfg, const struct instance *inst,
 /* client may connect at all (instance access:) */
 bool policy_client_allowed(const struct config *cfg, const struct instance *inst,
     const struct sockaddr *client);
-/* the profile relays for any client (the open-relay interlock of section 4) */
-bool policy_profile_relays_for_anyone(const struct config *cfg, const struct profile *p);
 
 #endif
