@@ -110,7 +110,9 @@ struct config {
 struct config_source;
 
 struct config_diag {
-	struct cfg_mark mark;	/* file NULL for a message with no place */
+	struct cfg_mark mark;	/* file NULL for a message with no place; here file
+				   is a copy owned by the diags, valid until
+				   config_diags_free() */
 	bool warning;
 	char *message;
 };
@@ -133,6 +135,10 @@ int config_source_read_fd(int fd, struct config_source **src_r, const char **err
 /* a memfd holding the snapshot, positioned at 0; -1 on error */
 int config_source_memfd(const struct config_source *src, const char **error_r);
 void config_source_free(struct config_source *src);
+/* the directory, and the files in load order (names without the directory) */
+const char *config_source_dir(const struct config_source *src);
+size_t config_source_count(const struct config_source *src);
+const char *config_source_name(const struct config_source *src, size_t i);
 
 /*
  * Parse and verify. Always returns a config (possibly partial) and fills diags with

@@ -46,5 +46,11 @@ bool address_is_postmaster(const struct mailaddr *a);
  * case-insensitive), "@domain" (that domain), "@.domain" (strict subdomains).
  */
 bool address_match_pattern(const struct mailaddr *a, const char *pattern);
+/* pattern is one of those three forms and well formed (for the config verify pass;
+   a malformed pattern matches nothing) */
+bool address_pattern_valid(const char *pattern);
+/* the canonical form of a valid pattern (domain lowercased, no trailing dot; "@."
+   stands for every domain) into out; false when malformed or out is too small */
+bool address_pattern_canon(const char *pattern, char *out, size_t outlen);
 
 #endif

@@ -37,6 +37,13 @@ struct policy_result {
 					   "always_relay_to", "relay_access_denied" */
 };
 
+/*
+ * 0: res is OK (250 2.1.5 "Ok", res->local for local delivery) or REJECT (550 5.1.3,
+ * 550 5.1.1, 554 5.7.1). -1: res is ERROR, 451 4.3.0 (incomplete context).
+ * Rules: null_recipient, postmaster, bare_recipient, bad_local_part,
+ * local_recipients, local_domain, always_relay_to, always_relay_from, lan,
+ * relay_outside_lan, auth, relay_nonlocal_senders, relay_access_denied, error.
+ */
 int policy_check_rcpt(const struct policy_ctx *ctx, const struct mailaddr *rcpt,
     struct policy_result *res);
 /* domain (canonical, as in struct mailaddr) is one of server.local_domains */
