@@ -16,8 +16,10 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+# CFLAGS is the user's knob (optimisation, debug, sanitizers); the language level
+# and warnings are always on.
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 $(WARN) $(YAML_CFLAGS)
+XCFLAGS  := -std=c11 $(WARN) $(YAML_CFLAGS) $(CFLAGS)
 CPPFLAGS += -D_GNU_SOURCE -DRELAYVISOR_VERSION='"$(VERSION)"' -I. -MMD -MP
 LDLIBS   := -lev -lcidr -llmdb $(YAML_LIBS) -lm
 
@@ -40,14 +42,14 @@ $(B)/lib$(d).a: $$($(d)_MODOBJ)
 	rm -f $$@ && $$(AR) rcs $$@ $$^
 $(BINDIR)/$(PROG_$(d)): $(B)/$(d)/main.o $(B)/lib$(d).a $(B)/librelayvisor.a
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(CC) $$(XCFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach d,$(PROGDIRS),$(eval $(progdir)))
 
 UNIT_SRC  := $(sort $(wildcard tests/unit/check_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all check unit-bins run install clean deps
+.PHONY: all check unit-bins run install clean deps fuzz fuzz-bins fuzz-link sanitize
 all: $(BINS)
 
 $(B)/librelayvisor.a: $(LIB_OBJ)
@@ -56,15 +58,15 @@ $(B)/librelayvisor.a: $(LIB_OBJ)
 
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(XCFLAGS) -c -o $@ $<
 
 $(B)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(XCFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
 # A test links librelayvisor.a, plus the program archive its name starts with:
 # check_smtpd_* -> libinstances.a, check_super_* -> libsupervisor.a, check_ctl_* -> libctl.a
-TEST_LINK = $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+TEST_LINK = $(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 $(B)/tests/check_smtpd_%: $(B)/tests/check_smtpd_%.o $(B)/libinstances.a $(B)/librelayvisor.a
 	$(TEST_LINK)
 $(B)/tests/check_super_%: $(B)/tests/check_super_%.o $(B)/libsupervisor.a $(B)/librelayvisor.a
@@ -75,6 +77,35 @@ $(B)/tests/check_%: $(B)/tests/check_%.o $(B)/librelayvisor.a
 	$(TEST_LINK)
 
 unit-bins: $(UNIT_BINS)
+
+# libFuzzer targets (clang): tests/fuzz/fuzz_<name>.c, seeds in tests/fuzz/corpus/<name>/.
+# `make fuzz FUZZ_SECONDS=600` runs each target; new inputs go to build/fuzz/corpus-<name>
+# so the committed seeds stay as they are. `make check` runs each briefly.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
+fuzz-bins:
+	@$(MAKE) --no-print-directory B=$(B)/fuzz BINDIR=$(B)/fuzz/bin CC=clang \
+		CFLAGS='$(FUZZ_CFLAGS)' fuzz-link
+fuzz-link: $(patsubst %,$(B)/fuzz_%,$(FUZZ_TARGETS))
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c $(B)/libinstances.a $(B)/librelayvisor.a
+	$(CC) $(CPPFLAGS) $(XCFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+fuzz: fuzz-bins
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(B)/fuzz/corpus-$$t && \
+		$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=$(B)/fuzz/crash-$$t- \
+			$(B)/fuzz/corpus-$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+# ASan + UBSan + LeakSanitizer build of everything, in build/asan (scripts/check.d
+# runs the unit and integration suites against it).
+SAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=all
+sanitize:
+	@$(MAKE) --no-print-directory B=$(B)/asan BINDIR=$(B)/asan/bin \
+		CFLAGS='$(SAN_CFLAGS)' LDFLAGS='-fsanitize=address,undefined' all unit-bins
 
 deps:
 	@sh scripts/deps.sh
