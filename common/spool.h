@@ -18,6 +18,20 @@
 #include <stdio.h>
 
 #define SPOOL_QID_MAX 32
+/* QIDs are this many characters of [0-9A-V] (see spool.c for the layout) */
+#define SPOOL_QID_LEN 20
+/* a body larger than this leaves memory for a file under spool/tmp */
+#define SPOOL_SPILL_THRESHOLD (64 * 1024)
+/* LMDB map size when spool_open() is given 0 (sparse: costs address space only) */
+#define SPOOL_MAPSIZE_DEFAULT ((uint64_t)4 << 30)
+
+/*
+ * Error strings (*error_r) stay valid until the next spool call in this process.
+ * A spool handle belongs to the process that opened it: a forked child must open
+ * its own (LMDB forbids using an environment across fork()); calls on an inherited
+ * handle fail, and spool_close() in such a child only frees memory. Nor may a
+ * process open the same spool twice at once (LMDB's fcntl locks are per process).
+ */
 
 struct spool;
 struct spool_msg;
@@ -30,9 +44,12 @@ int spool_open_readonly(const char *dir, struct spool **sp_r, const char **error
 void spool_close(struct spool *sp);
 
 /* a new transaction with a fresh QID (unique across processes and restarts,
-   sorting by arrival) */
+   sorting by arrival); NULL only when out of memory or on a read-only or
+   inherited handle */
 struct spool_msg *spool_msg_begin(struct spool *sp);
 const char *spool_msg_qid(const struct spool_msg *m);
+/* these three return -1 (errno EINVAL) for a value holding CR or LF, or for an
+   attribute key that is not [a-z0-9_-]+ or names a built-in envelope line */
 int spool_msg_set_sender(struct spool_msg *m, const char *sender);
 int spool_msg_add_rcpt(struct spool_msg *m, const char *rcpt);
 /* free-form envelope attributes: "client", "helo", "instance", "proto" ... */
@@ -41,6 +58,7 @@ int spool_msg_set_attr(struct spool_msg *m, const char *key, const char *value);
 int spool_msg_write(struct spool_msg *m, const void *buf, size_t len,
     const char **error_r);
 uint64_t spool_msg_size(const struct spool_msg *m);
+/* discard a message that was not submitted (removes its spill file) */
 void spool_msg_abort(struct spool_msg *m);
 
 /*
@@ -48,14 +66,18 @@ void spool_msg_abort(struct spool_msg *m);
  * 452 4.3.1), EIO or other (451 4.3.0). Called from spool_commit().
  */
 typedef void spool_done_fn(void *arg, int result, const char *qid);
-/* hand the message to the next group commit; takes ownership of m */
+/* hand the message to the next group commit; takes ownership of m. A message
+   whose spool_msg_write() failed is not written; its callback gets the error. */
 void spool_msg_submit(struct spool_msg *m, spool_done_fn *done, void *arg);
 /* forget a submitted message's callback (its session died); the message is
    still committed */
 void spool_cancel_callback(struct spool *sp, void *arg);
 size_t spool_pending(const struct spool *sp);
 /* commit all submitted messages in one write transaction, then run their
-   callbacks; returns how many were committed, -1 on failure (callbacks told) */
+   callbacks; returns how many were committed, -1 on failure (callbacks told).
+   Callbacks may begin and submit messages (they wait for the next call) but
+   must not close the spool; spool_commit() called from a callback does nothing.
+   spool_close() drops still-pending messages without calling their callbacks. */
 int spool_commit(struct spool *sp);
 /* number of write transactions committed by this handle (tests, stats) */
 uint64_t spool_commit_count(const struct spool *sp);
@@ -78,5 +100,9 @@ int spool_show(struct spool *sp, const char *qid, FILE *out, const char **error_
 /* the body alone into *buf (malloc'd); for tests */
 int spool_body(struct spool *sp, const char *qid, char **buf, size_t *len,
     const char **error_r);
+
+/* consistency check (every envelope parses and has a body of its size, every
+   body has an envelope); *count_r = messages; -1 and *error_r on the first flaw */
+int spool_verify(struct spool *sp, size_t *count_r, const char **error_r);
 
 #endif
