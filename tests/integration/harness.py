@@ -175,15 +175,15 @@ class TestCase(unittest.TestCase):
     """Base class: self.conf and cleanup of everything started."""
 
     def setUp(self):
-        self._cleanups = []
+        self._rv_cleanups = []
 
     def tearDown(self):
-        for fn in reversed(self._cleanups):
+        for fn in reversed(self._rv_cleanups):
             try:
                 fn()
             except Exception:
                 pass
 
     def later(self, fn):
-        self._cleanups.append(fn)
+        self._rv_cleanups.append(fn)
         return fn

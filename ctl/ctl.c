@@ -1,0 +1,348 @@
+/*
+ * relayvisorctl: sends one request line to relayvisord and prints the reply
+ * (common/ctlproto.h); `queue` reads the spool directly (mailq/postcat), and the
+ * prompt keeps a history. Kept light: a status call is a connect, a write and a
+ * read, so it takes a millisecond or two.
+ */
+#include "ctl/ctl.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/ctlproto.h"
+#include "common/spool.h"
+
+#define HISTORY_MAX 500
+
+static const struct {
+	const char *verb, *args, *text;
+} helps[] = {
+	{ "status", "[NAME...]", "Get the state of every process, or of the named ones.\n"
+	    "\tAn instance with procs: N has processes NAME:00 .. NAME:NN; a bare NAME\n"
+	    "\tmeans all of them in every command" },
+	{ "start", "NAME...|all", "Start processes (waits until they serve)" },
+	{ "stop", "NAME...|all", "Stop processes (graceful: open sessions finish)" },
+	{ "restart", "NAME...|all", "Stop, then start processes" },
+	{ "reread", "", "Re-read the configuration; show what changed" },
+	{ "update", "", "Re-read the configuration and apply the changes" },
+	{ "reload", "", "Same as update (also SIGHUP)" },
+	{ "avail", "", "List the configured instances" },
+	{ "pid", "[NAME|all]", "PID of relayvisord, or of processes" },
+	{ "signal", "SIG NAME...|all", "Send a signal to processes" },
+	{ "tail", "[-f] NAME", "The end of an instance's log; -f follows it" },
+	{ "check", "INSTANCE --client IP --from ADDR --to ADDR",
+	    "What the live profile would answer to RCPT TO, and the rule" },
+	{ "stats", "[NAME]", "Counters per instance" },
+	{ "queue", "[show QID]", "List the spool, or show one message (no daemon needed)" },
+	{ "shutdown", "", "Stop every process and relayvisord" },
+	{ "version", "", "relayvisord's version" },
+	{ "help", "[VERB]", "This text" },
+	{ "history", "", "Commands typed at the prompt" },
+};
+
+void
+ctl_help(FILE *out, const char *verb)
+{
+	size_t n = sizeof(helps) / sizeof(helps[0]);
+	for (size_t i = 0; i < n; i++) {
+		if (verb != NULL && strcmp(verb, helps[i].verb) != 0)
+			continue;
+		fprintf(out, "%s %s\n\t%s\n", helps[i].verb, helps[i].args, helps[i].text);
+		if (verb != NULL)
+			return;
+	}
+	if (verb != NULL)
+		fprintf(out, "*** No help on %s\n", verb);
+}
+
+void
+ctl_ctx_free(struct ctl_ctx *ctx)
+{
+	free(ctx->socket_buf);
+	free(ctx->spool);
+}
+
+/* the configuration, possibly with errors: its server: section is all we need */
+static int
+ctl_load_server(struct ctl_ctx *ctx, const char **error_r)
+{
+	static char err[512];
+	struct config_source *src;
+	const char *error;
+	if (config_source_read_dir(ctx->confdir, &src, &error) == -1) {
+		snprintf(err, sizeof(err), "%s: %s", ctx->confdir, error);
+		*error_r = err;
+		return -1;
+	}
+	struct config_diags diags = { 0 };
+	struct config *cfg = config_load(src, &diags);
+	config_diags_free(&diags);
+	if (cfg == NULL) {
+		snprintf(err, sizeof(err), "%s: cannot load the configuration",
+		    ctx->confdir);
+		*error_r = err;
+		return -1;
+	}
+	free(ctx->socket_buf);
+	free(ctx->spool);
+	ctx->socket_buf = strdup(cfg->server.control != NULL ? cfg->server.control :
+	    "./var/run/relayvisor.sock");
+	ctx->spool = strdup(cfg->server.spool != NULL ? cfg->server.spool :
+	    "./var/spool");
+	config_free(cfg);
+	if (ctx->socket_buf == NULL || ctx->spool == NULL) {
+		*error_r = strerror(ENOMEM);
+		return -1;
+	}
+	return 0;
+}
+
+int
+ctl_resolve_socket(struct ctl_ctx *ctx, const char **error_r)
+{
+	if (ctx->socket != NULL)
+		return 0;
+	if (ctl_load_server(ctx, error_r) == -1)
+		return -1;
+	ctx->socket = ctx->socket_buf;
+	return 0;
+}
+
+/* one request, reply lines to ctx->out; the status line's exit code */
+static int
+ctl_remote(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	const char *error;
+	char req[CTLPROTO_LINE_MAX + 1];
+	int len = ctlproto_request_format(argc, argv, req, sizeof(req), &error);
+	if (len == -1) {
+		fprintf(ctx->out, "Error: %s\n", error);
+		return CTL_EXIT_USAGE;
+	}
+	if (ctl_resolve_socket(ctx, &error) == -1) {
+		fprintf(ctx->out, "Error: %s\n", error);
+		return CTL_EXIT_UNKNOWN;
+	}
+	int fd = ctlproto_connect(ctx->socket, &error);
+	if (fd == -1) {
+		fprintf(ctx->out, "unix://%s %s\n", ctx->socket, error);
+		return CTL_EXIT_UNKNOWN;
+	}
+	for (int off = 0; off < len; ) {
+		ssize_t n = send(fd, req + off, (size_t)(len - off), MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			fprintf(ctx->out, "unix://%s %s\n", ctx->socket, strerror(errno));
+			close(fd);
+			return CTL_EXIT_UNKNOWN;
+		}
+		off += (int)n;
+	}
+	bool follow = strcmp(argv[0], "tail") == 0 && argc > 1 &&
+	    strcmp(argv[1], "-f") == 0;
+	static char buf[CTLPROTO_LINE_MAX * 4];
+	size_t have = 0;
+	int code = -1;
+	while (code == -1) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (follow)
+				code = 0;
+			else {
+				fprintf(ctx->out, "ERROR: relayvisord closed the "
+				    "connection without an answer\n");
+				code = CTL_EXIT_ERROR;
+			}
+			break;
+		}
+		have += (size_t)n;
+		size_t start = 0;
+		for (size_t i = 0; i < have && code == -1; i++) {
+			if (buf[i] != '\n')
+				continue;
+			buf[i] = '\0';
+			struct ctl_reply_line r;
+			ctlproto_reply_parse(buf + start, &r);
+			start = i + 1;
+			switch (r.kind) {
+			case CTL_LINE_DATA:
+				fprintf(ctx->out, "%s\n", r.text);
+				break;
+			case CTL_LINE_OK:
+				code = r.exitcode;
+				break;
+			case CTL_LINE_ERR:
+				fprintf(ctx->out, "%s\n", r.text);
+				code = r.exitcode;
+				break;
+			case CTL_LINE_BAD:
+				fprintf(ctx->out, "ERROR: bad reply line: %s\n", buf + start);
+				code = CTL_EXIT_ERROR;
+				break;
+			}
+		}
+		if (follow)
+			fflush(ctx->out);
+		if (start == 0 && have == sizeof(buf) - 1) {
+			/* a line longer than the buffer: print it as it comes */
+			buf[have] = '\0';
+			fprintf(ctx->out, "%s", buf);
+			have = 0;
+			continue;
+		}
+		memmove(buf, buf + start, have - start);
+		have -= start;
+	}
+	close(fd);
+	return code;
+}
+
+struct queue_count {
+	FILE *out;
+	size_t n;
+};
+
+static int
+queue_line(const struct spool_entry *e, void *arg)
+{
+	struct queue_count *q = arg;
+	char when[32];
+	time_t t = (time_t)e->arrival;
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
+	fprintf(q->out, "%-20s %10llu %s  <%s> ->", e->qid, (unsigned long long)e->size,
+	    when, e->sender != NULL ? e->sender : "");
+	for (size_t i = 0; i < e->n_rcpts; i++)
+		fprintf(q->out, "%s <%s>", i ? "," : "", e->rcpts[i]);
+	fputc('\n', q->out);
+	q->n++;
+	return 0;
+}
+
+/* `queue` and `queue show QID`: straight from the spool, like mailq and postcat */
+static int
+ctl_queue(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	const char *error;
+	bool show = argc == 3 && strcmp(argv[1], "show") == 0;
+	if (argc != 1 && !show) {
+		fprintf(ctx->out, "Error: queue [show QID]\n");
+		return CTL_EXIT_USAGE;
+	}
+	if (ctx->spool == NULL && ctl_load_server(ctx, &error) == -1) {
+		fprintf(ctx->out, "Error: %s\n", error);
+		return CTL_EXIT_ERROR;
+	}
+	struct spool *sp;
+	if (spool_open_readonly(ctx->spool, &sp, &error) == -1) {
+		if (!show) {
+			/* no spool yet: nothing was ever queued */
+			fprintf(ctx->out, "Mail queue is empty\n");
+			return 0;
+		}
+		fprintf(ctx->out, "%s: %s\n", argv[2], error);
+		return CTL_EXIT_ERROR;
+	}
+	int code = 0;
+	if (show) {
+		fflush(ctx->out);
+		if (spool_show(sp, argv[2], ctx->out, &error) == -1) {
+			fprintf(ctx->out, "%s: %s\n", argv[2], error);
+			code = CTL_EXIT_ERROR;
+		}
+	} else {
+		struct queue_count q = { ctx->out, 0 };
+		if (spool_foreach(sp, queue_line, &q, &error) == -1) {
+			fprintf(ctx->out, "Error: %s\n", error);
+			code = CTL_EXIT_ERROR;
+		} else if (q.n == 0) {
+			fprintf(ctx->out, "Mail queue is empty\n");
+		} else {
+			fprintf(ctx->out, "-- %zu message%s\n", q.n, q.n == 1 ? "" : "s");
+		}
+	}
+	spool_close(sp);
+	return code;
+}
+
+int
+ctl_command(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	if (argc == 0)
+		return 0;
+	if (strcmp(argv[0], "help") == 0) {
+		ctl_help(ctx->out, argc > 1 ? argv[1] : NULL);
+		return 0;
+	}
+	if (strcmp(argv[0], "queue") == 0)
+		return ctl_queue(ctx, argc, argv);
+	return ctl_remote(ctx, argc, argv);
+}
+
+int
+ctl_split(char *line, char **argv, int max)
+{
+	int argc = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(line, " \t\r\n", &save); w != NULL && argc < max;
+	    w = strtok_r(NULL, " \t\r\n", &save))
+		argv[argc++] = w;
+	return argc;
+}
+
+int
+ctl_interactive(struct ctl_ctx *ctx, FILE *in)
+{
+	char *history[HISTORY_MAX];
+	size_t n_hist = 0, first = 1;	/* number of history[0] */
+	char line[CTLPROTO_LINE_MAX];
+	bool tty = isatty(fileno(in));
+	for (;;) {
+		fputs("relayvisor> ", ctx->out);
+		fflush(ctx->out);
+		if (fgets(line, sizeof(line), in) == NULL) {
+			if (tty)
+				fputc('\n', ctx->out);
+			break;
+		}
+		char copy[CTLPROTO_LINE_MAX];
+		snprintf(copy, sizeof(copy), "%s", line);
+		copy[strcspn(copy, "\r\n")] = '\0';
+		char *argv[CTLPROTO_ARGS_MAX];
+		int argc = ctl_split(line, argv, CTLPROTO_ARGS_MAX);
+		if (argc == 0)
+			continue;
+		if (strcmp(argv[0], "quit") == 0 || strcmp(argv[0], "exit") == 0)
+			break;
+		char *keep = strdup(copy);
+		if (keep != NULL) {
+			if (n_hist == HISTORY_MAX) {
+				free(history[0]);
+				memmove(history, history + 1, (n_hist - 1) * sizeof(char *));
+				n_hist--;
+				first++;
+			}
+			history[n_hist++] = keep;
+		}
+		if (strcmp(argv[0], "history") == 0) {
+			for (size_t i = 0; i < n_hist; i++)
+				fprintf(ctx->out, "%5zu  %s\n", first + i, history[i]);
+			continue;
+		}
+		ctl_command(ctx, argc, argv);
+		fflush(ctx->out);
+	}
+	for (size_t i = 0; i < n_hist; i++)
+		free(history[i]);
+	return 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * relayvisorctl [-c CONFDIR | -s SOCKET] [COMMAND [ARGS]]: supervisorctl for
+ * relayvisord. Without a command, an interactive prompt ("help", "history").
+ * Exit codes are supervisorctl's (common/ctlproto.h).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/ctlproto.h"
+#include "ctl/ctl.h"
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: relayvisorctl [-c CONFDIR | -s SOCKET] [COMMAND [ARGS]]\n"
+	    "  -c CONFDIR  configuration directory, for server.control and\n"
+	    "              server.spool (default ./conf.d)\n"
+	    "  -s SOCKET   the control socket (no configuration read)\n"
+	    "Commands (\"relayvisorctl help\" for details): status start stop restart\n"
+	    "reread update reload avail pid signal tail check stats queue shutdown\n"
+	    "version help\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ctl_ctx ctx = { .confdir = "./conf.d", .out = stdout };
+	int ch;
+	while ((ch = getopt(argc, argv, "+c:s:h")) != -1) {
+		switch (ch) {
+		case 'c':
+			ctx.confdir = optarg;
+			break;
+		case 's':
+			ctx.socket = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	int code;
+	if (optind == argc)
+		code = ctl_interactive(&ctx, stdin);
+	else
+		code = ctl_command(&ctx, argc - optind, argv + optind);
+	fflush(stdout);
+	ctl_ctx_free(&ctx);
+	return code;
+}

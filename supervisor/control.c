@@ -1,0 +1,1021 @@
+/*
+ * The control server (control.h). One request per connection; replies are data
+ * lines and a closing status line (common/ctlproto.h). Output follows
+ * supervisorctl: "%-33s%-10s%s" status lines, "NAME: started",
+ * "NAME: ERROR (no such process)", exit 3 when a listed process is not running,
+ * 4 for an unknown name.
+ *
+ * `start` answers "NAME: started" as soon as the child said READY (it serves);
+ * the status turns RUNNING once startsecs have also elapsed.
+ */
+#include "supervisor/control.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/ctlproto.h"
+#include "common/log.h"
+#include "profiles/address.h"
+#include "profiles/policy.h"
+#include "supervisor/super.h"
+
+#define TAIL_BYTES 1600		/* what supervisorctl tail shows */
+#define STATS_TIMEOUT 1.0
+#define OUT_MAX (4 * 1024 * 1024)	/* a tail -f reader that never reads */
+
+enum wait_kind { WAIT_NONE, WAIT_START, WAIT_STOP, WAIT_RESTART, WAIT_STATS, WAIT_TAIL };
+
+struct target {
+	char name[96];
+	int phase;	/* restart: 0 stopping, 1 starting; others: 1 */
+	bool done;
+	char out[256];	/* its result lines, sent in target order at the end */
+};
+
+struct conn {
+	struct conn *next;
+	struct sv *sv;
+	int fd;
+	ev_io rio, wio;
+	ev_timer timer;
+	char in[CTLPROTO_LINE_MAX];
+	size_t inlen;
+	bool have_request;
+	char *out;
+	size_t outlen, outoff, outcap;
+	bool finished;		/* status line queued: close once flushed */
+	bool denied;		/* SO_PEERCRED said no: answer the request with that */
+	enum wait_kind wait;
+	struct target *targets;
+	size_t n_targets;
+	char stats_only[96];	/* stats NAME */
+	char tail_inst[96];
+	int exitcode;
+};
+
+static struct conn *conns;
+static ev_io accept_w;
+static bool listening;
+
+static void conn_free(struct conn *c);
+
+/* ---- output ---- */
+
+static void
+conn_flush(struct conn *c)
+{
+	struct ev_loop *loop = sv_loop(c->sv);
+	while (c->outoff < c->outlen) {
+		ssize_t n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN) {
+			ev_io_start(loop, &c->wio);
+			return;
+		}
+		if (n == -1) {
+			if (errno != EPIPE && errno != ECONNRESET)
+				log_warn("write control connection");
+			conn_free(c);
+			return;
+		}
+		c->outoff += (size_t)n;
+	}
+	c->outoff = c->outlen = 0;
+	ev_io_stop(loop, &c->wio);
+	if (c->finished)
+		conn_free(c);
+}
+
+static void
+conn_put(struct conn *c, const char *buf, size_t len)
+{
+	if (c->outlen + len > OUT_MAX)
+		return;		/* a reader this far behind loses lines */
+	if (c->outlen + len > c->outcap) {
+		size_t cap = c->outcap ? c->outcap : 4096;
+		while (cap < c->outlen + len)
+			cap *= 2;
+		char *p = realloc(c->out, cap);
+		if (p == NULL) {
+			log_warn("realloc");
+			return;
+		}
+		c->out = p;
+		c->outcap = cap;
+	}
+	memcpy(c->out + c->outlen, buf, len);
+	c->outlen += len;
+}
+
+static void
+conn_text(struct conn *c, const char *text)
+{
+	char buf[CTLPROTO_LINE_MAX + 8];
+	size_t n = ctlproto_data_format(text, buf, sizeof(buf));
+	conn_put(c, buf, n);
+}
+
+static void conn_line(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+conn_line(struct conn *c, const char *fmt, ...)
+{
+	char text[CTLPROTO_LINE_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	conn_text(c, text);
+}
+
+static void target_line(struct target *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+target_line(struct target *t, const char *fmt, ...)
+{
+	size_t off = strlen(t->out);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(t->out + off, sizeof(t->out) - off - 1, fmt, ap);
+	va_end(ap);
+	off = strlen(t->out);
+	t->out[off] = '\n';
+	t->out[off + 1] = '\0';
+}
+
+static void
+sv_out_line(void *arg, const char *text)
+{
+	conn_text(arg, text);
+}
+
+static void
+conn_exit(struct conn *c, int code)
+{
+	if (code > c->exitcode)
+		c->exitcode = code;
+}
+
+/* queue the status line; the connection closes once it is written */
+static void
+conn_finish(struct conn *c, int exitcode, const char *error)
+{
+	char buf[CTLPROTO_LINE_MAX];
+	size_t n = ctlproto_status_format(exitcode, error, buf, sizeof(buf));
+	conn_put(c, buf, n);
+	c->finished = true;
+	c->wait = WAIT_NONE;
+	conn_flush(c);
+}
+
+static void
+conn_free(struct conn *c)
+{
+	struct ev_loop *loop = sv_loop(c->sv);
+	ev_io_stop(loop, &c->rio);
+	ev_io_stop(loop, &c->wio);
+	ev_timer_stop(loop, &c->timer);
+	for (struct conn **pp = &conns; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (close(c->fd) == -1)
+		log_warn("close control connection");
+	free(c->targets);
+	free(c->out);
+	free(c);
+}
+
+/* ---- naming ---- */
+
+static void
+target_add(struct conn *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_targets; i++)
+		if (strcmp(c->targets[i].name, name) == 0)
+			return;
+	struct target *t = realloc(c->targets, (c->n_targets + 1) * sizeof(*t));
+	if (t == NULL) {
+		log_warn("realloc");
+		return;
+	}
+	c->targets = t;
+	t = &c->targets[c->n_targets++];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->name, sizeof(t->name), "%s", name);
+}
+
+/* expand NAME… ("all", an instance, "inst:NN") into process targets; unknown
+   names are reported at once. Returns false when nothing is left to do. */
+static bool
+targets_resolve(struct conn *c, int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		bool all = strcmp(argv[i], "all") == 0;
+		struct sv_instance *in = all ? NULL : sv_instance_find(c->sv, argv[i]);
+		if (all || in != NULL) {
+			for (struct sv_instance *x = sv_instances(c->sv); x != NULL;
+			    x = x->next) {
+				if (!all && x != in)
+					continue;
+				for (unsigned j = 0; j < x->n_procs; j++)
+					target_add(c, x->procs[j].name);
+			}
+		} else if (sv_proc_find(c->sv, argv[i]) != NULL) {
+			target_add(c, argv[i]);
+		} else {
+			conn_line(c, "%s: ERROR (no such process)", argv[i]);
+			conn_exit(c, CTL_EXIT_UNKNOWN);
+		}
+	}
+	return c->n_targets > 0;
+}
+
+static void
+format_uptime(char *buf, size_t size, time_t secs)
+{
+	if (secs < 0)
+		secs = 0;
+	long d = (long)(secs / 86400), h = (long)(secs % 86400 / 3600);
+	long m = (long)(secs % 3600 / 60), s = (long)(secs % 60);
+	if (d > 0)
+		snprintf(buf, size, "%ld day%s, %ld:%02ld:%02ld", d, d == 1 ? "" : "s",
+		    h, m, s);
+	else
+		snprintf(buf, size, "%ld:%02ld:%02ld", h, m, s);
+}
+
+static void
+status_line(struct conn *c, const struct sv_proc *p)
+{
+	char desc[160] = "", up[64], when[64];
+	time_t now = time(NULL);
+	switch (p->fsm.state) {
+	case PROC_RUNNING:
+		format_uptime(up, sizeof(up), now - p->start_time);
+		snprintf(desc, sizeof(desc), "pid %ld, uptime %s", (long)p->pid, up);
+		break;
+	case PROC_STARTING:
+	case PROC_STOPPING:
+		snprintf(desc, sizeof(desc), "pid %ld", (long)p->pid);
+		break;
+	case PROC_STOPPED:
+	case PROC_EXITED:
+		if (p->stop_time == 0) {
+			snprintf(desc, sizeof(desc), "Not started");
+		} else {
+			struct tm tm;
+			localtime_r(&p->stop_time, &tm);
+			strftime(when, sizeof(when), "%b %d %I:%M %p", &tm);
+			snprintf(desc, sizeof(desc), "%s", when);
+		}
+		break;
+	case PROC_BACKOFF:
+	case PROC_FATAL:
+		if (WIFEXITED(p->last_status) &&
+		    WEXITSTATUS(p->last_status) == 78)
+			snprintf(desc, sizeof(desc),
+			    "Configuration error (exit status 78)");
+		else
+			snprintf(desc, sizeof(desc),
+			    "Exited too quickly (process log may have details)");
+		break;
+	}
+	conn_line(c, "%-33s%-10s%s", p->name, fsm_state_name(p->fsm.state), desc);
+}
+
+/* ---- commands ---- */
+
+static void
+cmd_status(struct conn *c, int argc, char **argv)
+{
+	if (argc == 1) {
+		for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next)
+			for (unsigned j = 0; j < in->n_procs; j++)
+				target_add(c, in->procs[j].name);
+	} else {
+		targets_resolve(c, argc - 1, argv + 1);
+	}
+	for (size_t i = 0; i < c->n_targets; i++) {
+		struct sv_proc *p = sv_proc_find(c->sv, c->targets[i].name);
+		if (p == NULL)
+			continue;
+		status_line(c, p);
+		if (p->fsm.state != PROC_RUNNING)
+			conn_exit(c, CTL_EXIT_NOT_RUNNING);
+	}
+	conn_finish(c, c->exitcode, NULL);
+}
+
+static bool
+start_settled(struct conn *c, struct target *t)
+{
+	struct sv_proc *p = sv_proc_find(c->sv, t->name);
+	if (p == NULL) {
+		target_line(t, "%s: ERROR (no such process)", t->name);
+		conn_exit(c, CTL_EXIT_UNKNOWN);
+		return true;
+	}
+	if (p->fsm.state == PROC_RUNNING ||
+	    (p->fsm.state == PROC_STARTING && p->fsm.ready)) {
+		target_line(t, "%s: started", t->name);
+		return true;
+	}
+	if (p->fsm.state == PROC_STARTING || p->fsm.state == PROC_STOPPING)
+		return false;
+	target_line(t, "%s: ERROR (%s)", t->name,
+	    p->fsm.state == PROC_FATAL && WIFEXITED(p->last_status) &&
+	    WEXITSTATUS(p->last_status) == 78 ? "configuration error" : "spawn error");
+	conn_exit(c, CTL_EXIT_ERROR);
+	return true;
+}
+
+static bool
+stop_settled(struct conn *c, struct target *t)
+{
+	struct sv_proc *p = sv_proc_find(c->sv, t->name);
+	if (p == NULL || !fsm_has_child(p->fsm.state)) {
+		target_line(t, "%s: stopped", t->name);
+		return true;
+	}
+	return false;
+}
+
+static void
+start_one(struct conn *c, struct target *t)
+{
+	struct sv_proc *p = sv_proc_find(c->sv, t->name);
+	t->phase = 1;
+	if (p == NULL) {
+		target_line(t, "%s: ERROR (no such process)", t->name);
+		conn_exit(c, CTL_EXIT_UNKNOWN);
+		t->done = true;
+		return;
+	}
+	if (sv_proc_event(p, EV_START) == ACT_REFUSE) {
+		target_line(t, "%s: ERROR (%s)", t->name, sv_shutting_down(c->sv) ?
+		    "shutting down" : p->fsm.state == PROC_STOPPING ? "stopping" :
+		    "already started");
+		conn_exit(c, CTL_EXIT_ERROR);
+		t->done = true;
+		return;
+	}
+	t->done = start_settled(c, t);
+}
+
+static void
+waiters_check(struct conn *c)
+{
+	bool all = true;
+	for (size_t i = 0; i < c->n_targets; i++) {
+		struct target *t = &c->targets[i];
+		if (t->done)
+			continue;
+		if (c->wait == WAIT_START) {
+			t->done = start_settled(c, t);
+		} else if (c->wait == WAIT_STOP) {
+			t->done = stop_settled(c, t);
+		} else if (t->phase == 0) {
+			if (stop_settled(c, t))
+				start_one(c, t);
+		} else {
+			t->done = start_settled(c, t);
+		}
+		all = all && t->done;
+	}
+	if (!all)
+		return;
+	for (size_t i = 0; i < c->n_targets; i++) {
+		char *save = NULL;
+		for (char *l = strtok_r(c->targets[i].out, "\n", &save); l != NULL;
+		    l = strtok_r(NULL, "\n", &save))
+			conn_text(c, l);
+	}
+	conn_finish(c, c->exitcode, NULL);
+}
+
+static void
+cmd_start_stop(struct conn *c, int argc, char **argv)
+{
+	const char *verb = argv[0];
+	if (argc < 2) {
+		conn_finish(c, CTL_EXIT_USAGE, "Error: requires a process name");
+		return;
+	}
+	if (!targets_resolve(c, argc - 1, argv + 1)) {
+		conn_finish(c, c->exitcode, NULL);
+		return;
+	}
+	if (strcmp(verb, "start") == 0) {
+		c->wait = WAIT_START;
+		for (size_t i = 0; i < c->n_targets; i++)
+			start_one(c, &c->targets[i]);
+	} else if (strcmp(verb, "stop") == 0) {
+		c->wait = WAIT_STOP;
+		for (size_t i = 0; i < c->n_targets; i++) {
+			struct target *t = &c->targets[i];
+			struct sv_proc *p = sv_proc_find(c->sv, t->name);
+			t->phase = 1;
+			if (sv_proc_event(p, EV_STOP) == ACT_REFUSE) {
+				target_line(t, "%s: ERROR (not running)", t->name);
+				conn_exit(c, CTL_EXIT_ERROR);
+				t->done = true;
+			} else {
+				t->done = stop_settled(c, t);
+			}
+		}
+	} else {
+		c->wait = WAIT_RESTART;
+		for (size_t i = 0; i < c->n_targets; i++) {
+			struct target *t = &c->targets[i];
+			struct sv_proc *p = sv_proc_find(c->sv, t->name);
+			if (sv_proc_event(p, EV_STOP) == ACT_REFUSE) {
+				target_line(t, "%s: ERROR (not running)", t->name);
+				start_one(c, t);
+			} else if (stop_settled(c, t)) {
+				start_one(c, t);
+			}
+		}
+	}
+	if (c->wait != WAIT_NONE)
+		waiters_check(c);
+}
+
+static void
+stats_answer(struct conn *c)
+{
+	conn_line(c, "%-20s %11s %6s %8s %13s %7s %12s", "INSTANCE", "CONNECTIONS",
+	    "ACTIVE", "ACCEPTED", "RELAY_REFUSED", "REFUSED", "BYTES");
+	for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next) {
+		if (c->stats_only[0] != '\0' && strcmp(in->name, c->stats_only) != 0)
+			continue;
+		struct child_stats s = { 0 };
+		for (unsigned j = 0; j < in->n_procs; j++) {
+			const struct sv_proc *p = &in->procs[j];
+			if (p->pid <= 0)
+				continue;
+			s.connections += p->stats.connections;
+			s.active += p->stats.active;
+			s.accepted += p->stats.accepted;
+			s.relay_refused += p->stats.relay_refused;
+			s.refused += p->stats.refused;
+			s.bytes += p->stats.bytes;
+		}
+		conn_line(c, "%-20s %11llu %6llu %8llu %13llu %7llu %12llu", in->name,
+		    (unsigned long long)s.connections, (unsigned long long)s.active,
+		    (unsigned long long)s.accepted, (unsigned long long)s.relay_refused,
+		    (unsigned long long)s.refused, (unsigned long long)s.bytes);
+	}
+	conn_finish(c, 0, NULL);
+}
+
+static void
+stats_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct conn *c = w->data;
+	log_warnx("stats: a child did not answer within %.0fs", STATS_TIMEOUT);
+	stats_answer(c);
+}
+
+static void
+cmd_stats(struct conn *c, int argc, char **argv)
+{
+	struct sv_instance *only = NULL;
+	if (argc > 2) {
+		conn_finish(c, CTL_EXIT_USAGE, "Error: stats [NAME]");
+		return;
+	}
+	if (argc == 2) {
+		only = sv_instance_find(c->sv, argv[1]);
+		if (only == NULL) {
+			conn_line(c, "%s: ERROR (no such process)", argv[1]);
+			conn_finish(c, CTL_EXIT_UNKNOWN, NULL);
+			return;
+		}
+		snprintf(c->stats_only, sizeof(c->stats_only), "%s", argv[1]);
+	}
+	if (sv_stats_request(c->sv, only) == 0) {
+		stats_answer(c);
+		return;
+	}
+	c->wait = WAIT_STATS;
+	ev_timer_set(&c->timer, STATS_TIMEOUT, 0);
+	ev_timer_start(sv_loop(c->sv), &c->timer);
+}
+
+static void
+cmd_pid(struct conn *c, int argc, char **argv)
+{
+	if (argc == 1) {
+		conn_line(c, "%ld", (long)getpid());
+		conn_finish(c, 0, NULL);
+		return;
+	}
+	targets_resolve(c, argc - 1, argv + 1);
+	bool many = c->n_targets > 1;
+	for (size_t i = 0; i < c->n_targets; i++) {
+		struct sv_proc *p = sv_proc_find(c->sv, c->targets[i].name);
+		long pid = p != NULL && fsm_has_child(p->fsm.state) ? (long)p->pid : 0;
+		if (many)
+			conn_line(c, "%-33s%ld", c->targets[i].name, pid);
+		else
+			conn_line(c, "%ld", pid);
+		if (pid == 0)
+			conn_exit(c, 7);	/* supervisorctl: LSB "not running" */
+	}
+	conn_finish(c, c->exitcode, NULL);
+}
+
+/* "HUP", "SIGHUP", "1" */
+static int
+signal_parse(const char *s)
+{
+	char *end;
+	long n = strtol(s, &end, 10);
+	if (*s != '\0' && *end == '\0')
+		return n > 0 && n < NSIG ? (int)n : -1;
+	if (strncasecmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (int i = 1; i < NSIG; i++) {
+		const char *abbr = sigabbrev_np(i);
+		if (abbr != NULL && strcasecmp(abbr, s) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void
+cmd_signal(struct conn *c, int argc, char **argv)
+{
+	if (argc < 3) {
+		conn_finish(c, CTL_EXIT_USAGE, "Error: signal requires a signal name and "
+		    "a process name");
+		return;
+	}
+	int sig = signal_parse(argv[1]);
+	if (sig == -1) {
+		conn_finish(c, CTL_EXIT_USAGE, "ERROR: bad signal name");
+		return;
+	}
+	targets_resolve(c, argc - 2, argv + 2);
+	for (size_t i = 0; i < c->n_targets; i++) {
+		struct sv_proc *p = sv_proc_find(c->sv, c->targets[i].name);
+		if (p != NULL && sv_proc_signal(p, sig) == 0) {
+			conn_line(c, "%s: signalled", p->name);
+		} else {
+			conn_line(c, "%s: ERROR (not running)", c->targets[i].name);
+			conn_exit(c, CTL_EXIT_ERROR);
+		}
+	}
+	conn_finish(c, c->exitcode, NULL);
+}
+
+/* last TAIL_BYTES of the instance's log, starting at a line */
+static void
+tail_send(struct conn *c, const char *inst)
+{
+	const char *path = sv_log_path(c->sv, inst);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno != ENOENT)
+			log_warn("open %s", path);
+		return;
+	}
+	struct stat st;
+	char buf[TAIL_BYTES + 1];
+	off_t off = 0;
+	if (fstat(fd, &st) == 0 && st.st_size > TAIL_BYTES)
+		off = st.st_size - TAIL_BYTES;
+	ssize_t n = pread(fd, buf, TAIL_BYTES, off);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	char *p = buf;
+	if (off > 0) {
+		char *nl = strchr(p, '\n');
+		p = nl != NULL ? nl + 1 : p + n;
+	}
+	for (char *nl; *p != '\0'; p = nl) {
+		nl = strchr(p, '\n');
+		if (nl == NULL)
+			nl = p + strlen(p);
+		else
+			*nl++ = '\0';
+		conn_text(c, p);
+	}
+}
+
+static void
+cmd_tail(struct conn *c, int argc, char **argv)
+{
+	bool follow = argc == 3 && strcmp(argv[1], "-f") == 0;
+	if (argc != 2 + (follow ? 1 : 0)) {
+		conn_finish(c, CTL_EXIT_USAGE, "Error: tail [-f] NAME");
+		return;
+	}
+	const char *name = argv[argc - 1];
+	struct sv_proc *p = sv_proc_find(c->sv, name);
+	struct sv_instance *in = p != NULL ? p->inst : sv_instance_find(c->sv, name);
+	if (in == NULL) {
+		conn_line(c, "%s: ERROR (no such process)", name);
+		conn_finish(c, CTL_EXIT_UNKNOWN, NULL);
+		return;
+	}
+	tail_send(c, in->name);
+	if (!follow) {
+		conn_finish(c, 0, NULL);
+		return;
+	}
+	snprintf(c->tail_inst, sizeof(c->tail_inst), "%s", in->name);
+	c->wait = WAIT_TAIL;
+	conn_flush(c);
+}
+
+static int
+ip_parse(const char *s, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+/* "a@b" or "<a@b>" */
+static int
+addr_arg(const char *s, struct mailaddr *a, const char **error_r)
+{
+	char buf[ADDR_PATH_MAX + 16];
+	if (s[0] == '<')
+		snprintf(buf, sizeof(buf), "%s", s);
+	else
+		snprintf(buf, sizeof(buf), "<%s>", s);
+	return address_parse(buf, a, error_r);
+}
+
+static void
+cmd_check(struct conn *c, int argc, char **argv)
+{
+	const char *usage = "Error: check INSTANCE --client IP --from ADDR --to ADDR";
+	if (argc < 2) {
+		conn_finish(c, CTL_EXIT_USAGE, usage);
+		return;
+	}
+	const char *client = NULL, *from = NULL, *to = NULL;
+	for (int i = 2; i < argc; i += 2) {
+		if (i + 1 >= argc) {
+			conn_finish(c, CTL_EXIT_USAGE, usage);
+			return;
+		}
+		if (strcmp(argv[i], "--client") == 0)
+			client = argv[i + 1];
+		else if (strcmp(argv[i], "--from") == 0)
+			from = argv[i + 1];
+		else if (strcmp(argv[i], "--to") == 0)
+			to = argv[i + 1];
+		else {
+			conn_finish(c, CTL_EXIT_USAGE, usage);
+			return;
+		}
+	}
+	if (client == NULL || from == NULL || to == NULL) {
+		conn_finish(c, CTL_EXIT_USAGE, usage);
+		return;
+	}
+	const struct config *cfg = sv_config(c->sv);
+	const struct instance *inst = config_instance(cfg, argv[1]);
+	if (inst == NULL) {
+		conn_line(c, "%s: ERROR (no such process)", argv[1]);
+		conn_finish(c, CTL_EXIT_UNKNOWN, NULL);
+		return;
+	}
+	struct sockaddr_storage ss;
+	if (ip_parse(client, &ss) == -1) {
+		conn_finish(c, CTL_EXIT_USAGE, "Error: --client wants an IPv4 or IPv6 address");
+		return;
+	}
+	if (!policy_client_allowed(cfg, inst, (struct sockaddr *)&ss)) {
+		conn_line(c, "554 5.7.1 Access denied (rule: access)");
+		conn_finish(c, CTL_EXIT_ERROR, NULL);
+		return;
+	}
+	struct mailaddr sender, rcpt;
+	const char *error;
+	if (addr_arg(from, &sender, &error) == -1) {
+		conn_line(c, "501 5.1.7 Bad sender address syntax: %s (rule: syntax)", error);
+		conn_finish(c, CTL_EXIT_ERROR, NULL);
+		return;
+	}
+	if (addr_arg(to, &rcpt, &error) == -1) {
+		conn_line(c, "501 5.1.3 Bad recipient address syntax: %s (rule: syntax)",
+		    error);
+		conn_finish(c, CTL_EXIT_ERROR, NULL);
+		return;
+	}
+	struct policy_ctx ctx = {
+		.cfg = cfg, .inst = inst, .client = (struct sockaddr *)&ss,
+		.sender = &sender, .authenticated = false,
+	};
+	struct policy_result res;
+	memset(&res, 0, sizeof(res));
+	policy_check_rcpt(&ctx, &rcpt, &res);
+	conn_line(c, "%d %s %s (rule: %s)", res.code, res.enhanced, res.text,
+	    res.rule != NULL ? res.rule : "none");
+	conn_finish(c, res.answer == POLICY_OK ? 0 : CTL_EXIT_ERROR, NULL);
+}
+
+static void
+cmd_reload(struct conn *c, int argc, char **argv)
+{
+	(void)argc;
+	bool dry = strcmp(argv[0], "reread") == 0;
+	struct sv_out out = { sv_out_line, c };
+	const char *error;
+	if (sv_reload(c->sv, dry, &out, &error) == -1)
+		conn_finish(c, CTL_EXIT_ERROR, error);
+	else
+		conn_finish(c, 0, NULL);
+}
+
+static void
+cmd_avail(struct conn *c, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next) {
+		char addrs[1024] = "";
+		size_t off = 0;
+		for (size_t i = 0; in->cfg != NULL && i < in->cfg->n_listen; i++) {
+			int n = snprintf(addrs + off, sizeof(addrs) - off, "%s%s",
+			    i ? "," : "", in->cfg->listen[i].text);
+			if (n < 0 || (size_t)n >= sizeof(addrs) - off)
+				break;
+			off += (size_t)n;
+		}
+		conn_line(c, "%-32s %-10s %-8s %s", in->name, "in use",
+		    in->autostart ? "auto" : "manual", addrs);
+	}
+	conn_finish(c, 0, NULL);
+}
+
+static void
+cmd_shutdown(struct conn *c, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	conn_line(c, "Shut down");
+	struct sv *sv = c->sv;
+	conn_finish(c, 0, NULL);
+	sv_shutdown(sv);
+}
+
+static void
+cmd_version(struct conn *c, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	conn_line(c, "%s", RELAYVISOR_VERSION);
+	conn_finish(c, 0, NULL);
+}
+
+static const struct {
+	const char *verb;
+	void (*fn)(struct conn *, int, char **);
+} commands[] = {
+	{ "status", cmd_status },
+	{ "start", cmd_start_stop },
+	{ "stop", cmd_start_stop },
+	{ "restart", cmd_start_stop },
+	{ "reread", cmd_reload },
+	{ "update", cmd_reload },
+	{ "reload", cmd_reload },
+	{ "avail", cmd_avail },
+	{ "pid", cmd_pid },
+	{ "signal", cmd_signal },
+	{ "tail", cmd_tail },
+	{ "check", cmd_check },
+	{ "stats", cmd_stats },
+	{ "shutdown", cmd_shutdown },
+	{ "version", cmd_version },
+};
+
+static void
+conn_dispatch(struct conn *c, const char *line, size_t len)
+{
+	struct ctl_request req;
+	const char *error;
+	if (c->denied) {
+		log_warnx("control: peer refused by the SO_PEERCRED check");
+		conn_finish(c, CTL_EXIT_UNKNOWN, "permission denied");
+		return;
+	}
+	if (ctlproto_request_parse(line, len, &req, &error) == -1) {
+		conn_finish(c, CTL_EXIT_USAGE, error);
+		return;
+	}
+	log_debug("control: %s", req.buf);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(commands[i].verb, req.argv[0]) == 0) {
+			commands[i].fn(c, req.argc, req.argv);
+			return;
+		}
+	}
+	char msg[160];
+	snprintf(msg, sizeof(msg), "*** Unknown syntax: %.100s", req.argv[0]);
+	conn_finish(c, CTL_EXIT_USAGE, msg);
+}
+
+static void
+conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct conn *c = w->data;
+	char scratch[512];
+	char *buf = c->have_request ? scratch : c->in + c->inlen;
+	size_t room = c->have_request ? sizeof(scratch) : sizeof(c->in) - c->inlen;
+	ssize_t n = read(c->fd, buf, room);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* the client went away (tail -f ended, or it gave up waiting) */
+		conn_free(c);
+		return;
+	}
+	if (c->have_request)
+		return;		/* one request per connection */
+	c->inlen += (size_t)n;
+	char *nl = memchr(c->in, '\n', c->inlen);
+	if (nl == NULL) {
+		if (c->inlen == sizeof(c->in)) {
+			c->have_request = true;
+			conn_finish(c, CTL_EXIT_USAGE, "request line too long");
+		}
+		return;
+	}
+	c->have_request = true;
+	conn_dispatch(c, c->in, (size_t)(nl - c->in) + 1);
+}
+
+static void
+conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_flush(w->data);
+}
+
+/* root, our own uid, or a member of server.control_group */
+static bool
+peer_allowed(struct sv *sv, int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == -1) {
+		log_warn("getsockopt SO_PEERCRED");
+		return false;
+	}
+	if (cr.uid == 0 || cr.uid == geteuid())
+		return true;
+	const char *group = sv_config(sv)->server.control_group;
+	if (group == NULL)
+		return false;
+	struct group *gr = getgrnam(group);
+	if (gr == NULL)
+		return false;
+	if (cr.gid == gr->gr_gid)
+		return true;
+	struct passwd *pw = getpwuid(cr.uid);
+	if (pw == NULL)
+		return false;
+	gid_t groups[256];
+	int ng = 256;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ng) == -1)
+		return false;
+	for (int i = 0; i < ng; i++)
+		if (groups[i] == gr->gr_gid)
+			return true;
+	return false;
+}
+
+static void
+accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	struct sv *sv = w->data;
+	int fd = accept4(sv_control_fd(sv), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn("accept %s", sv_control_path(sv));
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		log_warn("calloc");
+		close(fd);
+		return;
+	}
+	c->sv = sv;
+	c->fd = fd;
+	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+	ev_init(&c->timer, stats_timeout_cb);
+	c->rio.data = c->wio.data = c->timer.data = c;
+	c->next = conns;
+	conns = c;
+	/* a refused peer still gets its request read, so that the answer is not
+	   lost to a reset of a connection with unread data */
+	c->denied = !peer_allowed(sv, fd);
+	ev_io_start(loop, &c->rio);
+}
+
+void
+control_start(struct sv *sv)
+{
+	ev_io_init(&accept_w, accept_cb, sv_control_fd(sv), EV_READ);
+	accept_w.data = sv;
+	ev_io_start(sv_loop(sv), &accept_w);
+	listening = true;
+}
+
+void
+control_stop_listening(struct sv *sv)
+{
+	if (!listening)
+		return;
+	listening = false;
+	ev_io_stop(sv_loop(sv), &accept_w);
+	if (close(sv_control_fd(sv)) == -1)
+		log_warn("close control socket");
+	sv_control_closed(sv);
+	if (unlink(sv_control_path(sv)) == -1 && errno != ENOENT)
+		log_warn("unlink %s", sv_control_path(sv));
+}
+
+void
+control_state_changed(struct sv *sv)
+{
+	(void)sv;
+	struct conn *next;
+	for (struct conn *c = conns; c != NULL; c = next) {
+		next = c->next;	/* c may be freed below */
+		switch (c->wait) {
+		case WAIT_START:
+		case WAIT_STOP:
+		case WAIT_RESTART:
+			waiters_check(c);
+			break;
+		case WAIT_STATS:
+			if (!sv_stats_pending(c->sv))
+				stats_answer(c);
+			break;
+		case WAIT_NONE:
+		case WAIT_TAIL:
+			break;
+		}
+	}
+}
+
+void
+control_log_line(struct sv *sv, const char *instance, const char *line)
+{
+	(void)sv;
+	struct conn *next;
+	for (struct conn *c = conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->wait == WAIT_TAIL && strcmp(c->tail_inst, instance) == 0) {
+			conn_text(c, line);
+			conn_flush(c);
+		}
+	}
+}

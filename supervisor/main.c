@@ -1,0 +1,114 @@
+/*
+ * relayvisord: the supervisor. Loads and validates the configuration, binds every
+ * instance's sockets and the control socket, then runs the listeners and answers
+ * relayvisorctl. -n stays in the foreground (make run, systemd Type=notify);
+ * otherwise it daemonises and writes relayvisord.pid next to the control socket.
+ *
+ * Environment: RELAYVISOR_SMTPD overrides the listener executable (default:
+ * relayvisor-smtpd next to relayvisord's own executable), e.g. for a wrapper.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "supervisor/super.h"
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: relayvisord [-c DIR] [-n] [-t] [--help] [--version]\n"
+	    "  -c DIR     configuration directory (default ./conf.d)\n"
+	    "  -n         stay in the foreground, log to stderr\n"
+	    "  -t         check the configuration and exit (0 ok, 1 errors)\n"
+	    "  -d         debug logging\n"
+	    "Environment: RELAYVISOR_SMTPD overrides the listener executable\n"
+	    "(default: relayvisor-smtpd next to relayvisord).\n");
+}
+
+/* detach: the parent returns to the shell once the child runs on its own */
+static void
+daemonise(void)
+{
+	pid_t pid = fork();
+	if (pid == -1)
+		fatal("fork");
+	if (pid > 0)
+		_exit(0);
+	if (setsid() == -1)
+		fatal("setsid");
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd == -1)
+		fatal("open /dev/null");
+	if (dup2(fd, 0) == -1 || dup2(fd, 1) == -1 || dup2(fd, 2) == -1)
+		fatal("dup2 /dev/null");
+	if (fd > 2)
+		close(fd);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *confdir = "./conf.d";
+	bool foreground = false, test = false;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:ntdhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			confdir = optarg;
+			break;
+		case 'n':
+			foreground = true;
+			break;
+		case 't':
+			test = true;
+			break;
+		case 'd':
+			log_set_debug(true);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("relayvisord %s\n", RELAYVISOR_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (test)
+		return config_check_report(confdir, stdout);
+
+	log_init("relayvisord", true);
+	const char *error;
+	struct sv *sv = sv_new(confdir, foreground, &error);
+	if (sv == NULL) {
+		fprintf(stderr, "relayvisord: %s\n", error);
+		return 1;
+	}
+	if (!foreground) {
+		daemonise();
+		log_init("relayvisord", false);
+		sv_write_pidfile(sv);
+	}
+	sv_run(sv);
+	sv_free(sv);
+	log_info("exiting");
+	return 0;
+}

@@ -1,0 +1,126 @@
+/*
+ * relayvisord's core: the live configuration, the instances with their listening
+ * sockets and processes, spawning children the childproto.h way, feeding their
+ * output to logs/<instance>.log, reload, and orderly shutdown. The control server
+ * (control.h) drives it through the functions below.
+ *
+ * Process naming: an instance with procs: 1 has one process named like the
+ * instance; with procs: N its processes are "NAME:00" .. "NAME:NN" (supervisord's
+ * group:process names) and a bare "NAME" in a command means all of them.
+ */
+#ifndef RELAYVISOR_SUPER_H
+#define RELAYVISOR_SUPER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common/config.h"
+#include "supervisor/fsm.h"
+
+struct sv;
+struct sv_instance;
+
+struct child_stats {
+	uint64_t connections, active, accepted, relay_refused, refused, bytes;
+};
+
+struct sv_proc {
+	struct sv_instance *inst;
+	unsigned index;
+	char name[96];
+	struct fsm fsm;
+	pid_t pid;
+	time_t start_time;		/* last spawn */
+	time_t stop_time;		/* last exit, 0 = never ran */
+	int last_status;		/* wait status of the last exit */
+	ev_child child_w;
+	ev_timer startsecs_t, stopwait_t, backoff_t;
+	int notify_fd;			/* supervisor end of the notify socketpair */
+	ev_io notify_io;
+	int out_fd;			/* read end of the child's stdout/stderr */
+	ev_io out_io;
+	char outbuf[4096];
+	size_t outlen;
+	bool stats_pending;
+	struct child_stats stats;
+};
+
+struct sv_instance {
+	struct sv_instance *next;
+	struct sv *sv;
+	char *name;
+	const struct instance *cfg;	/* in sv->cfg; NULL once retired */
+	struct fsm_params fp;
+	double startsecs, stopwaitsecs;
+	int stopsignal;
+	bool autostart;
+	int *fds;			/* listening sockets, listen: order */
+	struct sockaddr_storage *addrs;
+	size_t n_fds;
+	struct sv_proc *procs;
+	unsigned n_procs;
+	int log_fd;			/* logs/<name>.log */
+	bool retired;			/* replaced or removed: stop, never respawn */
+	bool await_successor;		/* stop only once the successor is ready */
+};
+
+/* where reply lines go (the control connection) */
+struct sv_out {
+	void (*line)(void *arg, const char *text);
+	void *arg;
+};
+
+/* start-up: load config, prepare directories, bind sockets. -1 with *error_r
+   (diagnostics already printed to stderr). */
+struct sv *sv_new(const char *confdir, bool foreground, const char **error_r);
+/* after daemonising: create the loop watchers, start autostart instances */
+void sv_run(struct sv *sv);
+void sv_free(struct sv *sv);
+/* daemon mode: write relayvisord.pid next to the control socket */
+int sv_write_pidfile(struct sv *sv);
+/* the control server closed the listening socket */
+void sv_control_closed(struct sv *sv);
+
+struct ev_loop *sv_loop(struct sv *sv);
+const struct config *sv_config(const struct sv *sv);
+const char *sv_control_path(const struct sv *sv);
+int sv_control_fd(const struct sv *sv);
+struct sv_instance *sv_instances(struct sv *sv);
+struct sv_instance *sv_instance_find(struct sv *sv, const char *name);
+/* a process by its name ("lan", "lan:01"); NULL when unknown */
+struct sv_proc *sv_proc_find(struct sv *sv, const char *name);
+
+/* feed one event to a process's state machine and carry out the action;
+   returns the action (ACT_REFUSE when the request made no sense) */
+enum proc_action sv_proc_event(struct sv_proc *p, enum proc_event ev);
+/* send a signal to a running child; -1 when it has none */
+int sv_proc_signal(struct sv_proc *p, int sig);
+/* ask every live child of inst (NULL: all) for STATS; returns how many were asked */
+int sv_stats_request(struct sv *sv, struct sv_instance *inst);
+bool sv_stats_pending(struct sv *sv);
+
+/* reload: re-read the directory and, unless dry_run, apply the difference.
+   Lines (diagnostics, "NAME: added process group", ...) go to out. Returns 0, or
+   -1 with *error_r when the configuration is invalid or sockets can't be bound. */
+int sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out,
+    const char **error_r);
+/* stop everything and exit the loop once the last child is gone */
+void sv_shutdown(struct sv *sv);
+bool sv_shutting_down(const struct sv *sv);
+/* path of logs/<instance>.log (static buffer) */
+const char *sv_log_path(struct sv *sv, const char *instance);
+
+/* hooks the control server implements (control.c) */
+void control_state_changed(struct sv *sv);
+void control_log_line(struct sv *sv, const char *instance, const char *line);
+
+/* sockets.c: bind one listening socket (SO_REUSEADDR, IPV6_V6ONLY) */
+int sock_listen(const struct listen_addr *la, const char **error_r);
+bool sock_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+/* the control socket: stale one removed, mode 0600/0660 + group */
+int sock_control(const char *path, const char *group, const char **error_r);
+
+#endif
