@@ -183,6 +183,7 @@ def restart(cmd, port):
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     top = tempfile.mkdtemp(prefix="rv-bench-ctl-")
+    os.chmod(top, 0o755)   # the listeners run as an unprivileged user when we are root
     s = Setup(top)
     res = {k: ([], []) for k in ("status", "restart", "kill9")}
     refused = {k: [0, 0] for k in ("restart", "kill9")}

@@ -1,0 +1,196 @@
+#!/bin/bash
+# SMTP benchmark: relayvisor-smtpd against a Postfix configured the same way
+# (../shared/BENCH-NOTES.md), both on loopback, driven by Postfix's smtp-source,
+# interleaved over several rounds. Prints msgs/s, server CPU ms per message and
+# the ratios for: accept 1 KB, accept 100 KB (20 sessions, one message per
+# connection) and relay attempts refused at RCPT (one per connection); then the
+# listener's memory with 10,000 concurrent idle sessions and the time a fresh
+# client waits for its greeting meanwhile.
+#
+# The Postfix is private: its own config_directory, queue_directory and log under
+# a temporary directory, started with `postfix -c DIR`; the system's Postfix and
+# port 25 are never touched. It is stopped on every exit path (trap).
+#
+# Usage: bench/smtp.sh            (RV_BIN=dir of relayvisor-smtpd, default ./bin)
+# Tunables (environment): ROUNDS=3 SESSIONS=20 N1K=2000 N100K=600 NREJ=3000
+#                         IDLE=10000 KEEP=1 (keep the temporary directory)
+# Bounded: the defaults take 35-60 s on a 2-core machine; hard limits keep any run
+# under 5 minutes.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${RV_BIN:-$ROOT/bin}
+SMTPD=$BIN/relayvisor-smtpd
+ROUNDS=${ROUNDS:-3}
+SESSIONS=${SESSIONS:-20}
+N1K=${N1K:-2000}
+N100K=${N100K:-600}
+NREJ=${NREJ:-3000}
+IDLE=${IDLE:-10000}
+
+die() { echo "bench: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root (postfix -c DIR start)"
+[ -x "$SMTPD" ] || die "no $SMTPD (make, or set RV_BIN)"
+for p in postfix postconf smtp-source python3; do
+	command -v $p >/dev/null || die "$p not found (apt-get install postfix python3)"
+done
+
+T=$(mktemp -d /tmp/rvbench.XXXXXX)
+chmod 755 "$T"
+PF=$T/postfix
+PF_STARTED=
+RV_PIDFILE=$T/rv.pid
+CHILD=
+
+# long steps run in the background and are waited for, so a signal reaches the
+# trap at once instead of after the step
+run_bg() {
+	"$@" &
+	CHILD=$!
+	wait "$CHILD"
+	CHILD=
+}
+
+cleanup() {
+	rc=$?
+	trap - EXIT INT TERM HUP
+	[ -z "$CHILD" ] || kill "$CHILD" 2>/dev/null || true
+	if [ -n "$PF_STARTED" ]; then
+		postfix -c "$PF" stop >/dev/null 2>&1 || true
+		# master.pid names the private master only; kill it if stop failed
+		if [ -f "$T/pfqueue/pid/master.pid" ]; then
+			mp=$(tr -d ' \n' < "$T/pfqueue/pid/master.pid")
+			# (only while that pid is still a master working in our queue)
+			for _ in 1 2 3 4 5 6 7 8 9 10; do
+				[ "$(readlink /proc/"$mp"/cwd 2>/dev/null)" = "$T/pfqueue" ] || break
+				sleep 0.2
+			done
+			if [ "$(readlink /proc/"$mp"/cwd 2>/dev/null)" = "$T/pfqueue" ]; then
+				kill -9 "$mp" 2>/dev/null || true
+			fi
+		fi
+	fi
+	# a listener the helpers left behind (only ours: its command line names $T)
+	for f in "$RV_PIDFILE" "$T/rv-idle.pid"; do
+		[ -f "$f" ] || continue
+		p=$(cat "$f")
+		[ -r /proc/"$p"/cmdline ] || continue
+		if tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null | grep -q "$T"; then
+			kill -9 "$p" 2>/dev/null || true
+		fi
+	done
+	if [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "bench: kept $T"; fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+PF_PORT=$(free_port)
+RV_PORT=$(free_port)
+[ "$PF_PORT" != 25 ] && [ "$RV_PORT" != 25 ] || die "refusing port 25"
+
+# --- Postfix, configured as BENCH-NOTES.md says ---------------------------------
+mkdir -p "$PF" "$T/pfqueue" "$T/pfdata"
+chown postfix "$T/pfdata"
+cat > "$PF/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $T/pfqueue
+data_directory = $T/pfdata
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.local.test
+mydestination = local.test
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 192.0.2.1/32
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+local_recipient_maps =
+alias_maps =
+alias_database =
+local_transport = discard:
+default_transport = discard:
+relay_transport = discard:
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+maillog_file = $T/postfix.log
+maillog_file_prefixes = /var, /dev/stdout, $T
+biff = no
+EOF
+# no port-25 listener; ours on a free loopback port; no chroot (Debian's is empty)
+sed -e '/^smtp[[:space:]][[:space:]]*inet/d' /etc/postfix/master.cf > "$PF/master.cf"
+echo "127.0.0.1:$PF_PORT inet n - n - - smtpd" >> "$PF/master.cf"
+postconf -c "$PF" -Fe '*/*/chroot = n'
+postfix -c "$PF" check || die "postfix check failed: $(tail -3 "$T/postfix.log" 2>/dev/null)"
+PF_STARTED=1
+postfix -c "$PF" start >/dev/null 2>&1 || die "postfix start failed: $(tail -3 "$T/postfix.log")"
+
+# --- relayvisor-smtpd, standalone, the same policy -------------------------------
+mkdir -p "$T/rv/conf.d"
+cat > "$T/rv/conf.d/bench.yaml" <<EOF
+server:
+  hostname: bench.local.test
+  spool: $T/rv/spool
+  control: $T/rv/run/relayvisor.sock
+  logs: $T/rv/log
+  local_domains: [local.test]
+lan: [192.0.2.1]
+profiles:
+  bench:
+    lan: [192.0.2.1]          # 127.0.0.1 is outside, as for Postfix's mynetworks
+instances:
+  bench:
+    listen: ["127.0.0.1:$RV_PORT"]
+    profile: bench
+    max_connections: 12000
+    max_per_client: 300
+EOF
+
+# the idle-sessions phase needs >10,000 descriptors in the listener and the client
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -gt $((IDLE + 200)) ] || die "ulimit -n $(ulimit -n) is too small for IDLE=$IDLE"
+
+python3 "$ROOT/bench/wait_smtp.py" 127.0.0.1 "$PF_PORT" || die "postfix does not greet"
+
+echo "bench: postfix on 127.0.0.1:$PF_PORT, relayvisor-smtpd on 127.0.0.1:$RV_PORT," \
+	"$ROUNDS rounds, interleaved"
+run_bg timeout 200 python3 "$ROOT/bench/smtp_runs.py" --rounds "$ROUNDS" --sessions "$SESSIONS" \
+	--n1k "$N1K" --n100k "$N100K" --nrej "$NREJ" \
+	--pf-port "$PF_PORT" --pf-queue "$T/pfqueue" --pf-log "$T/postfix.log" \
+	--rv-bin "$SMTPD" --rv-conf "$T/rv/conf.d" --rv-instance bench \
+	--rv-port "$RV_PORT" --rv-spool "$T/rv/spool" --rv-log "$T/rv.log" \
+	--rv-pidfile "$RV_PIDFILE"
+
+postfix -c "$PF" stop >/dev/null 2>&1 || true
+PF_STARTED=
+
+# --- 10,000 idle sessions ----------------------------------------------------------
+rm -rf "$T/rv/spool"
+"$SMTPD" -c "$T/rv/conf.d" --instance bench >> "$T/rv.log" 2>&1 &
+echo $! > "$T/rv-idle.pid"
+python3 "$ROOT/bench/wait_smtp.py" 127.0.0.1 "$RV_PORT" || die "relayvisor-smtpd does not greet"
+echo
+run_bg timeout 60 python3 "$ROOT/bench/idle_sessions.py" --port "$RV_PORT" \
+	--pid "$(cat "$T/rv-idle.pid")" --sessions "$IDLE" > "$T/idle.out" || die "idle sessions run failed: $(cat "$T/idle.out")"
+kill "$(cat "$T/rv-idle.pid")" 2>/dev/null || true
+wait "$(cat "$T/rv-idle.pid")" 2>/dev/null || true
+rm -f "$T/rv-idle.pid"
+
+v() { awk -v k="$1" '$1 == k { print $2 }' "$T/idle.out"; }
+printf '%-44s %s of %s\n' "idle sessions greeted (220) and held" \
+	"$(v idle_sessions_alive_at_end)" "$(v idle_sessions_requested)"
+printf '%-44s %.1f MiB (idle listener %.1f MiB, %s bytes/session)\n' \
+	"listener PSS with the sessions open" \
+	"$(awk "BEGIN { print $(v pss_with_sessions_kib) / 1024 }")" \
+	"$(awk "BEGIN { print $(v pss_idle_listener_kib) / 1024 }")" "$(v pss_per_session_bytes)"
+printf '%-44s median %s ms, max %s ms (unloaded: %s ms)\n' \
+	"fresh client's wait for its greeting" "$(v greeting_ms_median)" \
+	"$(v greeting_ms_max)" "$(v greeting_ms_unloaded_median)"
