@@ -1,0 +1,351 @@
+/*
+ * relayvisor-smtpd: one SMTP listener process for one instance.
+ *
+ *   relayvisor-smtpd -c DIR --instance NAME [-d]
+ *
+ * Supervised (common/childproto.h): the listening sockets come as LISTEN_FDS
+ * from fd 3, the configuration as the snapshot in RELAYVISOR_CONFIG_FD (files
+ * are never re-read), readiness and counters go over RELAYVISOR_NOTIFY_FD.
+ * Standalone: the configuration is read from DIR and the instance's listen
+ * addresses are bound here. Either way privileges are dropped to server.user
+ * (when root) after binding and before serving. Exit 78 (EX_CONFIG) on any
+ * configuration error, so the supervisor does not respawn a hopeless child.
+ */
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/childproto.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/spool.h"
+#include "instances/smtpd.h"
+
+#define LISTEN_BACKLOG 511	/* as Postfix and nginx */
+#define LISTEN_FDS_START 3
+
+static struct smtpd *main_sd;
+static int notify_fd = -1;
+static ev_io notify_io;
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: relayvisor-smtpd [-d] [-c CONFDIR] --instance NAME\n");
+	exit(CHILD_EXIT_CONFIG);
+}
+
+static int
+env_int(const char *name)
+{
+	const char *v = getenv(name);
+	char *end;
+
+	if (v == NULL || *v == '\0')
+		return -1;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 0 || n > 1 << 20)
+		return -1;
+	return (int)n;
+}
+
+static struct config *
+load_config(const char *dir)
+{
+	struct config_diags diags;
+	struct config *cfg;
+	int fd = env_int(CHILD_ENV_CONFIG_FD);
+
+	memset(&diags, 0, sizeof(diags));
+	if (fd >= 0) {
+		struct config_source *src;
+		const char *err;
+		if (config_source_read_fd(fd, &src, &err) == -1) {
+			log_warnx("configuration snapshot (fd %d): %s", fd, err);
+			exit(CHILD_EXIT_CONFIG);
+		}
+		close(fd);
+		unsetenv(CHILD_ENV_CONFIG_FD);
+		cfg = config_load(src, &diags);
+	} else {
+		cfg = config_load_dir(dir, &diags);
+	}
+	if (cfg == NULL || diags.n_errors > 0) {
+		config_diags_print(&diags, stderr);
+		config_diags_free(&diags);
+		if (cfg != NULL)
+			config_free(cfg);
+		exit(CHILD_EXIT_CONFIG);
+	}
+	if (diags.n > 0)
+		config_diags_print(&diags, stderr);
+	config_diags_free(&diags);
+	return cfg;
+}
+
+static int
+bind_listen(const struct listen_addr *la)
+{
+	int one = 1;
+	int fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd == -1) {
+		log_warn("socket %s", la->text);
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+		log_warn("setsockopt SO_REUSEADDR %s", la->text);
+	if (la->ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
+		log_warn("setsockopt IPV6_V6ONLY %s", la->text);
+	if (bind(fd, (const struct sockaddr *)&la->ss, la->sslen) == -1) {
+		log_warn("bind %s", la->text);
+		close(fd);
+		return -1;
+	}
+	if (listen(fd, LISTEN_BACKLOG) == -1) {
+		log_warn("listen %s", la->text);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* root with server.user: become that user (after binding, before serving) */
+static void
+drop_privileges(const struct config *cfg)
+{
+	const char *user = cfg->server.user;
+
+	if (user == NULL || geteuid() != 0)
+		return;
+	errno = 0;
+	struct passwd *pw = getpwnam(user);
+	if (pw == NULL) {
+		log_warnx("server.user %s: no such user", user);
+		exit(CHILD_EXIT_CONFIG);
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1)
+		fatal("initgroups %s", user);
+	if (setgid(pw->pw_gid) == -1)
+		fatal("setgid %lu", (unsigned long)pw->pw_gid);
+	if (setuid(pw->pw_uid) == -1)
+		fatal("setuid %lu", (unsigned long)pw->pw_uid);
+	if (pw->pw_uid != 0 && setuid(0) != -1)
+		fatalx("privileges of root could be regained after setuid(%lu)",
+		    (unsigned long)pw->pw_uid);
+}
+
+/* 10 000 idle sessions need 10 000 descriptors */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit RLIMIT_NOFILE");
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit RLIMIT_NOFILE %lu", (unsigned long)rl.rlim_max);
+	}
+}
+
+static void
+notify_send(const char *msg)
+{
+	if (notify_fd < 0)
+		return;
+	if (send(notify_fd, msg, strlen(msg), MSG_NOSIGNAL) == -1)
+		log_warn("notify %s", msg);
+}
+
+static void
+notify_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char buf[CHILD_MSG_MAX + 1];
+
+	(void)revents;
+	ssize_t n = recv(notify_fd, buf, CHILD_MSG_MAX, MSG_DONTWAIT);
+	if (n == -1) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			log_warn("notify recv");
+			ev_io_stop(loop, w);
+		}
+		return;
+	}
+	if (n == 0) {
+		/* the supervisor went away; PR_SET_PDEATHSIG ends us */
+		ev_io_stop(loop, w);
+		return;
+	}
+	buf[n] = '\0';
+	if (strcmp(buf, CHILD_MSG_STATS) == 0) {
+		char reply[CHILD_MSG_MAX];
+		smtpd_stats_format(main_sd, reply, sizeof(reply));
+		notify_send(reply);
+	} else {
+		log_warnx("notify: unknown message \"%.40s\"", buf);
+	}
+}
+
+static void
+signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	log_info("signal %d: graceful stop", w->signum);
+	smtpd_stop(main_sd);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "instance", required_argument, NULL, 'i' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = "conf.d", *name = NULL;
+	bool debug = false;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:di:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			dir = optarg;
+			break;
+		case 'd':
+			debug = true;
+			break;
+		case 'i':
+			name = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (name == NULL || optind != argc)
+		usage();
+
+	/* always the foreground sink: the supervisor keeps stderr in logs/<instance>.log */
+	log_init("relayvisor-smtpd", true);
+	log_set_debug(debug);
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		log_warn("signal SIGPIPE");
+
+	int listen_pid = env_int("LISTEN_PID");
+	int n_fds = env_int("LISTEN_FDS");
+	bool supervised = listen_pid >= 0 && listen_pid == (int)getpid() && n_fds >= 0;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	notify_fd = env_int(CHILD_ENV_NOTIFY_FD);
+	unsetenv(CHILD_ENV_NOTIFY_FD);
+	if (notify_fd >= 0 && fcntl(notify_fd, F_SETFD, FD_CLOEXEC) == -1) {
+		log_warn("%s=%d", CHILD_ENV_NOTIFY_FD, notify_fd);
+		notify_fd = -1;
+	}
+	pid_t ppid = getppid();
+
+	struct config *cfg = load_config(dir);
+	const struct instance *inst = config_instance(cfg, name);
+	if (inst == NULL) {
+		log_warnx("no instance named %s in the configuration", name);
+		exit(CHILD_EXIT_CONFIG);
+	}
+	char tag[192];
+	if (inst->syslog_name != NULL)
+		snprintf(tag, sizeof(tag), "%s/smtpd", inst->syslog_name);
+	else
+		snprintf(tag, sizeof(tag), "relayvisor/%s/smtpd", inst->name);
+	log_set_tag(tag);
+
+	raise_fd_limit();
+	struct ev_loop *loop = EV_DEFAULT;
+	if (loop == NULL)
+		fatalx("libev: no event loop");
+	main_sd = smtpd_new(loop, cfg, inst);
+	if (main_sd == NULL)
+		fatal("smtpd_new");
+
+	const char *err;
+	if (supervised) {
+		if ((size_t)n_fds != inst->n_listen)
+			log_warnx("%d sockets inherited for %zu listen addresses", n_fds,
+			    inst->n_listen);
+		for (int i = 0; i < n_fds; i++) {
+			const char *text = (size_t)i < inst->n_listen ?
+			    inst->listen[i].text : "inherited";
+			if (smtpd_add_listener(main_sd, LISTEN_FDS_START + i, text, &err) == -1)
+				fatal("listener fd %d (%s): %s", LISTEN_FDS_START + i, text, err);
+		}
+	} else {
+		for (size_t i = 0; i < inst->n_listen; i++) {
+			int fd = bind_listen(&inst->listen[i]);
+			if (fd == -1)
+				exit(1);
+			if (smtpd_add_listener(main_sd, fd, inst->listen[i].text, &err) == -1)
+				fatal("listener %s: %s", inst->listen[i].text, err);
+		}
+	}
+	if (main_sd->n_listeners == 0)
+		log_warnx("no listening socket: serving nothing");
+
+	drop_privileges(cfg);
+	if (supervised || notify_fd >= 0) {
+		/* die with the supervisor; set after setuid, which clears it */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+			log_warn("prctl PR_SET_PDEATHSIG");
+		if (getppid() != ppid)
+			fatalx("supervisor exited during start-up");
+	}
+
+	struct spool *spool;
+	if (spool_open(cfg->server.spool, 0, &spool, &err) == -1) {
+		log_warnx("spool %s: %s", cfg->server.spool, err);
+		exit(1);
+	}
+	smtpd_set_spool(main_sd, spool);
+
+	ev_signal sigterm, sigint;
+	ev_signal_init(&sigterm, signal_cb, SIGTERM);
+	ev_signal_init(&sigint, signal_cb, SIGINT);
+	ev_signal_start(loop, &sigterm);
+	ev_signal_start(loop, &sigint);
+	if (notify_fd >= 0) {
+		ev_io_init(&notify_io, notify_cb, notify_fd, EV_READ);
+		ev_io_start(loop, &notify_io);
+	}
+	smtpd_start(main_sd);
+	log_info("ready: instance %s, %zu listening sockets", inst->name,
+	    main_sd->n_listeners);
+	notify_send(CHILD_MSG_READY);
+
+	ev_run(loop, 0);
+
+	/* messages of sessions that died before their commit are still owed one */
+	if (spool_pending(spool) > 0 && spool_commit(spool) == -1)
+		log_warnx("spool commit failed at exit");
+	log_info("stopped");
+	smtpd_free(main_sd);
+	spool_close(spool);
+	config_free(cfg);
+	return 0;
+}

@@ -1,0 +1,1240 @@
+/*
+ * The SMTP session (models: OpenSMTPD smtp_session.c, Postfix smtpd.c).
+ *
+ * Flow of input: the socket is read into s->in (bounded, allocated while it
+ * holds octets), session_process() takes complete command lines or message
+ * text out of it in order, every reply is appended to s->out, and s->out is
+ * written once the batch is processed. Processing pauses (the input stays
+ * buffered) while a message waits for its group commit, and while s->out holds
+ * more than SESSION_OUT_HIGH octets; reading pauses while s->in is full. So a
+ * client that pipelines a whole transaction in one write gets every reply
+ * once, in order, and a client that does not read its replies cannot make
+ * the process grow.
+ *
+ * Logs follow Postfix's smtpd word for word (DESIGN.md section 9), so
+ * fail2ban's postfix filter and pflogsumm read them unchanged.
+ */
+#include "instances/session.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/spool.h"
+#include "instances/reader.h"
+#include "instances/smtpd.h"
+#include "profiles/address.h"
+#include "profiles/net.h"
+#include "profiles/policy.h"
+
+#define SESSION_IN_CAP SMTPD_INBUF
+#define SESSION_OUT_HIGH 16384
+#define SESSION_HELO_MAX 255
+
+enum session_state {
+	S_NEW,			/* accepted, not greeted */
+	S_CONNECTED,		/* greeted, no HELO/EHLO yet */
+	S_HELO,			/* HELO/EHLO done; a transaction may be open */
+	S_DATA,			/* reading message text */
+	S_COMMIT,		/* message submitted, waiting for the group commit */
+	S_QUIT,			/* last reply queued: close once it is written */
+	S_CLOSED,		/* over (fd -1 sessions stay in this state) */
+};
+
+static const char *const state_names[] = {
+	"NEW", "CONNECTED", "HELO", "DATA", "COMMIT", "QUIT", "CLOSED",
+};
+
+/* Postfix's order of the "disconnect from" counters */
+enum cmd_id {
+	CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET, CMD_NOOP,
+	CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
+};
+
+/* the open mail transaction, MAIL to end of data */
+struct tx {
+	struct mailaddr sender;
+	struct spool_msg *msg;		/* created at the first accepted RCPT */
+	char qid[SPOOL_QID_MAX + 1];
+	char first_rcpt[ADDR_PATH_MAX + 8];
+	unsigned rcpt_ok;
+	struct reader_data rd;
+	bool too_big;
+	bool write_failed;
+	uint64_t size;			/* spooled octets, for the log */
+};
+
+struct session {
+	struct smtpd *sd;
+	struct session *next, *prev;		/* sd->sessions */
+	struct session *resume_next;		/* sd->resume_head list */
+	bool resume_queued;
+	int fd;
+	ev_io rd, wr;
+	ev_timer timer;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char ip[64];			/* "192.0.2.7", "2001:db8::1" */
+	char client[80];		/* "unknown[192.0.2.7]" */
+
+	enum session_state state;
+	char helo[SESSION_HELO_MAX + 1];
+	bool esmtp;
+	struct tx *tx;
+	const char *last_cmd;		/* for "lost connection after X" */
+	int cur_cmd;			/* command being answered, -1 when none */
+	unsigned cmd_ok[CMD_COUNT], cmd_total[CMD_COUNT];
+	unsigned errors;
+	bool discard;			/* dropping the rest of an overlong line */
+	bool eof;			/* the client closed its side */
+	bool dead;			/* to be closed at the end of this callback */
+	int commit_result;
+
+	/* scratch of the current command's check half for its proceed half */
+	struct mailaddr arg_addr;
+
+	char *in;
+	size_t in_off, in_len;
+	char *out;
+	size_t out_off, out_len, out_cap;
+	char line[READER_CMD_MAX + 1];
+};
+
+struct cmd {
+	const char *name;
+	const char *logname;		/* in the "disconnect from" line */
+	/* syntax and order; sends the error reply and returns -1 */
+	int (*check)(struct session *, const char *args);
+	/* does the work and sends the reply */
+	void (*proceed)(struct session *, const char *args);
+};
+
+static void session_settle(struct session *s);
+static void session_process(struct session *s);
+static spool_done_fn session_commit_done;
+/* the command table, defined with the commands below */
+static const struct cmd commands[CMD_COUNT];
+
+static const char *
+session_proto(const struct session *s)
+{
+	return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+static size_t
+out_pending(const struct session *s)
+{
+	return s->out_len - s->out_off;
+}
+
+static void
+session_enter_state(struct session *s, enum session_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("%s: state %s -> %s", s->client, state_names[s->state],
+	    state_names[st]);
+	s->state = st;
+	if (s->fd >= 0 && st != S_CLOSED) {
+		const struct instance *inst = s->sd->inst;
+		s->timer.repeat = st == S_DATA ? inst->timeout_data : inst->timeout_command;
+		ev_timer_again(s->sd->loop, &s->timer);
+	}
+}
+
+static void
+out_append(struct session *s, const char *buf, size_t len)
+{
+	if (s->out_off > 0 && s->out_off == s->out_len)
+		s->out_off = s->out_len = 0;
+	if (s->out_len + len > s->out_cap) {
+		if (s->out_off > 0) {
+			memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
+			s->out_len -= s->out_off;
+			s->out_off = 0;
+		}
+		size_t cap = s->out_cap ? s->out_cap : 512;
+		while (cap < s->out_len + len)
+			cap *= 2;
+		if (cap != s->out_cap) {
+			char *n = realloc(s->out, cap);
+			if (n == NULL) {
+				log_warn("%s: output buffer", s->client);
+				s->dead = true;
+				return;
+			}
+			s->out = n;
+			s->out_cap = cap;
+		}
+	}
+	memcpy(s->out + s->out_len, buf, len);
+	s->out_len += len;
+}
+
+/*
+ * Queue one reply (a multi-line reply has its inner CRLFs). A 4xx/5xx counts
+ * as an error of the session (Postfix smtpd_hard_error_limit); a 2xx/3xx
+ * marks the command being answered as successful for the disconnect line.
+ */
+static void __attribute__((format(printf, 2, 3)))
+session_reply(struct session *s, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(buf) - 3)
+		n = (int)sizeof(buf) - 3;
+	log_debug("%s: > %.*s", s->client, (int)strcspn(buf, "\r"), buf);
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	out_append(s, buf, (size_t)n);
+	if (buf[0] == '4' || buf[0] == '5') {
+		s->errors++;
+	} else if (s->cur_cmd >= 0) {
+		s->cmd_ok[s->cur_cmd]++;
+	}
+	s->cur_cmd = -1;
+}
+
+/* "NOQUEUE: reject: RCPT from unknown[IP]: 554 5.7.1 ...; from=<> to=<> proto=ESMTP helo=<h>" */
+static void
+session_log_reject(struct session *s, const char *stage, const char *reply,
+    const char *to)
+{
+	const char *qid = s->tx != NULL && s->tx->msg != NULL ? s->tx->qid : "NOQUEUE";
+	char from[ADDR_PATH_MAX + 16] = "", rcpt[ADDR_PATH_MAX + 16] = "";
+
+	if (s->tx != NULL)
+		snprintf(from, sizeof(from), " from=<%s>", s->tx->sender.text);
+	else if (strcmp(stage, "MAIL") == 0)
+		snprintf(from, sizeof(from), " from=<%s>", s->arg_addr.text);
+	if (to != NULL)
+		snprintf(rcpt, sizeof(rcpt), " to=<%s>", to);
+	if (s->helo[0] != '\0')
+		log_info("%s: reject: %s from %s: %s;%s%s proto=%s helo=<%s>", qid, stage,
+		    s->client, reply, from, rcpt, session_proto(s), s->helo);
+	else
+		log_info("%s: reject: %s from %s: %s;%s%s proto=%s", qid, stage,
+		    s->client, reply, from, rcpt, session_proto(s));
+}
+
+/* a reply that is also logged as a Postfix "reject:" line */
+static void __attribute__((format(printf, 4, 5)))
+session_reject(struct session *s, const char *stage, const char *to,
+    const char *fmt, ...)
+{
+	char buf[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	session_reply(s, "%s", buf);
+	session_log_reject(s, stage, buf, to);
+}
+
+static void
+tx_free(struct session *s)
+{
+	struct tx *tx = s->tx;
+
+	if (tx == NULL)
+		return;
+	if (tx->msg != NULL)
+		spool_msg_abort(tx->msg);
+	free(tx);
+	s->tx = NULL;
+}
+
+/* ---- I/O ---------------------------------------------------------------- */
+
+static void
+session_flush(struct session *s)
+{
+	if (s->fd < 0 || s->dead)
+		return;
+	while (out_pending(s) > 0) {
+		ssize_t n = write(s->fd, s->out + s->out_off, out_pending(s));
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno != EPIPE && errno != ECONNRESET)
+				log_warn("write to %s", s->client);
+			if (s->state != S_QUIT)
+				log_info("lost connection after %s from %s", s->last_cmd,
+				    s->client);
+			s->dead = true;
+			return;
+		}
+		s->out_off += (size_t)n;
+	}
+	s->out_off = s->out_len = 0;
+	/* idle sessions hold no buffers (10 000 idle clients must stay small) */
+	if (s->out_cap > 4096) {
+		free(s->out);
+		s->out = NULL;
+		s->out_cap = 0;
+	}
+}
+
+static void
+session_update_io(struct session *s)
+{
+	if (s->fd < 0)
+		return;
+	bool want_read = !s->eof && s->state != S_QUIT && s->state != S_CLOSED &&
+	    s->in_len < SESSION_IN_CAP && out_pending(s) < SESSION_OUT_HIGH;
+	bool want_write = out_pending(s) > 0;
+
+	if (want_read && !ev_is_active(&s->rd))
+		ev_io_start(s->sd->loop, &s->rd);
+	else if (!want_read && ev_is_active(&s->rd))
+		ev_io_stop(s->sd->loop, &s->rd);
+	if (want_write && !ev_is_active(&s->wr))
+		ev_io_start(s->sd->loop, &s->wr);
+	else if (!want_write && ev_is_active(&s->wr))
+		ev_io_stop(s->sd->loop, &s->wr);
+}
+
+/* the "disconnect from" line: "ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4" */
+static void
+session_log_disconnect(struct session *s)
+{
+	char buf[512];
+	size_t off = 0;
+	unsigned ok = 0, total = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < CMD_COUNT; i++) {
+		if (s->cmd_total[i] == 0)
+			continue;
+		ok += s->cmd_ok[i];
+		total += s->cmd_total[i];
+		if (s->cmd_ok[i] == s->cmd_total[i])
+			off += (size_t)snprintf(buf + off, sizeof(buf) - off, " %s=%u",
+			    commands[i].logname, s->cmd_ok[i]);
+		else
+			off += (size_t)snprintf(buf + off, sizeof(buf) - off, " %s=%u/%u",
+			    commands[i].logname, s->cmd_ok[i], s->cmd_total[i]);
+	}
+	/* Postfix writes "commands=0/0" for a session without commands */
+	if (ok == total && total > 0)
+		log_info("disconnect from %s%s commands=%u", s->client, buf, ok);
+	else
+		log_info("disconnect from %s%s commands=%u/%u", s->client, buf, ok, total);
+}
+
+/* end of the session: log, release everything but the struct itself */
+static void
+session_close(struct session *s)
+{
+	struct smtpd *sd = s->sd;
+
+	if (s->state == S_CLOSED)
+		return;
+	if (s->state == S_COMMIT && sd->spool != NULL)
+		spool_cancel_callback(sd->spool, s);
+	if (s->resume_queued) {
+		struct session **pp = &sd->resume_head;
+		while (*pp != NULL && *pp != s)
+			pp = &(*pp)->resume_next;
+		if (*pp == s)
+			*pp = s->resume_next;
+		sd->resume_tail = NULL;
+		for (struct session *r = sd->resume_head; r != NULL; r = r->resume_next)
+			sd->resume_tail = r;
+		s->resume_queued = false;
+	}
+	tx_free(s);
+	session_log_disconnect(s);
+	if (s->fd >= 0) {
+		ev_io_stop(sd->loop, &s->rd);
+		ev_io_stop(sd->loop, &s->wr);
+		ev_timer_stop(sd->loop, &s->timer);
+		/* unread input makes close() send a RST, which can destroy our last
+		   reply (421, 521) before the client reads it: drain what is there */
+		for (int i = 0; i < 4; i++)
+			if (recv(s->fd, sd->scratch, sizeof(sd->scratch), MSG_DONTWAIT) <= 0)
+				break;
+		if (close(s->fd) == -1)
+			log_warn("close %s", s->client);
+		s->fd = -1;
+		free(s->out);
+		s->out = NULL;
+		s->out_off = s->out_len = s->out_cap = 0;
+	}
+	free(s->in);
+	s->in = NULL;
+	s->in_off = s->in_len = 0;
+	smtpd_client_add(sd, s->ip, -1);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		sd->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+	sd->n_sessions--;
+	s->state = S_CLOSED;
+	smtpd_session_gone(sd);
+}
+
+/*
+ * The end of every entry point (read, write, timer, resume): write what is
+ * queued, close when the session is over, else adjust the watchers. The
+ * session may be freed here, so callers must not touch it afterwards.
+ */
+static void
+session_settle(struct session *s)
+{
+	bool real = s->fd >= 0;
+
+	if (s->state == S_CLOSED)
+		return;
+	session_flush(s);
+	/* output drained: go on with commands held back by the output mark */
+	while (!s->dead && s->fd >= 0 && out_pending(s) < SESSION_OUT_HIGH &&
+	    s->in_off < s->in_len) {
+		size_t before = s->in_len - s->in_off;
+		session_process(s);
+		if (s->in_len - s->in_off == before)
+			break;		/* nothing complete left: wait for input */
+		session_flush(s);
+	}
+	if (!s->dead && s->eof && s->state != S_COMMIT && s->state != S_QUIT) {
+		/* everything the client sent before closing has been answered */
+		log_info("lost connection after %s from %s", s->last_cmd, s->client);
+		s->dead = true;
+	}
+	if (!s->dead && s->state == S_QUIT && out_pending(s) == 0)
+		s->dead = true;
+	if (s->dead || (s->state == S_QUIT && s->fd < 0)) {
+		session_close(s);
+		if (real)
+			free(s);
+		return;
+	}
+	session_update_io(s);
+}
+
+static void
+session_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (s->in == NULL && (s->in = malloc(SESSION_IN_CAP)) == NULL) {
+		log_warn("%s: input buffer", s->client);
+		s->dead = true;
+		session_settle(s);
+		return;
+	}
+	if (s->in_len < SESSION_IN_CAP) {
+		ssize_t n = read(s->fd, s->in + s->in_len, SESSION_IN_CAP - s->in_len);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+				session_settle(s);
+				return;
+			}
+			if (errno != ECONNRESET)
+				log_warn("read from %s", s->client);
+			log_info("lost connection after %s from %s", s->last_cmd, s->client);
+			s->dead = true;
+		} else if (n == 0) {
+			s->eof = true;
+		} else {
+			s->in_len += (size_t)n;
+			ev_timer_again(s->sd->loop, &s->timer);
+		}
+	}
+	if (!s->dead)
+		session_process(s);
+	session_settle(s);
+}
+
+static void
+session_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+	bool was_blocked = out_pending(s) >= SESSION_OUT_HIGH;
+
+	(void)loop;
+	(void)revents;
+	session_flush(s);
+	/* output drained below the mark: go on with input held back */
+	if (!s->dead && was_blocked && out_pending(s) < SESSION_OUT_HIGH)
+		session_process(s);
+	session_settle(s);
+}
+
+static void
+session_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	session_timeout(w->data);
+}
+
+void
+session_timeout(struct session *s)
+{
+	if (s->state == S_CLOSED)
+		return;
+	if (s->state == S_COMMIT) {
+		/* waiting on our own commit is not the client's fault */
+		return;
+	}
+	if (s->state == S_QUIT) {
+		/* the client does not read its last reply */
+		s->dead = true;
+		session_settle(s);
+		return;
+	}
+	log_info("timeout after %s from %s", s->last_cmd, s->client);
+	s->cur_cmd = -1;
+	session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->sd->hostname);
+	session_enter_state(s, S_QUIT);
+	session_settle(s);
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+static void
+session_bare_newline(struct session *s, enum reader_status st)
+{
+	const char *what = st == READER_BARE_LF ? "<LF>" : "<CR>";
+
+	s->cur_cmd = -1;
+	log_info("bare %s received after %s from %s", what, s->last_cmd, s->client);
+	session_reply(s, "521 5.5.2 %s Error: bare %s received", s->sd->hostname, what);
+	session_enter_state(s, S_QUIT);
+}
+
+/* copy a HELO argument for logs and the Received: header: printable ASCII only */
+static void
+session_set_helo(struct session *s, const char *arg)
+{
+	size_t i;
+
+	for (i = 0; arg[i] != '\0' && arg[i] != ' ' && i < SESSION_HELO_MAX; i++) {
+		unsigned char c = (unsigned char)arg[i];
+		s->helo[i] = c > 32 && c < 127 && c != '<' && c != '>' ? (char)c : '?';
+	}
+	s->helo[i] = '\0';
+}
+
+static int
+check_helo(struct session *s, const char *args)
+{
+	if (args[0] == '\0') {
+		session_reply(s, "501 5.5.4 Syntax: %s hostname",
+		    s->cur_cmd == CMD_EHLO ? "EHLO" : "HELO");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+proceed_helo(struct session *s, const char *args)
+{
+	tx_free(s);
+	session_set_helo(s, args);
+	s->esmtp = false;
+	session_enter_state(s, S_HELO);
+	session_reply(s, "250 %s", s->sd->hostname);
+}
+
+static void
+proceed_ehlo(struct session *s, const char *args)
+{
+	tx_free(s);
+	session_set_helo(s, args);
+	s->esmtp = true;
+	session_enter_state(s, S_HELO);
+	session_reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %" PRIu64
+	    "\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES", s->sd->hostname,
+	    s->sd->inst->max_message_size);
+}
+
+static const char *
+skip_spaces(const char *p)
+{
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+static int
+check_mail(struct session *s, const char *args)
+{
+	const char *err;
+	size_t end;
+
+	if (s->state == S_CONNECTED) {
+		session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return -1;
+	}
+	if (s->tx != NULL) {
+		session_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return -1;
+	}
+	if (strncasecmp(args, "FROM:", 5) != 0) {
+		session_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return -1;
+	}
+	const char *p = skip_spaces(args + 5);
+	if (address_parse_path(p, strlen(p), &s->arg_addr, &end, &err) == -1) {
+		log_debug("%s: sender %s: %s", s->client, p, err);
+		session_reply(s, "501 5.1.7 Bad sender address syntax");
+		return -1;
+	}
+	/* ESMTP parameters (RFC 1870 SIZE, RFC 6152 BODY) */
+	p += end;
+	while (*(p = skip_spaces(p)) != '\0') {
+		char param[128];
+		size_t n = strcspn(p, " ");
+		snprintf(param, sizeof(param), "%.*s", (int)(n < 127 ? n : 127), p);
+		p += n;
+		if (strncasecmp(param, "SIZE=", 5) == 0) {
+			const char *v = param + 5;
+			uint64_t size = 0;
+			if (*v == '\0' || strspn(v, "0123456789") != strlen(v) ||
+			    strlen(v) > 19) {
+				session_reply(s, "501 5.5.4 Bad message size syntax");
+				return -1;
+			}
+			for (; *v != '\0'; v++)
+				size = size * 10 + (uint64_t)(*v - '0');
+			if (size > s->sd->inst->max_message_size) {
+				session_reject(s, "MAIL", NULL,
+				    "552 5.3.4 Message size exceeds fixed limit");
+				return -1;
+			}
+		} else if (strncasecmp(param, "BODY=", 5) == 0) {
+			if (strcasecmp(param + 5, "7BIT") != 0 &&
+			    strcasecmp(param + 5, "8BITMIME") != 0) {
+				session_reply(s, "501 5.5.4 Bad BODY keyword value");
+				return -1;
+			}
+		} else {
+			session_reply(s, "555 5.5.4 Unsupported option: %s", param);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+proceed_mail(struct session *s, const char *args)
+{
+	(void)args;
+	struct tx *tx = calloc(1, sizeof(*tx));
+	if (tx == NULL) {
+		log_warn("%s: transaction", s->client);
+		session_reply(s, "451 4.3.0 Error: out of memory");
+		return;
+	}
+	tx->sender = s->arg_addr;
+	s->tx = tx;
+	session_reply(s, "250 2.1.0 Ok");
+}
+
+static int
+check_rcpt(struct session *s, const char *args)
+{
+	const char *err;
+	size_t end;
+
+	if (s->tx == NULL) {
+		session_reply(s, "503 5.5.1 Error: need MAIL command");
+		return -1;
+	}
+	if (strncasecmp(args, "TO:", 3) != 0) {
+		session_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return -1;
+	}
+	const char *p = skip_spaces(args + 3);
+	if (address_parse_path(p, strlen(p), &s->arg_addr, &end, &err) == -1 ||
+	    s->arg_addr.null) {
+		log_debug("%s: recipient %s: %s", s->client, p,
+		    s->arg_addr.null ? "null" : err);
+		session_reply(s, "501 5.1.3 Bad recipient address syntax");
+		return -1;
+	}
+	p = skip_spaces(p + end);
+	if (*p != '\0') {
+		session_reply(s, "555 5.5.4 Unsupported option: %.*s",
+		    (int)strcspn(p, " "), p);
+		return -1;
+	}
+	if (s->tx->rcpt_ok >= s->sd->inst->max_recipients) {
+		session_reply(s, "452 4.5.3 Error: too many recipients");
+		return -1;
+	}
+	return 0;
+}
+
+/* the first accepted recipient opens the queue file, as in Postfix */
+static int
+tx_open_msg(struct session *s)
+{
+	struct tx *tx = s->tx;
+	struct smtpd *sd = s->sd;
+
+	if (sd->spool == NULL || (tx->msg = spool_msg_begin(sd->spool)) == NULL)
+		return -1;
+	snprintf(tx->qid, sizeof(tx->qid), "%s", spool_msg_qid(tx->msg));
+	if (spool_msg_set_sender(tx->msg, tx->sender.text) == -1 ||
+	    spool_msg_set_attr(tx->msg, "client", s->ip) == -1 ||
+	    spool_msg_set_attr(tx->msg, "helo", s->helo) == -1 ||
+	    spool_msg_set_attr(tx->msg, "instance", sd->inst->name) == -1 ||
+	    spool_msg_set_attr(tx->msg, "proto", session_proto(s)) == -1) {
+		spool_msg_abort(tx->msg);
+		tx->msg = NULL;
+		return -1;
+	}
+	log_info("%s: client=%s", tx->qid, s->client);
+	return 0;
+}
+
+static void
+proceed_rcpt(struct session *s, const char *args)
+{
+	struct tx *tx = s->tx;
+	struct mailaddr rcpt = s->arg_addr;
+	struct policy_result res;
+	struct policy_ctx ctx = {
+		.cfg = s->sd->cfg,
+		.inst = s->sd->inst,
+		.client = (const struct sockaddr *)&s->ss,
+		.sender = &tx->sender,
+		.authenticated = false,
+	};
+
+	(void)args;
+	memset(&res, 0, sizeof(res));
+	if (policy_check_rcpt(&ctx, &rcpt, &res) == -1)
+		res.answer = POLICY_ERROR;
+	if (res.answer != POLICY_OK) {
+		if (res.code < 400 || res.code > 599 || res.enhanced[0] == '\0') {
+			/* an error never turns into a permit, nor into a bogus reply */
+			res.code = 451;
+			snprintf(res.enhanced, sizeof(res.enhanced), "4.3.5");
+			snprintf(res.text, sizeof(res.text),
+			    "<%s>: Server configuration error", rcpt.text);
+		}
+		if (strcmp(res.enhanced, "5.7.1") == 0)
+			s->sd->stats.relay_refused++;
+		session_reject(s, "RCPT", rcpt.text, "%d %s %s", res.code, res.enhanced,
+		    res.text);
+		return;
+	}
+	if (tx->msg == NULL && tx_open_msg(s) == -1) {
+		session_reply(s, "451 4.3.0 Error: queue file write error");
+		return;
+	}
+	if (spool_msg_add_rcpt(tx->msg, rcpt.text) == -1) {
+		session_reply(s, "451 4.3.0 Error: queue file write error");
+		return;
+	}
+	if (tx->rcpt_ok++ == 0)
+		snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s", rcpt.text);
+	session_reply(s, "250 2.1.5 Ok");
+}
+
+static int
+check_data(struct session *s, const char *args)
+{
+	if (s->tx == NULL) {
+		session_reply(s, "503 5.5.1 Error: need RCPT command");
+		return -1;
+	}
+	if (s->tx->rcpt_ok == 0) {
+		if (s->cmd_total[CMD_RCPT] > 0)
+			session_reply(s, "554 5.5.1 Error: no valid recipients");
+		else
+			session_reply(s, "503 5.5.1 Error: need RCPT command");
+		return -1;
+	}
+	if (args[0] != '\0') {
+		session_reply(s, "501 5.5.4 Syntax: DATA");
+		return -1;
+	}
+	return 0;
+}
+
+/* "Received: from HELO (unknown [IP]) by HOST (relayvisor) with ESMTP id QID
+   for <rcpt>; DATE", folded as Postfix folds it */
+static int
+tx_write_received(struct session *s, const char **error_r)
+{
+	struct tx *tx = s->tx;
+	char date[64], addr[80], for_rcpt[ADDR_PATH_MAX + 24] = "", buf[1024];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+	if (strchr(s->ip, ':') != NULL)
+		snprintf(addr, sizeof(addr), "IPv6:%s", s->ip);
+	else
+		snprintf(addr, sizeof(addr), "%s", s->ip);
+	if (tx->rcpt_ok == 1)
+		snprintf(for_rcpt, sizeof(for_rcpt), "\r\n\tfor <%s>", tx->first_rcpt);
+	int n = snprintf(buf, sizeof(buf),
+	    "Received: from %s (unknown [%s])\r\n\tby %s (relayvisor) with %s id %s%s;"
+	    " %s\r\n", s->helo, addr, s->sd->hostname, session_proto(s), tx->qid,
+	    for_rcpt, date);
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		*error_r = "Received: header too long";
+		return -1;
+	}
+	return spool_msg_write(tx->msg, buf, (size_t)n, error_r);
+}
+
+static void
+proceed_data(struct session *s, const char *args)
+{
+	const char *err;
+
+	(void)args;
+	reader_data_init(&s->tx->rd);
+	if (tx_write_received(s, &err) == -1) {
+		log_warnx("%s: spool write: %s", s->tx->qid, err);
+		s->tx->write_failed = true;
+	}
+	/* DATA counts as successful only once the message is queued */
+	s->cur_cmd = -1;
+	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	session_enter_state(s, S_DATA);
+}
+
+static void
+proceed_rset(struct session *s, const char *args)
+{
+	(void)args;
+	tx_free(s);
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+static int
+check_noargs(struct session *s, const char *args)
+{
+	if (args[0] != '\0' && s->cur_cmd == CMD_RSET) {
+		session_reply(s, "501 5.5.4 Syntax: RSET");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+proceed_noop(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+static int
+check_vrfy(struct session *s, const char *args)
+{
+	if (args[0] == '\0') {
+		session_reply(s, "501 5.5.4 Syntax: VRFY address");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+proceed_vrfy(struct session *s, const char *args)
+{
+	(void)args;
+	/* RFC 5321 3.5.3: 252 when we will not say; no address harvesting */
+	session_reply(s, "252 2.5.2 Cannot VRFY user; try RCPT to attempt delivery");
+}
+
+static int
+check_expn(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, "502 5.5.1 Error: EXPN not supported");
+	return -1;
+}
+
+static void
+proceed_help(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP"
+	    " QUIT VRFY HELP");
+}
+
+static void
+proceed_quit(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, "221 2.0.0 Bye");
+	session_enter_state(s, S_QUIT);
+}
+
+static const struct cmd commands[CMD_COUNT] = {
+	[CMD_HELO] = { "HELO", "helo", check_helo, proceed_helo },
+	[CMD_EHLO] = { "EHLO", "ehlo", check_helo, proceed_ehlo },
+	[CMD_MAIL] = { "MAIL", "mail", check_mail, proceed_mail },
+	[CMD_RCPT] = { "RCPT", "rcpt", check_rcpt, proceed_rcpt },
+	[CMD_DATA] = { "DATA", "data", check_data, proceed_data },
+	[CMD_RSET] = { "RSET", "rset", check_noargs, proceed_rset },
+	[CMD_NOOP] = { "NOOP", "noop", check_noargs, proceed_noop },
+	[CMD_VRFY] = { "VRFY", "vrfy", check_vrfy, proceed_vrfy },
+	[CMD_EXPN] = { "EXPN", "expn", check_expn, NULL },
+	[CMD_HELP] = { "HELP", "help", check_noargs, proceed_help },
+	[CMD_QUIT] = { "QUIT", "quit", check_noargs, proceed_quit },
+	[CMD_UNKNOWN] = { "UNKNOWN", "unknown", NULL, NULL },
+};
+
+static void
+session_command(struct session *s, const char *line)
+{
+	struct smtpd *sd = s->sd;
+	char verb[16];
+	size_t vlen = strcspn(line, " ");
+	int id;
+
+	log_debug("%s: < %s", s->client, line);
+	if (s->errors >= sd->inst->max_errors) {
+		log_info("too many errors after %s from %s", s->last_cmd, s->client);
+		s->cur_cmd = -1;
+		session_reply(s, "421 4.7.0 %s Error: too many errors", sd->hostname);
+		session_enter_state(s, S_QUIT);
+		return;
+	}
+	snprintf(verb, sizeof(verb), "%.*s", (int)(vlen < 15 ? vlen : 15), line);
+	for (id = 0; id < CMD_UNKNOWN; id++)
+		if (strcasecmp(verb, commands[id].name) == 0)
+			break;
+	if (sd->stopping && s->tx == NULL && id != CMD_QUIT) {
+		s->cur_cmd = -1;
+		session_reply(s, "421 4.3.2 Service shutting down");
+		session_enter_state(s, S_QUIT);
+		return;
+	}
+	const struct cmd *c = &commands[id];
+	const char *args = skip_spaces(line + vlen);
+	s->cmd_total[id]++;
+	s->cur_cmd = id;
+	s->last_cmd = c->name;
+	if (id == CMD_UNKNOWN) {
+		session_reply(s, "500 5.5.2 Error: command not recognized");
+		return;
+	}
+	if (c->check != NULL && c->check(s, args) == -1)
+		return;
+	if (c->proceed != NULL)
+		c->proceed(s, args);
+	s->cur_cmd = -1;
+}
+
+/* ---- message text ------------------------------------------------------- */
+
+static void
+session_data_end(struct session *s)
+{
+	struct tx *tx = s->tx;
+
+	s->last_cmd = "END-OF-MESSAGE";
+	s->cur_cmd = -1;
+	if (tx->rd.received > READER_MAX_HOPS) {
+		session_reject(s, "END-OF-MESSAGE", NULL, "554 5.4.6 Too many hops");
+	} else if (tx->too_big) {
+		session_reject(s, "END-OF-MESSAGE", NULL,
+		    "552 5.3.4 Message size exceeds fixed limit");
+	} else if (tx->write_failed) {
+		session_reply(s, "451 4.3.0 Error: queue file write error");
+	} else {
+		tx->size = spool_msg_size(tx->msg);
+		struct spool_msg *m = tx->msg;
+		tx->msg = NULL;		/* the spool owns it now */
+		session_enter_state(s, S_COMMIT);
+		spool_msg_submit(m, session_commit_done, s);
+		return;
+	}
+	tx_free(s);
+	session_enter_state(s, S_HELO);
+}
+
+static void
+session_data_input(struct session *s)
+{
+	struct tx *tx = s->tx;
+	struct smtpd *sd = s->sd;
+	size_t olen, consumed;
+	const char *err;
+
+	enum reader_status st = reader_data_decode(&tx->rd, s->in + s->in_off,
+	    s->in_len - s->in_off, sd->scratch, &olen, &consumed);
+	s->in_off += consumed;
+	sd->stats.bytes += olen;
+	if (tx->rd.size > sd->inst->max_message_size)
+		tx->too_big = true;	/* read on to the end, then refuse */
+	if (olen > 0 && !tx->too_big && !tx->write_failed &&
+	    spool_msg_write(tx->msg, sd->scratch, olen, &err) == -1) {
+		log_warnx("%s: spool write: %s", tx->qid, err);
+		tx->write_failed = true;
+	}
+	switch (st) {
+	case READER_MORE:
+		break;
+	case READER_LINE:
+		session_data_end(s);
+		break;
+	default:
+		session_bare_newline(s, st);
+		break;
+	}
+}
+
+static void
+session_process(struct session *s)
+{
+	while (!s->dead && s->in_off < s->in_len) {
+		if (s->state != S_CONNECTED && s->state != S_HELO && s->state != S_DATA)
+			break;
+		if (out_pending(s) >= SESSION_OUT_HIGH)
+			break;
+		const char *p = s->in + s->in_off;
+		size_t avail = s->in_len - s->in_off;
+		if (s->state == S_DATA) {
+			session_data_input(s);
+			continue;
+		}
+		if (s->discard) {
+			s->in_off += reader_discard_line(p, avail, &s->discard);
+			continue;
+		}
+		size_t linelen, consumed;
+		enum reader_status st = reader_cmd_line(p, avail, &linelen, &consumed,
+		    &s->discard);
+		if (st == READER_MORE)
+			break;
+		s->in_off += consumed;
+		if (st == READER_TOOLONG) {
+			s->cur_cmd = -1;
+			session_reply(s, "500 5.5.0 Error: line too long");
+			continue;
+		}
+		if (st != READER_LINE) {
+			session_bare_newline(s, st);
+			continue;
+		}
+		memcpy(s->line, p, linelen);
+		s->line[linelen] = '\0';
+		session_command(s, s->line);
+	}
+	if (s->in_off == s->in_len) {
+		s->in_off = s->in_len = 0;
+		if (s->fd >= 0) {
+			free(s->in);
+			s->in = NULL;
+		}
+	} else if (s->in_off > 0) {
+		memmove(s->in, s->in + s->in_off, s->in_len - s->in_off);
+		s->in_len -= s->in_off;
+		s->in_off = 0;
+	}
+}
+
+/* ---- group commit ------------------------------------------------------- */
+
+static void
+session_commit_done(void *arg, int result, const char *qid)
+{
+	struct session *s = arg;
+	struct smtpd *sd = s->sd;
+
+	(void)qid;
+	s->commit_result = result;
+	s->resume_next = NULL;
+	s->resume_queued = true;
+	if (sd->resume_tail != NULL)
+		sd->resume_tail->resume_next = s;
+	else
+		sd->resume_head = s;
+	sd->resume_tail = s;
+}
+
+struct session *
+session_resume_pop(struct smtpd *sd)
+{
+	struct session *s = sd->resume_head;
+
+	if (s == NULL)
+		return NULL;
+	sd->resume_head = s->resume_next;
+	if (sd->resume_head == NULL)
+		sd->resume_tail = NULL;
+	s->resume_next = NULL;
+	s->resume_queued = false;
+	return s;
+}
+
+void
+session_resume(struct session *s)
+{
+	struct tx *tx = s->tx;
+
+	if (s->state != S_COMMIT || tx == NULL)
+		return;
+	if (s->commit_result == 0) {
+		s->cmd_ok[CMD_DATA]++;
+		s->sd->stats.accepted++;
+		session_reply(s, "250 2.0.0 Ok: queued as %s", tx->qid);
+		log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%u (queue active)",
+		    tx->qid, tx->sender.text, tx->size, tx->rcpt_ok);
+	} else if (s->commit_result == ENOSPC) {
+		log_warnx("%s: spool commit: %s", tx->qid, strerror(s->commit_result));
+		session_reply(s, "452 4.3.1 Insufficient system storage");
+	} else {
+		log_warnx("%s: spool commit: %s", tx->qid, strerror(s->commit_result));
+		session_reply(s, "451 4.3.0 Error: queue file write error");
+	}
+	tx_free(s);
+	session_enter_state(s, S_HELO);
+	session_process(s);
+	session_settle(s);
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+struct session *
+session_new(struct smtpd *sd, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		log_warn("session");
+		return NULL;
+	}
+	s->sd = sd;
+	s->fd = fd;
+	if (salen > sizeof(s->ss))
+		salen = sizeof(s->ss);
+	memcpy(&s->ss, sa, salen);
+	s->sslen = salen;
+	if (net_sockaddr_ntop(sa, s->ip, sizeof(s->ip)) == NULL)
+		snprintf(s->ip, sizeof(s->ip), "unknown");
+	snprintf(s->client, sizeof(s->client), "unknown[%s]", s->ip);
+	s->state = S_NEW;
+	s->last_cmd = "CONNECT";
+	s->cur_cmd = -1;
+	if (fd >= 0) {
+		ev_io_init(&s->rd, session_read_cb, fd, EV_READ);
+		ev_io_init(&s->wr, session_write_cb, fd, EV_WRITE);
+		ev_init(&s->timer, session_timer_cb);
+		s->rd.data = s->wr.data = s->timer.data = s;
+	}
+	s->next = sd->sessions;
+	if (s->next != NULL)
+		s->next->prev = s;
+	sd->sessions = s;
+	sd->n_sessions++;
+	smtpd_client_add(sd, s->ip, 1);
+	return s;
+}
+
+void
+session_start(struct session *s)
+{
+	struct smtpd *sd = s->sd;
+
+	log_info("connect from %s", s->client);
+	if (!policy_client_allowed(sd->cfg, sd->inst, (const struct sockaddr *)&s->ss)) {
+		/* Postfix smtpd_client_restrictions = reject at connect */
+		sd->stats.refused++;
+		session_reject(s, "CONNECT", NULL,
+		    "554 5.7.1 <%s>: Client host rejected: Access denied", s->client);
+		session_enter_state(s, S_QUIT);
+	} else {
+		session_reply(s, "220 %s ESMTP relayvisor", sd->hostname);
+		session_enter_state(s, S_CONNECTED);
+	}
+	session_settle(s);
+}
+
+void
+session_feed(struct session *s, const void *buf, size_t len)
+{
+	if (s->state == S_CLOSED)
+		return;
+	if (s->in == NULL && (s->in = malloc(SESSION_IN_CAP)) == NULL)
+		return;
+	const char *p = buf;
+	while (len > 0 && s->state != S_CLOSED) {
+		size_t room = SESSION_IN_CAP - s->in_len;
+		size_t n = len < room ? len : room;
+		memcpy(s->in + s->in_len, p, n);
+		s->in_len += n;
+		p += n;
+		len -= n;
+		session_process(s);
+		session_settle(s);
+		if (n == 0)
+			break;		/* blocked (commit wait): the rest is dropped */
+	}
+}
+
+void
+session_feed_eof(struct session *s)
+{
+	if (s->state == S_CLOSED)
+		return;
+	s->eof = true;
+	session_process(s);
+	session_settle(s);
+}
+
+const char *
+session_output(const struct session *s, size_t *len)
+{
+	*len = out_pending(s);
+	return s->out != NULL ? s->out + s->out_off : "";
+}
+
+void
+session_output_clear(struct session *s)
+{
+	s->out_off = s->out_len = 0;
+}
+
+bool
+session_closed(const struct session *s)
+{
+	return s->state == S_CLOSED;
+}
+
+void
+session_free(struct session *s)
+{
+	if (s == NULL)
+		return;
+	if (s->state != S_CLOSED)
+		session_close(s);
+	free(s->out);
+	free(s->in);
+	free(s);
+}

@@ -1,0 +1,725 @@
+/*
+ * The SMTP session without sockets: sessions made with fd -1 are fed octets
+ * and their queued replies are compared with transcripts. The spool is a real
+ * one in a temporary directory; smtpd_commit() stands for one loop pass, so
+ * the tests also show that "250 ... queued as" comes only after the commit.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/spool.h"
+#include "instances/session.h"
+#include "instances/smtpd.h"
+#include "tests/unit/testmain.h"
+
+static char tmpdir[64];
+static struct config *cfg;
+static struct spool *sp;
+static struct smtpd *sd;
+
+static const char *
+conf_yaml(void)
+{
+	static char buf[2048];
+	snprintf(buf, sizeof(buf),
+	    "server:\n"
+	    "  hostname: mx.test.example\n"
+	    "  spool: %s/spool\n"
+	    "  local_domains: [example.test]\n"
+	    "lan: [127.0.0.1, \"::1\"]\n"
+	    "profiles:\n"
+	    "  p: {}\n"
+	    "instances:\n"
+	    "  t:\n"
+	    "    listen: [\"127.0.0.1:2525\"]\n"
+	    "    profile: p\n"
+	    "    max_recipients: 2\n"
+	    "    max_errors: 3\n"
+	    "    max_message_size: 2K\n"
+	    "  acl:\n"
+	    "    listen: [\"127.0.0.1:2526\"]\n"
+	    "    profile: p\n"
+	    "    access: lan\n", tmpdir);
+	return buf;
+}
+
+static void
+setup_instance(const char *name)
+{
+	const char *names[] = { "a.yaml" };
+	const char *bufs[] = { conf_yaml() };
+	struct config_diags diags;
+	const char *err;
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_smtpd_session.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	bufs[0] = conf_yaml();
+	memset(&diags, 0, sizeof(diags));
+	cfg = config_load(config_source_from_buffers(tmpdir, names, bufs, 1), &diags);
+	if (diags.n_errors > 0)
+		config_diags_print(&diags, stderr);
+	ck_assert_uint_eq(diags.n_errors, 0);
+	config_diags_free(&diags);
+	ck_assert_int_eq(spool_open(cfg->server.spool, 0, &sp, &err), 0);
+	sd = smtpd_new(NULL, cfg, config_instance(cfg, name));
+	ck_assert_ptr_nonnull(sd);
+	smtpd_set_spool(sd, sp);
+}
+
+static void
+setup(void)
+{
+	log_init("check_smtpd_session", true);
+	setup_instance("t");
+}
+
+static void
+setup_acl(void)
+{
+	log_init("check_smtpd_session", true);
+	setup_instance("acl");
+}
+
+static void
+teardown(void)
+{
+	char cmd[128];
+
+	smtpd_free(sd);
+	spool_close(sp);
+	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct session *
+open_session(const char *ip)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(ip, ':') != NULL) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		ck_assert_int_eq(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
+		len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		ck_assert_int_eq(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
+		len = sizeof(*s4);
+	}
+	struct session *s = session_new(sd, -1, (struct sockaddr *)&ss, len);
+	ck_assert_ptr_nonnull(s);
+	session_start(s);
+	return s;
+}
+
+static void
+feed(struct session *s, const char *text)
+{
+	session_feed(s, text, strlen(text));
+}
+
+/* the queued output as a string, and cleared */
+static char *
+take(struct session *s)
+{
+	size_t len;
+	const char *p = session_output(s, &len);
+	char *r = strndup(p, len);
+	session_output_clear(s);
+	return r;
+}
+
+/*
+ * Compare the replies with "|"-separated line prefixes: every line must start
+ * with its prefix, and the number of lines must match (no reply lost, none
+ * doubled).
+ */
+static void
+expect(const char *out, const char *want, const char *what)
+{
+	char *w = strdup(want), *save = NULL;
+	const char *p = out;
+	int n = 0;
+
+	for (char *tok = strtok_r(w, "|", &save); tok != NULL;
+	    tok = strtok_r(NULL, "|", &save), n++) {
+		const char *eol = strstr(p, "\r\n");
+		ck_assert_msg(eol != NULL, "%s: reply %d (%s) missing; output:\n%s", what,
+		    n, tok, out);
+		ck_assert_msg(strncmp(p, tok, strlen(tok)) == 0,
+		    "%s: reply %d is \"%.*s\", want \"%s\"", what, n, (int)(eol - p), p, tok);
+		p = eol + 2;
+	}
+	ck_assert_msg(*p == '\0', "%s: unexpected extra output \"%s\"", what, p);
+	free(w);
+}
+
+static const struct {
+	const char *client;
+	const char *input;
+	const char *replies;
+	bool closed;
+} transcripts[] = {
+	{ "127.0.0.1", "EHLO c\r\nQUIT\r\n",
+	    "220 mx.test.example ESMTP|250-mx.test.example|250-PIPELINING|250-SIZE 2048|"
+	    "250-8BITMIME|250 ENHANCEDSTATUSCODES|221 2.0.0", true },
+	{ "127.0.0.1", "HELO c\r\n", "220 |250 mx.test.example", false },
+	{ "127.0.0.1", "EHLO\r\nHELO\r\n", "220 |501 5.5.4|501 5.5.4", false },
+	/* order of commands */
+	{ "127.0.0.1", "MAIL FROM:<a@example.test>\r\n", "220 |503 5.5.1", false },
+	{ "127.0.0.1", "EHLO c\r\nRCPT TO:<postmaster@example.test>\r\n",
+	    "220 |250-|250-|250-|250-|250 |503 5.5.1", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nDATA\r\n", "220 |250 |250 2.1.0|503 5.5.1",
+	    false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nMAIL FROM:<>\r\n",
+	    "220 |250 |250 2.1.0|503 5.5.1", false },
+	{ "127.0.0.1", "HELO c\r\nDATA\r\n", "220 |250 |503 5.5.1", false },
+	/* the other commands */
+	{ "127.0.0.1", "HELO c\r\nNOOP\r\nRSET\r\nVRFY x\r\nEXPN x\r\nHELP\r\nFOO\r\nQUIT\r\n",
+	    "220 |250 |250 2.0.0|250 2.0.0|252 2.5.2|502 5.5.1|214 2.0.0|500 5.5.2|221 2.0.0",
+	    true },
+	{ "127.0.0.1", "noop\r\nquit\r\n", "220 |250 2.0.0|221 2.0.0", true },
+	/* MAIL parameters */
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> SIZE=2049\r\n",
+	    "220 |250 |552 5.3.4", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> SIZE=2048 BODY=8BITMIME\r\n",
+	    "220 |250 |250 2.1.0", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> BODY=7BIT\r\n",
+	    "220 |250 |250 2.1.0", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> BODY=9BIT\r\n",
+	    "220 |250 |501 5.5.4", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> FOO=1\r\n",
+	    "220 |250 |555 5.5.4", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a b@>\r\n", "220 |250 |501 5.1.7", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL TO:<a@example.test>\r\n", "220 |250 |501 5.5.4", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<>\r\n",
+	    "220 |250 |250 2.1.0|501 5.1.3", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test\r\n",
+	    "220 |250 |250 2.1.0|501 5.1.3", false },
+	/* the relay decision */
+	{ "192.0.2.7", "HELO c\r\nMAIL FROM:<s@x.example>\r\nRCPT TO:<v@remote.example>\r\n"
+	    "DATA\r\n",
+	    "220 |250 |250 2.1.0|554 5.7.1 <v@remote.example>: Relay access denied|"
+	    "554 5.5.1", false },
+	{ "192.0.2.7", "HELO c\r\nMAIL FROM:<s@x.example>\r\nRCPT TO:<PostMaster>\r\n",
+	    "220 |250 |250 2.1.0|250 2.1.5", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<s@x.example>\r\nRCPT TO:<v@remote.example>\r\n",
+	    "220 |250 |250 2.1.0|250 2.1.5", false },
+	{ "2001:db8::1", "HELO c\r\nMAIL FROM:<s@x.example>\r\nRCPT TO:<v@remote.example>\r\n",
+	    "220 |250 |250 2.1.0|554 5.7.1", false },
+	{ "::1", "HELO c\r\nMAIL FROM:<s@x.example>\r\nRCPT TO:<v@remote.example>\r\n",
+	    "220 |250 |250 2.1.0|250 2.1.5", false },
+	/* limits */
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\n"
+	    "RCPT TO:<b@example.test>\r\nRCPT TO:<c@example.test>\r\n",
+	    "220 |250 |250 2.1.0|250 2.1.5|250 2.1.5|452 4.5.3", false },
+	{ "127.0.0.1", "FOO\r\nBAR\r\nBAZ\r\nNOOP\r\nNOOP\r\n",
+	    "220 |500 5.5.2|500 5.5.2|500 5.5.2|421 4.7.0", true },
+	/* bare line endings in commands end the session */
+	{ "127.0.0.1", "HELO c\nNOOP\r\n", "220 |521 5.5.2", true },
+	{ "127.0.0.1", "HELO c\r\nNO\rOP\r\nNOOP\r\n", "220 |250 |521 5.5.2", true },
+};
+
+START_TEST(test_transcript)
+{
+	struct session *s = open_session(transcripts[_i].client);
+	char what[32];
+
+	snprintf(what, sizeof(what), "transcript %d", _i);
+	feed(s, transcripts[_i].input);
+	smtpd_commit(sd);
+	char *out = take(s);
+	expect(out, transcripts[_i].replies, what);
+	ck_assert_msg(session_closed(s) == transcripts[_i].closed, "%s: closed %d", what,
+	    session_closed(s));
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+/* the same transcripts, one octet at a time: same replies */
+START_TEST(test_transcript_bytewise)
+{
+	struct session *s = open_session(transcripts[_i].client);
+	const char *in = transcripts[_i].input;
+	char what[48];
+
+	snprintf(what, sizeof(what), "bytewise transcript %d", _i);
+	for (size_t i = 0; in[i] != '\0'; i++)
+		session_feed(s, in + i, 1);
+	smtpd_commit(sd);
+	char *out = take(s);
+	expect(out, transcripts[_i].replies, what);
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+static const char tx_text[] =
+    "EHLO client.example\r\n"
+    "MAIL FROM:<s@x.example> BODY=8BITMIME\r\n"
+    "RCPT TO:<postmaster@example.test>\r\n"
+    "DATA\r\n"
+    "Subject: hi\r\n"
+    "\r\n"
+    "..stuffed\r\n"
+    "line . with a dot\r\n"
+    ".\r\n"
+    "QUIT\r\n";
+static const char tx_body[] = "Subject: hi\r\n\r\n.stuffed\r\nline . with a dot\r\n";
+static const char tx_replies[] =
+    "220 |250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 |250 2.0.0 Ok: queued as |"
+    "221 2.0.0";
+
+/* the stored body: our Received: header, then exactly the client's text */
+static void
+check_spooled(const char *out, const char *want_body)
+{
+	const char *q = strstr(out, "queued as ");
+	ck_assert_ptr_nonnull(q);
+	char qid[SPOOL_QID_MAX + 1];
+	snprintf(qid, sizeof(qid), "%.*s", (int)strcspn(q + 10, "\r"), q + 10);
+	char *body;
+	size_t len;
+	const char *err;
+	ck_assert_int_eq(spool_body(sp, qid, &body, &len, &err), 0);
+	ck_assert_msg(strncmp(body, "Received: from client.example (unknown [127.0.0.1])\r\n"
+	    "\tby mx.test.example (relayvisor) with ESMTP id ", 97) == 0, "%.*s",
+	    (int)len, body);
+	ck_assert(strstr(body, "\tfor <postmaster@example.test>; ") != NULL);
+	size_t wl = strlen(want_body);
+	ck_assert_uint_gt(len, wl);
+	ck_assert_msg(memcmp(body + len - wl, want_body, wl) == 0, "body: %.*s",
+	    (int)len, body);
+	/* the Received: header is followed directly by the client's text */
+	const char *eoh = strstr(body, "\r\nSubject: hi");
+	ck_assert_ptr_nonnull(eoh);
+	ck_assert_uint_eq((size_t)(eoh + 2 - body) + wl, len);
+	free(body);
+}
+
+/* PIPELINING: a whole transaction in one write; 250 only after the commit */
+START_TEST(test_pipelined_commit)
+{
+	struct session *s = open_session("127.0.0.1");
+
+	feed(s, tx_text);
+	char *before = take(s);
+	expect(before, "220 |250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 ", "before commit");
+	ck_assert(!session_closed(s));
+	ck_assert_uint_eq(spool_pending(sp), 1);
+	uint64_t commits = spool_commit_count(sp);
+	smtpd_commit(sd);
+	ck_assert_uint_eq(spool_commit_count(sp), commits + 1);
+	char *after = take(s);
+	expect(after, "250 2.0.0 Ok: queued as |221 2.0.0", "after commit");
+	ck_assert(session_closed(s));
+	char *all;
+	ck_assert_int_ne(asprintf(&all, "%s%s", before, after), -1);
+	check_spooled(all, tx_body);
+	free(all);
+	free(before);
+	free(after);
+	session_free(s);
+}
+END_TEST
+
+/* the transaction split in two at every position: same replies, same message */
+START_TEST(test_split_everywhere)
+{
+	size_t len = strlen(tx_text);
+
+	for (size_t cut = 0; cut <= len; cut++) {
+		struct session *s = open_session("127.0.0.1");
+		session_feed(s, tx_text, cut);
+		smtpd_commit(sd);
+		session_feed(s, tx_text + cut, len - cut);
+		smtpd_commit(sd);
+		char *out = take(s);
+		char what[32];
+		snprintf(what, sizeof(what), "cut %zu", cut);
+		expect(out, tx_replies, what);
+		check_spooled(out, tx_body);
+		free(out);
+		session_free(s);
+	}
+}
+END_TEST
+
+/* many sessions finishing in one pass: one commit answers them all */
+START_TEST(test_group_commit)
+{
+	enum { N = 20 };
+	struct session *s[N];
+	uint64_t commits = spool_commit_count(sp);
+
+	for (int i = 0; i < N; i++) {
+		s[i] = open_session("127.0.0.1");
+		feed(s[i], tx_text);
+	}
+	ck_assert_uint_eq(spool_pending(sp), N);
+	smtpd_commit(sd);
+	ck_assert_uint_eq(spool_commit_count(sp), commits + 1);
+	for (int i = 0; i < N; i++) {
+		char *out = take(s[i]);
+		expect(out, tx_replies, "group");
+		free(out);
+		session_free(s[i]);
+	}
+	ck_assert_uint_eq(sd->stats.accepted, N);
+}
+END_TEST
+
+/* two transactions pipelined back to back: both queued, replies in order */
+START_TEST(test_two_transactions)
+{
+	struct session *s = open_session("127.0.0.1");
+	static const char text[] =
+	    "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\nDATA\r\none\r\n.\r\n"
+	    "MAIL FROM:<>\r\nRCPT TO:<b@example.test>\r\nDATA\r\ntwo\r\n.\r\nQUIT\r\n";
+
+	feed(s, text);
+	for (int i = 0; i < 3; i++)
+		smtpd_commit(sd);
+	char *out = take(s);
+	expect(out, "220 |250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 |250 2.0.0 Ok: "
+	    "queued as |250 2.1.0|250 2.1.5|354 |250 2.0.0 Ok: queued as |221 2.0.0", "two");
+	ck_assert(session_closed(s));
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+/* SMTP smuggling: a bare LF "end of data" neither ends the message nor starts a
+   second transaction; the session is refused and nothing is queued */
+static const char *const smuggle[] = {
+	"DATA\r\nSubject: a\r\n\r\nx\n.\nMAIL FROM:<evil@x.example>\r\n",
+	"DATA\r\nSubject: a\r\n\r\nx\r\n.\nMAIL FROM:<evil@x.example>\r\n",
+	"DATA\r\nSubject: a\r\n\r\nx\n.\r\nMAIL FROM:<evil@x.example>\r\n",
+	"DATA\r\nSubject: a\r\n\r\nx\r.\r\nMAIL FROM:<evil@x.example>\r\n",
+	"DATA\r\nSubject: a\r\n\r\nx\r\n.\rMAIL FROM:<evil@x.example>\r\n",
+};
+
+START_TEST(test_smuggling)
+{
+	struct session *s = open_session("127.0.0.1");
+
+	feed(s, "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\n");
+	feed(s, smuggle[_i]);
+	feed(s, "RCPT TO:<b@example.test>\r\nDATA\r\nevil\r\n.\r\n");
+	smtpd_commit(sd);
+	char *out = take(s);
+	expect(out, "220 |250 |250 2.1.0|250 2.1.5|354 |521 5.5.2", "smuggle");
+	ck_assert(session_closed(s));
+	ck_assert_uint_eq(spool_pending(sp), 0);
+	ck_assert_uint_eq(sd->stats.accepted, 0);
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+/* a command line of 513 octets is refused before parsing; 512 is served */
+START_TEST(test_line_limit)
+{
+	struct session *s = open_session("127.0.0.1");
+	char line[1200];
+
+	memset(line, 'x', sizeof(line));
+	memcpy(line, "NOOP ", 5);
+	memcpy(line + 510, "\r\n", 3);		/* 512 with CRLF */
+	feed(s, line);
+	memcpy(line + 510, "xx\r\n", 5);	/* 514 */
+	feed(s, line);
+	memset(line, 'y', 1100);		/* arrives in two parts */
+	line[1100] = '\0';
+	feed(s, line);
+	feed(s, "yyy\r\nNOOP\r\n");
+	char *out = take(s);
+	expect(out, "220 |250 2.0.0|500 5.5.0|500 5.5.0|250 2.0.0", "line limit");
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+static void
+send_message(struct session *s, const char *text)
+{
+	feed(s, "HELO client.example\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\nDATA\r\n");
+	feed(s, text);
+	feed(s, ".\r\n");
+	smtpd_commit(sd);
+}
+
+/* over max_message_size (2K) during DATA: read to the end, then 552 */
+START_TEST(test_data_too_big)
+{
+	struct session *s = open_session("127.0.0.1");
+	char text[4200];
+
+	for (size_t i = 0; i < 4100; i += 41)
+		memcpy(text + i, "0123456789012345678901234567890123456789\r\n" + 1, 41);
+	text[4100] = '\0';
+	memcpy(text + 4098, "\r\n", 3);
+	send_message(s, text);
+	feed(s, "NOOP\r\n");
+	char *out = take(s);
+	expect(out, "220 |250 |250 2.1.0|250 2.1.5|354 |552 5.3.4|250 2.0.0", "too big");
+	ck_assert_uint_eq(sd->stats.accepted, 0);
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+/* a mail loop: more than 50 Received: headers */
+START_TEST(test_too_many_hops)
+{
+	struct session *s = open_session("127.0.0.1");
+	char text[2048];
+	size_t off = 0;
+	int hops = _i == 0 ? 50 : 51;
+
+	for (int i = 0; i < hops; i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "Received: %d\r\n", i);
+	snprintf(text + off, sizeof(text) - off, "\r\nx\r\n");
+	send_message(s, text);
+	char *out = take(s);
+	expect(out, _i == 0 ? "220 |250 |250 2.1.0|250 2.1.5|354 |250 2.0.0" :
+	    "220 |250 |250 2.1.0|250 2.1.5|354 |554 5.4.6", "hops");
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+/* the session dies while its message waits for the commit */
+START_TEST(test_gone_before_commit)
+{
+	struct session *s = open_session("127.0.0.1");
+	uint64_t commits = spool_commit_count(sp);
+
+	send_message(s, "x\r\n");	/* commits: one message */
+	feed(s, "MAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\nDATA\r\ny\r\n.\r\n");
+	ck_assert_uint_eq(spool_pending(sp), 1);
+	session_free(s);
+	smtpd_commit(sd);	/* must not call back into the freed session */
+	ck_assert_uint_eq(spool_pending(sp), 0);
+	ck_assert_uint_eq(spool_commit_count(sp), commits + 2);
+}
+END_TEST
+
+/* a client that half-closes after pipelining still gets its replies */
+START_TEST(test_eof_after_pipeline)
+{
+	struct session *s = open_session("127.0.0.1");
+
+	feed(s, tx_text);
+	session_feed_eof(s);
+	ck_assert(!session_closed(s));
+	smtpd_commit(sd);
+	char *out = take(s);
+	expect(out, tx_replies, "eof");
+	ck_assert(session_closed(s));
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+START_TEST(test_timeout)
+{
+	struct session *s = open_session("127.0.0.1");
+
+	feed(s, "HELO c\r\n");
+	session_timeout(s);
+	char *out = take(s);
+	expect(out, "220 |250 |421 4.4.2 mx.test.example Error: timeout exceeded", "timeout");
+	ck_assert(session_closed(s));
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+/* graceful stop: an idle session gets 421 4.3.2 at its next command, an open
+   transaction is finished first */
+START_TEST(test_stopping)
+{
+	struct session *a = open_session("127.0.0.1");
+	struct session *b = open_session("127.0.0.1");
+
+	feed(a, "HELO c\r\n");
+	feed(b, "HELO c\r\nMAIL FROM:<>\r\n");
+	sd->stopping = true;
+	feed(a, "NOOP\r\n");
+	feed(b, "RCPT TO:<a@example.test>\r\nDATA\r\nx\r\n.\r\nNOOP\r\n");
+	smtpd_commit(sd);
+	char *oa = take(a), *ob = take(b);
+	expect(oa, "220 |250 |421 4.3.2", "idle");
+	expect(ob, "220 |250 |250 2.1.0|250 2.1.5|354 |250 2.0.0|421 4.3.2", "busy");
+	ck_assert(session_closed(a));
+	ck_assert(session_closed(b));
+	free(oa);
+	free(ob);
+	session_free(a);
+	session_free(b);
+}
+END_TEST
+
+/* access: lan refuses an outside client at the greeting */
+START_TEST(test_access_denied)
+{
+	struct session *s = open_session("192.0.2.7");
+	char *out = take(s);
+
+	expect(out, "554 5.7.1 <unknown[192.0.2.7]>: Client host rejected: Access denied",
+	    "access");
+	ck_assert(session_closed(s));
+	ck_assert_uint_eq(sd->stats.refused, 1);
+	free(out);
+	session_free(s);
+	s = open_session("127.0.0.1");
+	out = take(s);
+	expect(out, "220 ", "lan");
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+START_TEST(test_stats)
+{
+	char buf[256];
+	struct session *s = open_session("192.0.2.7");
+
+	feed(s, "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<v@remote.example>\r\n");
+	smtpd_stats_format(sd, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "STATS connections=0 active=1 accepted=0 relay_refused=1 "
+	    "refused=0 bytes=0");
+	session_free(s);
+}
+END_TEST
+
+/* the session's log lines as Postfix writes them (stderr captured) */
+static char *
+capture_log(const char *client, const char *input)
+{
+	char path[] = "/tmp/check_smtpd_log.XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	int saved = dup(STDERR_FILENO);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+	struct session *s = open_session(client);
+	feed(s, input);
+	smtpd_commit(sd);
+	session_feed_eof(s);
+	session_free(s);
+	ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+	close(saved);
+	off_t len = lseek(fd, 0, SEEK_END);
+	char *text = calloc(1, (size_t)len + 1);
+	ck_assert_int_eq(pread(fd, text, (size_t)len, 0), len);
+	close(fd);
+	unlink(path);
+	return text;
+}
+
+static const struct {
+	const char *client;
+	const char *input;
+	const char *lines[4];
+} log_cases[] = {
+	{ "192.0.2.7", "EHLO h\r\nMAIL FROM:<s@x.example>\r\nRCPT TO:<v@remote.example>\r\n"
+	    "DATA\r\nQUIT\r\n", {
+		": connect from unknown[192.0.2.7]\n",
+		": NOQUEUE: reject: RCPT from unknown[192.0.2.7]: 554 5.7.1 <v@remote.example>: "
+		"Relay access denied; from=<s@x.example> to=<v@remote.example> proto=ESMTP "
+		"helo=<h>\n",
+		": disconnect from unknown[192.0.2.7] ehlo=1 mail=1 rcpt=0/1 data=0/1 quit=1 "
+		"commands=3/5\n" } },
+	{ "2001:db8::1", "HELO h\r\nMAIL FROM:<>\r\nRCPT TO:<v@remote.example>\r\n", {
+		": connect from unknown[2001:db8::1]\n",
+		": NOQUEUE: reject: RCPT from unknown[2001:db8::1]: 554 5.7.1 <v@remote.example>: "
+		"Relay access denied; from=<> to=<v@remote.example> proto=SMTP helo=<h>\n",
+		": lost connection after RCPT from unknown[2001:db8::1]\n",
+		": disconnect from unknown[2001:db8::1] helo=1 mail=1 rcpt=0/1 commands=2/3\n" } },
+	/* an IPv4-mapped client is shown (and treated) as the IPv4 address */
+	{ "::ffff:127.0.0.1", "", {
+		": connect from unknown[127.0.0.1]\n",
+		": lost connection after CONNECT from unknown[127.0.0.1]\n",
+		": disconnect from unknown[127.0.0.1] commands=0/0\n" } },
+	{ "127.0.0.1", "EHLO h\r\nMAIL FROM:<s@x.example> SIZE=99999\r\nQUIT\r\n", {
+		": NOQUEUE: reject: MAIL from unknown[127.0.0.1]: 552 5.3.4 Message size exceeds "
+		"fixed limit; from=<s@x.example> proto=ESMTP helo=<h>\n",
+		": disconnect from unknown[127.0.0.1] ehlo=1 mail=0/1 quit=1 commands=2/3\n" } },
+};
+
+START_TEST(test_log_lines)
+{
+	char *log = capture_log(log_cases[_i].client, log_cases[_i].input);
+	const char *p = log;
+	for (int i = 0; i < 4 && log_cases[_i].lines[i] != NULL; i++) {
+		const char *hit = strstr(p, log_cases[_i].lines[i]);
+		ck_assert_msg(hit != NULL, "missing (in order) \"%s\" in:\n%s",
+		    log_cases[_i].lines[i], log);
+		p = hit + 1;
+	}
+	free(log);
+}
+END_TEST
+
+/* Received: header and "QID: client=" / "QID: from=" lines of an accepted message */
+START_TEST(test_log_queued)
+{
+	char *log = capture_log("127.0.0.1", tx_text);
+	const char *c = strstr(log, ": client=unknown[127.0.0.1]\n");
+	ck_assert_msg(c != NULL, "%s", log);
+	const char *f = strstr(log, ": from=<s@x.example>, size=");
+	ck_assert_msg(f != NULL && f > c, "%s", log);
+	ck_assert(strstr(f, ", nrcpt=1 (queue active)\n") != NULL);
+	ck_assert(strstr(log, "ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5\n") != NULL);
+	free(log);
+}
+END_TEST
+
+static Suite *
+smtpd_session_suite(void)
+{
+	Suite *s = suite_create("smtpd_session");
+	TCase *tc = tcase_create("session");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	size_t nt = sizeof(transcripts) / sizeof(transcripts[0]);
+	tcase_add_loop_test(tc, test_transcript, 0, (int)nt);
+	tcase_add_loop_test(tc, test_transcript_bytewise, 0, (int)nt);
+	tcase_add_test(tc, test_pipelined_commit);
+	tcase_add_test(tc, test_split_everywhere);
+	tcase_add_test(tc, test_group_commit);
+	tcase_add_test(tc, test_two_transactions);
+	tcase_add_loop_test(tc, test_smuggling, 0, sizeof(smuggle) / sizeof(smuggle[0]));
+	tcase_add_test(tc, test_line_limit);
+	tcase_add_test(tc, test_data_too_big);
+	tcase_add_loop_test(tc, test_too_many_hops, 0, 2);
+	tcase_add_test(tc, test_gone_before_commit);
+	tcase_add_test(tc, test_eof_after_pipeline);
+	tcase_add_test(tc, test_timeout);
+	tcase_add_test(tc, test_stopping);
+	tcase_add_test(tc, test_stats);
+	tcase_add_loop_test(tc, test_log_lines, 0, sizeof(log_cases) / sizeof(log_cases[0]));
+	tcase_add_test(tc, test_log_queued);
+	suite_add_tcase(s, tc);
+
+	TCase *acl = tcase_create("access");
+	tcase_add_checked_fixture(acl, setup_acl, teardown);
+	tcase_add_test(acl, test_access_denied);
+	suite_add_tcase(s, acl);
+	return s;
+}
+
+CHECK_MAIN(smtpd_session_suite)
