@@ -90,7 +90,7 @@ fuzz-bins:
 		CFLAGS='$(FUZZ_CFLAGS)' fuzz-link
 fuzz-link: $(patsubst %,$(B)/fuzz_%,$(FUZZ_TARGETS))
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c $(B)/libinstances.a $(B)/librelayvisor.a
-	$(CC) $(CPPFLAGS) $(XCFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(XCFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.a,$^) $(LDLIBS)
 fuzz: fuzz-bins
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(B)/fuzz/corpus-$$t && \

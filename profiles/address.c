@@ -367,9 +367,13 @@ address_parse_path(const char *s, size_t len, struct mailaddr *a, size_t *end,
 	char local[2 * ADDR_LOCAL_MAX + 3];
 	if (format_local(a->local, local, sizeof(local)) < 0)
 		return fail(error_r, "address too long");
+	/* the limit holds for what we store and send on, too: a local part that
+	   needs quotes once canonical (e.g. one holding '@') may grow past it */
+	if (strlen(local) > ADDR_LOCAL_MAX)
+		return fail(error_r, "local part too long");
 	int n = a->bare ? snprintf(a->text, sizeof(a->text), "%s", local) :
 	    snprintf(a->text, sizeof(a->text), "%s@%s", local, a->domain);
-	if (n < 0 || (size_t)n >= sizeof(a->text))
+	if (n < 0 || (size_t)n >= sizeof(a->text) || (size_t)n + 2 > ADDR_PATH_MAX)
 		return fail(error_r, "address too long");
 	*end = i + 1;
 	return 0;

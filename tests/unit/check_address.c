@@ -148,6 +148,13 @@ static const struct {
 	{ "<user@example.test >", "space" },
 	{ "<user@exam ple.test>", "space" },
 	{ "< >", "space" },
+	/* fuzz find: 64 octets as sent, but holding '@' it must be quoted once
+	   canonical (66 octets), which we would then store and send on */
+	{ "<u1%92JxaJJJJJJZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZost@@example.test>",
+	  "local part too long" },
+	/* the same at the path limit: 256 octets as sent, 258 once quoted */
+	{ "<ZZot@@aTXZZot@@1@te.rzzt.t.m-elarle.le.m-le.rle.lg.le.le.m-le.rle.lg.rrt.tamzzt.tamem-le.rle.le222222e.rle.le.m-l222222222222222222222222222222222222222222222rrt.tamzzt.tamem-le.rle.le2222222222222222222222222222222222222222222222222222222.rt.tamzzzt.tme>",
+	  "address too long" },
 	{ "<user@>", "missing domain" },
 	{ "<user@.>", "missing domain" },
 	{ "<user@example..test>", "bad domain syntax" },
