@@ -94,7 +94,7 @@ $(B)/fuzz_%: tests/fuzz/fuzz_%.c $(B)/libinstances.a $(B)/librelayvisor.a
 fuzz: fuzz-bins
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(B)/fuzz/corpus-$$t && \
-		$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -close_fd_mask=2 \
 			-artifact_prefix=$(B)/fuzz/crash-$$t- \
 			$(B)/fuzz/corpus-$$t tests/fuzz/corpus/$$t || exit 1; \
 	done

@@ -16,7 +16,7 @@ for src in tests/fuzz/fuzz_*.c; do
 	t=$(basename "$src" .c); t=${t#fuzz_}
 	work="$B/fuzz/smoke-$t"
 	rm -rf "$work"; mkdir -p "$work"
-	if "$B/fuzz/fuzz_$t" -max_total_time="$secs" -print_final_stats=1 \
+	if "$B/fuzz/fuzz_$t" -max_total_time="$secs" -print_final_stats=1 -close_fd_mask=2 \
 		-artifact_prefix="$work/" "$work" "tests/fuzz/corpus/$t" >"$work.log" 2>&1; then
 		runs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$work.log")
 		echo "fuzz $t: ok, ${runs:-?} executions in ${secs}s"
