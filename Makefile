@@ -23,6 +23,8 @@ XCFLAGS  := -std=c11 $(WARN) $(YAML_CFLAGS) $(CFLAGS)
 CPPFLAGS += -D_GNU_SOURCE -DRELAYVISOR_VERSION='"$(VERSION)"' -I. -MMD -MP
 LDLIBS   := -lev -lcidr -llmdb $(YAML_LIBS) -lm
 
+.DEFAULT_GOAL := all
+
 B ?= build
 BINDIR ?= bin
 LIB_SRC  := $(sort $(wildcard common/*.c profiles/*.c))

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,17 +124,38 @@ spool_strerror(int rc)
 }
 
 /* the result a session acts on: ENOSPC (452 4.3.1) or EIO (451 4.3.0) */
-static int
-spool_result(int rc)
+bool
+spool_errno_is_full(int e)
 {
-	switch (rc) {
-	case MDB_MAP_FULL:
-	case ENOSPC:
-	case EDQUOT:
-		return ENOSPC;
-	default:
-		return EIO;
+	return e == ENOSPC || e == EDQUOT;
+}
+
+/*
+ * LMDB reports a short write as EIO ("short write, filesystem full?"): a commit
+ * that fails so while the spool's filesystem has less room than the batch (plus
+ * a margin for LMDB's own pages) is a full disk, which the client may retry
+ * (452), not an I/O error.
+ */
+static bool
+spool_fs_full(const struct spool *sp, uint64_t batch_bytes)
+{
+	struct statvfs sv;
+
+	if (statvfs(sp->dir, &sv) == -1) {
+		log_warn("statvfs %s", sp->dir);
+		return false;
 	}
+	return (uint64_t)sv.f_bavail * sv.f_frsize < batch_bytes + (1u << 20);
+}
+
+static int
+spool_result(const struct spool *sp, int rc, uint64_t batch_bytes)
+{
+	if (rc == MDB_MAP_FULL || spool_errno_is_full(rc))
+		return ENOSPC;
+	if (rc == EIO && spool_fs_full(sp, batch_bytes))
+		return ENOSPC;
+	return EIO;
 }
 
 static bool
@@ -807,9 +829,12 @@ spool_commit(struct spool *sp)
 
 	int result = 0, committed = 0;
 	size_t writable = 0;
+	uint64_t batch_bytes = 0;
 	for (struct spool_msg *m = list; m != NULL; m = m->next)
-		if (m->error == 0)
+		if (m->error == 0) {
 			writable++;
+			batch_bytes += spool_msg_size(m);
+		}
 	if (writable > 0 && (sp->readonly || spool_inherited(sp))) {
 		log_warnx("spool: commit on %s handle",
 		    sp->readonly ? "a read-only" : "an inherited");
@@ -830,7 +855,7 @@ spool_commit(struct spool *sp)
 		if (rc == 0 && (rc = mdb_txn_commit(txn)) != 0)
 			log_warnx("spool %s: commit: %s", sp->dir, spool_strerror(rc));
 		if (rc != 0) {
-			result = spool_result(rc);
+			result = spool_result(sp, rc, batch_bytes);
 			committed = 0;
 			if (rc == MDB_MAP_FULL) {
 				/* space pinned by dead readers can be reused next time */
@@ -847,7 +872,7 @@ spool_commit(struct spool *sp)
 	struct spool_msg *m;
 	while ((m = sp->inflight) != NULL) {
 		sp->inflight = m->next;
-		int r = m->error != 0 ? spool_result(m->error) : result;
+		int r = m->error != 0 ? spool_result(sp, m->error, spool_msg_size(m)) : result;
 		if (m->done != NULL)
 			m->done(m->arg, r, m->qid);
 		spool_msg_free(m);

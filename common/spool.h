@@ -66,6 +66,9 @@ void spool_msg_abort(struct spool_msg *m);
  * 452 4.3.1), EIO or other (451 4.3.0). Called from spool_commit().
  */
 typedef void spool_done_fn(void *arg, int result, const char *qid);
+/* the errno of a failed spool_msg_write or commit means "storage full" (452 4.3.1,
+   the client may retry), not a fault (451 4.3.0) */
+bool spool_errno_is_full(int e);
 /* hand the message to the next group commit; takes ownership of m. A message
    whose spool_msg_write() failed is not written; its callback gets the error. */
 void spool_msg_submit(struct spool_msg *m, spool_done_fn *done, void *arg);

@@ -27,6 +27,14 @@ main(int argc, char **argv)
 {
 	struct ctl_ctx ctx = { .confdir = "./conf.d", .out = stdout };
 	int ch;
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+		printf("relayvisorctl %s\n", RELAYVISOR_VERSION);
+		return 0;
+	}
 	while ((ch = getopt(argc, argv, "+c:s:h")) != -1) {
 		switch (ch) {
 		case 'c':

@@ -220,13 +220,15 @@ main(int argc, char **argv)
 		{ "instance", required_argument, NULL, 'i' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = "conf.d", *name = NULL;
 	bool debug = false;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "c:di:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:di:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			dir = optarg;
@@ -237,6 +239,19 @@ main(int argc, char **argv)
 		case 'i':
 			name = optarg;
 			break;
+		case 'h':
+			printf("usage: relayvisor-smtpd [-d] [-c CONFDIR] --instance NAME\n"
+			    "  -c CONFDIR       configuration directory (default conf.d); not read\n"
+			    "                   when the supervisor passes a snapshot\n"
+			    "  --instance NAME  the instance to serve\n"
+			    "  -d               debug logging\n"
+			    "Started by relayvisord, or standalone (binds the instance's listen\n"
+			    "addresses), or with systemd socket activation (LISTEN_FDS).\n"
+			    "Exit 78 on a configuration error.\n");
+			exit(0);
+		case 'V':
+			printf("relayvisor-smtpd %s\n", RELAYVISOR_VERSION);
+			exit(0);
 		default:
 			usage();
 		}

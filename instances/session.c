@@ -70,6 +70,7 @@ struct tx {
 	struct reader_data rd;
 	bool too_big;
 	bool write_failed;
+	int write_errno;		/* of the first failed spool write */
 	uint64_t size;			/* spooled octets, for the log */
 };
 
@@ -461,7 +462,11 @@ session_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			s->eof = true;
 		} else {
 			s->in_len += (size_t)n;
-			ev_timer_again(s->sd->loop, &s->timer);
+			/* inside DATA the timeout is idle time between reads; for commands
+			   it runs per command line (session_process), so a client trickling
+			   a byte at a time cannot hold a session forever */
+			if (s->state == S_DATA)
+				ev_timer_again(s->sd->loop, &s->timer);
 		}
 	}
 	if (!s->dead)
@@ -809,6 +814,15 @@ tx_write_received(struct session *s, const char **error_r)
 	return spool_msg_write(tx->msg, buf, (size_t)n, error_r);
 }
 
+/* a spool write failed (errno says why): the message is refused at its end */
+static void
+tx_write_failed(struct tx *tx, const char *err)
+{
+	tx->write_errno = errno;
+	log_warnx("%s: spool write: %s", tx->qid, err);
+	tx->write_failed = true;
+}
+
 static void
 proceed_data(struct session *s, const char *args)
 {
@@ -816,10 +830,8 @@ proceed_data(struct session *s, const char *args)
 
 	(void)args;
 	reader_data_init(&s->tx->rd);
-	if (tx_write_received(s, &err) == -1) {
-		log_warnx("%s: spool write: %s", s->tx->qid, err);
-		s->tx->write_failed = true;
-	}
+	if (tx_write_received(s, &err) == -1)
+		tx_write_failed(s->tx, err);
 	/* DATA counts as successful only once the message is queued */
 	s->cur_cmd = -1;
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -964,6 +976,8 @@ session_data_end(struct session *s)
 	} else if (tx->too_big) {
 		session_reject(s, "END-OF-MESSAGE", NULL,
 		    "552 5.3.4 Message size exceeds fixed limit");
+	} else if (tx->write_failed && spool_errno_is_full(tx->write_errno)) {
+		session_reply(s, "452 4.3.1 Insufficient system storage");
 	} else if (tx->write_failed) {
 		session_reply(s, "451 4.3.0 Error: queue file write error");
 	} else {
@@ -993,10 +1007,8 @@ session_data_input(struct session *s)
 	if (tx->rd.size > sd->inst->max_message_size)
 		tx->too_big = true;	/* read on to the end, then refuse */
 	if (olen > 0 && !tx->too_big && !tx->write_failed &&
-	    spool_msg_write(tx->msg, sd->scratch, olen, &err) == -1) {
-		log_warnx("%s: spool write: %s", tx->qid, err);
-		tx->write_failed = true;
-	}
+	    spool_msg_write(tx->msg, sd->scratch, olen, &err) == -1)
+		tx_write_failed(tx, err);
 	switch (st) {
 	case READER_MORE:
 		break;
@@ -1033,6 +1045,8 @@ session_process(struct session *s)
 		if (st == READER_MORE)
 			break;
 		s->in_off += consumed;
+		if (s->fd >= 0)
+			ev_timer_again(s->sd->loop, &s->timer);	/* a whole line came */
 		if (st == READER_TOOLONG) {
 			s->cur_cmd = -1;
 			session_reply(s, "500 5.5.0 Error: line too long");
