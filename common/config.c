@@ -729,6 +729,10 @@ listen_parse(struct loader *ld, const char *text, struct listen_addr *la)
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&la->ss;
 		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
 			return xasprintf("'%s' is not an IPv6 address", host);
+		/* the kernel refuses to bind an IPv6 socket (V6ONLY) to it */
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			return xasprintf("'%s' is an IPv4-mapped address: listen on the IPv4 "
+			    "address itself", host);
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons(la->port);
 		la->sslen = sizeof(*s6);
