@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common/xmalloc.h"
 #include "profiles/address.h"
 #include "profiles/net.h"
 
@@ -145,49 +146,6 @@ struct loader {
 	struct ifaddrs *ifa;		/* getifaddrs(), on first iface:port */
 	bool ifa_done;
 };
-
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static void *
-xreallocarray(void *p, size_t n, size_t size)
-{
-	void *np = reallocarray(p, n == 0 ? 1 : n, size);
-
-	if (np == NULL)
-		abort();
-	return np;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char * __attribute__((format(printf, 1, 2)))
-xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
 
 /* ---- diagnostics ---- */
 

@@ -8,6 +8,7 @@
  *   "RVCF" version(1) dirlen dir nfiles { namelen name datalen data }*
  */
 #include "common/config_internal.h"
+#include "common/xmalloc.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -38,28 +39,6 @@ source_error(const char *fmt, ...)
 	vsnprintf(source_errbuf, sizeof(source_errbuf), fmt, ap);
 	va_end(ap);
 	return source_errbuf;
-}
-
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *
-xstrndup(const char *s, size_t len)
-{
-	char *p = malloc(len + 1);
-
-	if (p == NULL)
-		abort();
-	memcpy(p, s, len);
-	p[len] = '\0';
-	return p;
 }
 
 static char *

@@ -9,6 +9,7 @@
  * loop iteration, never from inside a state transition.
  */
 #include "supervisor/super.h"
+#include "common/xmalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,24 +61,6 @@ static void proc_stopwait_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void proc_backoff_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void proc_notify_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void proc_out_cb(struct ev_loop *loop, ev_io *w, int revents);
-
-static char *
-xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (p == NULL)
-		fatal("strdup");
-	return p;
-}
-
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n == 0 ? 1 : n, size);
-	if (p == NULL)
-		fatal("calloc");
-	return p;
-}
 
 /* mkdir -p; existing directories are fine; parents get 0755 so that the
    children's user can reach the spool */

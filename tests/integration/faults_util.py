@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 
+import harness
 from harness import CTL, SMTPD
 
 SANITIZED = os.environ.get("RV_SANITIZED") == "1"
@@ -132,17 +133,7 @@ def queue_show(confdir, qid):
 
 def strip_received(stored):
     """The stored message without the Received: header the listener prepends."""
-    if stored[:9].lower() != b"received:":
-        raise AssertionError("stored message does not start with Received: %r"
-                             % stored[:120])
-    pos = 0
-    while True:
-        nl = stored.find(b"\n", pos)
-        if nl < 0:
-            raise AssertionError("unterminated Received: header")
-        pos = nl + 1
-        if stored[pos:pos + 1] not in (b" ", b"\t"):
-            return stored[pos:]
+    return harness.split_received(stored)[1]
 
 
 def same_body(stored, sent):

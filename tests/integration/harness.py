@@ -108,6 +108,22 @@ def swaks(*args, timeout=20):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
+def split_received(stored):
+    """The stored message split after the Received: header the listener prepends
+    (with its folded continuation lines): (header, rest)."""
+    if stored[:9].lower() != b"received:":
+        raise AssertionError("stored message does not start with Received: %r"
+                             % stored[:120])
+    pos = 0
+    while True:
+        nl = stored.find(b"\n", pos)
+        if nl < 0:
+            raise AssertionError("unterminated Received: header")
+        pos = nl + 1
+        if stored[pos:pos + 1] not in (b" ", b"\t"):
+            return stored[:pos], stored[pos:]
+
+
 def ctl(*args, timeout=20, check=False):
     p = subprocess.run([CTL, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=timeout)

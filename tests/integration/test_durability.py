@@ -26,7 +26,8 @@ import threading
 import time
 import unittest
 
-from harness import CTL, SMTPD, ConfDir, Smtpd, TestCase, ctl, free_port, server_yaml
+from harness import (CTL, SMTPD, ConfDir, Smtpd, TestCase, ctl, free_port, server_yaml,
+                     split_received)
 
 INSTANCE = "dur"
 ROUNDS = 6
@@ -178,22 +179,6 @@ def parse_show(out):
     return out[:i].decode(errors="replace"), out[i + 2:]
 
 
-def strip_received(stored):
-    """Remove the leading Received: header (with its folded continuation lines)
-    the listener prepended; returns (header, rest)."""
-    if not stored[:9].lower() == b"received:":
-        raise AssertionError("stored message does not start with Received: %r"
-                             % stored[:120])
-    pos = 0
-    while True:
-        nl = stored.find(b"\n", pos)
-        if nl < 0:
-            raise AssertionError("unterminated Received: header")
-        pos = nl + 1
-        if stored[pos:pos + 1] not in (b" ", b"\t"):
-            return stored[:pos], stored[pos:]
-
-
 class Durability(TestCase):
     def setUp(self):
         super().setUp()
@@ -303,7 +288,7 @@ instances:
                               "completely sent: a partial entry" % (qid, token))
             self.assertIn("sender@client.example", envelope)
             self.assertRegex(envelope, r"u\d@example\.test")
-            _, rest = strip_received(stored)
+            _, rest = split_received(stored)
             sent = ledger.msgs[token]
             if b"\r\n" not in rest:
                 sent = sent.replace(b"\r\n", b"\n")	# the spool keeps LF endings
