@@ -21,7 +21,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=c11 $(WARN) $(YAML_CFLAGS) $(CFLAGS)
 CPPFLAGS += -D_GNU_SOURCE -DRELAYVISOR_VERSION='"$(VERSION)"' -I. -MMD -MP
-LDLIBS   := -lev -lcidr -llmdb $(YAML_LIBS) -lm
+LDLIBS   := -lev -lcidr -llmdb $(YAML_LIBS) -lm -pthread
 
 .DEFAULT_GOAL := all
 

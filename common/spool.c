@@ -32,10 +32,12 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
@@ -75,11 +77,38 @@ struct spool {
 	struct spool_msg *inflight;	/* committed batch whose callbacks run now */
 	bool in_callbacks;
 	uint64_t commits;
+	struct spool_committer *committer;	/* spool_async_start(), else NULL */
+};
+
+/* a batch of submitted messages on its way into one write transaction */
+struct spool_batch {
+	struct spool_msg *list;
+	int result;			/* 0 or the errno every message gets */
+	int committed;			/* messages written */
+};
+
+/*
+ * The commit thread (spool_async_start). The loop thread hands it one batch at a
+ * time (spool_commit_begin) and goes on serving while the batch is written and
+ * flushed; the thread then writes to an eventfd and the loop thread runs the
+ * batch's callbacks (spool_commit_finish). Only the batch's messages and the LMDB
+ * environment are touched by the thread; everything else stays on the loop thread.
+ */
+struct spool_committer {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int efd;
+	bool busy;			/* loop thread: a batch was handed over */
+	bool job_ready, job_done, stop;	/* under mu */
+	struct spool_batch job;
 };
 
 struct spool_attr {
 	char *key, *value;
 };
+
+static void spool_async_stop(struct spool *sp);
 
 struct spool_msg {
 	struct spool *sp;
@@ -104,7 +133,8 @@ struct spool_msg {
 	void *arg;
 };
 
-static char spool_errbuf[512];
+/* per thread: the commit thread formats errors too */
+static _Thread_local char spool_errbuf[512];
 
 static const char *
 spool_err(const char *fmt, ...)
@@ -441,6 +471,8 @@ spool_close(struct spool *sp)
 {
 	if (sp == NULL)
 		return;
+	if (!spool_inherited(sp))
+		spool_async_stop(sp);
 	if (sp->n_pending > 0)
 		log_warnx("spool: closing with %zu uncommitted messages", sp->n_pending);
 	struct spool_msg *m;
@@ -735,6 +767,11 @@ spool_cancel_callback(struct spool *sp, void *arg)
 	for (struct spool_msg *m = sp->inflight; m != NULL; m = m->next)
 		if (m->arg == arg)
 			m->done = NULL;
+	/* the commit thread reads these messages but never their callbacks */
+	if (sp->committer != NULL)
+		for (struct spool_msg *m = sp->committer->job.list; m != NULL; m = m->next)
+			if (m->arg == arg)
+				m->done = NULL;
 }
 
 size_t
@@ -817,68 +854,245 @@ spool_put(struct spool *sp, MDB_txn *txn, struct spool_msg *m)
 	return 0;
 }
 
-int
-spool_commit(struct spool *sp)
+static struct spool_msg *
+spool_take_pending(struct spool *sp)
 {
-	if (sp->in_callbacks || sp->pending == NULL)
-		return 0;
 	struct spool_msg *list = sp->pending;
+
 	sp->pending = NULL;
 	sp->pending_tail = &sp->pending;
 	sp->n_pending = 0;
+	return list;
+}
 
-	int result = 0, committed = 0;
+/*
+ * Write a batch in one transaction with one commit (one flush). No callbacks and
+ * no state of sp but the LMDB environment, so the commit thread may run it.
+ */
+static void
+spool_batch_write(struct spool *sp, struct spool_batch *b)
+{
 	size_t writable = 0;
 	uint64_t batch_bytes = 0;
-	for (struct spool_msg *m = list; m != NULL; m = m->next)
+
+	b->result = b->committed = 0;
+	for (struct spool_msg *m = b->list; m != NULL; m = m->next)
 		if (m->error == 0) {
 			writable++;
 			batch_bytes += spool_msg_size(m);
 		}
-	if (writable > 0 && (sp->readonly || spool_inherited(sp))) {
+	if (writable == 0)
+		return;
+	if (sp->readonly || spool_inherited(sp)) {
 		log_warnx("spool: commit on %s handle",
 		    sp->readonly ? "a read-only" : "an inherited");
-		result = EIO;
-	} else if (writable > 0) {
-		MDB_txn *txn;
-		int rc = spool_txn_begin(sp, 0, &txn);
-		if (rc != 0)
-			log_warnx("spool %s: begin: %s", sp->dir, spool_strerror(rc));
-		for (struct spool_msg *m = list; rc == 0 && m != NULL; m = m->next) {
-			if (m->error != 0)
-				continue;
-			if ((rc = spool_put(sp, txn, m)) != 0)
-				mdb_txn_abort(txn);
-			else
-				committed++;
-		}
-		if (rc == 0 && (rc = mdb_txn_commit(txn)) != 0)
-			log_warnx("spool %s: commit: %s", sp->dir, spool_strerror(rc));
-		if (rc != 0) {
-			result = spool_result(sp, rc, batch_bytes);
-			committed = 0;
-			if (rc == MDB_MAP_FULL) {
-				/* space pinned by dead readers can be reused next time */
-				int dead = 0;
-				mdb_reader_check(sp->env, &dead);
-			}
-		} else
-			sp->commits++;
+		b->result = EIO;
+		return;
 	}
+	MDB_txn *txn;
+	int rc = spool_txn_begin(sp, 0, &txn);
+	if (rc != 0)
+		log_warnx("spool %s: begin: %s", sp->dir, spool_strerror(rc));
+	for (struct spool_msg *m = b->list; rc == 0 && m != NULL; m = m->next) {
+		if (m->error != 0)
+			continue;
+		if ((rc = spool_put(sp, txn, m)) != 0)
+			mdb_txn_abort(txn);
+		else
+			b->committed++;
+	}
+	if (rc == 0 && (rc = mdb_txn_commit(txn)) != 0)
+		log_warnx("spool %s: commit: %s", sp->dir, spool_strerror(rc));
+	if (rc != 0) {
+		b->result = spool_result(sp, rc, batch_bytes);
+		b->committed = 0;
+		if (rc == MDB_MAP_FULL) {
+			/* space pinned by dead readers can be reused next time */
+			int dead = 0;
+			mdb_reader_check(sp->env, &dead);
+		}
+	}
+}
 
+/* run a written batch's callbacks and free its messages (loop thread) */
+static int
+spool_batch_finish(struct spool *sp, struct spool_batch *b)
+{
+	if (b->result == 0 && b->committed > 0)
+		sp->commits++;
 	/* callbacks may submit again or cancel others: work off a detached list */
-	sp->inflight = list;
+	sp->inflight = b->list;
+	b->list = NULL;
 	sp->in_callbacks = true;
 	struct spool_msg *m;
 	while ((m = sp->inflight) != NULL) {
 		sp->inflight = m->next;
-		int r = m->error != 0 ? spool_result(sp, m->error, spool_msg_size(m)) : result;
+		int r = m->error != 0 ? spool_result(sp, m->error, spool_msg_size(m)) :
+		    b->result;
 		if (m->done != NULL)
 			m->done(m->arg, r, m->qid);
 		spool_msg_free(m);
 	}
 	sp->in_callbacks = false;
-	return result != 0 ? -1 : committed;
+	return b->result != 0 ? -1 : b->committed;
+}
+
+int
+spool_commit(struct spool *sp)
+{
+	if (sp->in_callbacks || sp->pending == NULL)
+		return 0;
+	if (sp->committer != NULL) {
+		log_warnx("spool: synchronous commit while the commit thread runs");
+		return -1;
+	}
+	struct spool_batch b = { .list = spool_take_pending(sp) };
+	spool_batch_write(sp, &b);
+	return spool_batch_finish(sp, &b);
+}
+
+static void *
+spool_committer_main(void *arg)
+{
+	struct spool *sp = arg;
+	struct spool_committer *c = sp->committer;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->job_ready && !c->stop)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (!c->job_ready)
+			break;
+		c->job_ready = false;
+		pthread_mutex_unlock(&c->mu);
+		spool_batch_write(sp, &c->job);
+		pthread_mutex_lock(&c->mu);
+		c->job_done = true;
+		uint64_t one = 1;
+		if (write(c->efd, &one, sizeof(one)) != sizeof(one))
+			log_warn("spool: commit thread: write eventfd");
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+int
+spool_async_start(struct spool *sp, const char **error_r)
+{
+	struct spool_committer *c;
+	sigset_t all, old;
+	int rc;
+
+	if (sp->committer != NULL)
+		return 0;
+	if (sp->readonly || spool_inherited(sp)) {
+		*error_r = spool_err("spool: no commit thread on this handle");
+		return -1;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		*error_r = spool_err("spool: out of memory");
+		return -1;
+	}
+	if ((c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1) {
+		*error_r = spool_err("spool: eventfd: %s", strerror(errno));
+		free(c);
+		return -1;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	sp->committer = c;
+	/* signals stay with the loop thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&c->thread, NULL, spool_committer_main, sp);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		*error_r = spool_err("spool: pthread_create: %s", strerror(rc));
+		sp->committer = NULL;
+		close(c->efd);
+		pthread_mutex_destroy(&c->mu);
+		pthread_cond_destroy(&c->cv);
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_async_fd(const struct spool *sp)
+{
+	return sp->committer != NULL ? sp->committer->efd : -1;
+}
+
+bool
+spool_commit_busy(const struct spool *sp)
+{
+	return sp->committer != NULL && sp->committer->busy;
+}
+
+bool
+spool_commit_begin(struct spool *sp)
+{
+	struct spool_committer *c = sp->committer;
+
+	if (c == NULL || c->busy || sp->in_callbacks || sp->pending == NULL)
+		return false;
+	c->busy = true;
+	pthread_mutex_lock(&c->mu);
+	c->job.list = spool_take_pending(sp);
+	c->job_ready = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return true;
+}
+
+int
+spool_commit_finish(struct spool *sp)
+{
+	struct spool_committer *c = sp->committer;
+	uint64_t n;
+	bool done;
+
+	if (c == NULL)
+		return 0;
+	while (read(c->efd, &n, sizeof(n)) == sizeof(n))
+		;
+	pthread_mutex_lock(&c->mu);
+	done = c->job_done;
+	c->job_done = false;
+	pthread_mutex_unlock(&c->mu);
+	if (!done)
+		return 0;
+	c->busy = false;
+	struct spool_batch b = c->job;
+	c->job.list = NULL;
+	return spool_batch_finish(sp, &b);
+}
+
+/* stop the commit thread; a batch it was writing is finished (committed or not)
+   but its callbacks are not run: their sessions are gone */
+static void
+spool_async_stop(struct spool *sp)
+{
+	struct spool_committer *c = sp->committer;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	struct spool_msg *m;
+	while ((m = c->job.list) != NULL) {
+		c->job.list = m->next;
+		spool_msg_free(m);
+	}
+	close(c->efd);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+	sp->committer = NULL;
 }
 
 /* --- reading ------------------------------------------------------------------ */

@@ -82,6 +82,19 @@ size_t spool_pending(const struct spool *sp);
    must not close the spool; spool_commit() called from a callback does nothing.
    spool_close() drops still-pending messages without calling their callbacks. */
 int spool_commit(struct spool *sp);
+/*
+ * Pipelined group commit, for an event loop: a commit thread writes and flushes
+ * one batch while the loop goes on reading the next. spool_commit_begin() hands
+ * it everything submitted so far (false when it is busy or nothing waits);
+ * when spool_async_fd() becomes readable, spool_commit_finish() runs that
+ * batch's callbacks on the calling thread and returns what spool_commit() would.
+ * spool_commit() is refused while the thread runs; spool_close() stops it.
+ */
+int spool_async_start(struct spool *sp, const char **error_r);
+int spool_async_fd(const struct spool *sp);
+bool spool_commit_begin(struct spool *sp);
+bool spool_commit_busy(const struct spool *sp);
+int spool_commit_finish(struct spool *sp);
 /* number of write transactions committed by this handle (tests, stats) */
 uint64_t spool_commit_count(const struct spool *sp);
 

@@ -338,6 +338,8 @@ main(int argc, char **argv)
 		exit(1);
 	}
 	smtpd_set_spool(main_sd, spool);
+	if (smtpd_async_commit(main_sd, &err) == -1)
+		log_warnx("%s: committing on the event loop instead", err);
 
 	ev_signal sigterm, sigint;
 	ev_signal_init(&sigterm, signal_cb, SIGTERM);

@@ -87,17 +87,52 @@ smtpd_commit_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 	smtpd_commit(w->data);
 }
 
-void
-smtpd_commit(struct smtpd *sd)
+/* the sessions a commit answered run only now, outside the spool's callbacks */
+static void
+smtpd_resume_answered(struct smtpd *sd)
 {
 	struct session *s;
 
+	while ((s = session_resume_pop(sd)) != NULL)
+		session_resume(s);
+}
+
+static void
+smtpd_commit_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct smtpd *sd = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (spool_commit_finish(sd->spool) == -1)
+		log_warnx("spool commit failed");
+	smtpd_resume_answered(sd);
+	/* what completed during that flush is the next batch: hand it over now */
+	spool_commit_begin(sd->spool);
+}
+
+int
+smtpd_async_commit(struct smtpd *sd, const char **error_r)
+{
+	if (spool_async_start(sd->spool, error_r) == -1)
+		return -1;
+	ev_io_init(&sd->commit_io, smtpd_commit_io_cb, spool_async_fd(sd->spool), EV_READ);
+	sd->commit_io.data = sd;
+	sd->commit_async = true;
+	return 0;
+}
+
+void
+smtpd_commit(struct smtpd *sd)
+{
+	if (sd->commit_async) {
+		spool_commit_begin(sd->spool);
+		return;
+	}
 	if (sd->spool != NULL && spool_pending(sd->spool) > 0 &&
 	    spool_commit(sd->spool) == -1)
 		log_warnx("spool commit failed");
-	/* sessions run only now, outside the spool's callbacks */
-	while ((s = session_resume_pop(sd)) != NULL)
-		session_resume(s);
+	smtpd_resume_answered(sd);
 	/* a resumed session may have finished a pipelined message already: make
 	   the loop come round again without blocking */
 	if (sd->spool != NULL && spool_pending(sd->spool) > 0 && sd->loop != NULL &&
@@ -255,6 +290,8 @@ smtpd_start(struct smtpd *sd)
 	for (size_t i = 0; i < sd->n_listeners; i++)
 		ev_io_start(sd->loop, &sd->listeners[i].io);
 	ev_prepare_start(sd->loop, &sd->commit_prepare);
+	if (sd->commit_async)
+		ev_io_start(sd->loop, &sd->commit_io);
 }
 
 void
@@ -307,6 +344,8 @@ smtpd_free(struct smtpd *sd)
 	if (sd->loop != NULL) {
 		ev_prepare_stop(sd->loop, &sd->commit_prepare);
 		ev_idle_stop(sd->loop, &sd->commit_idle);
+		if (sd->commit_async)
+			ev_io_stop(sd->loop, &sd->commit_io);
 		ev_timer_stop(sd->loop, &sd->accept_pause);
 	}
 	for (size_t i = 0; i < SMTPD_CLIENT_BUCKETS; i++) {

@@ -10,7 +10,10 @@
  * its message to the spool and waits. An ev_prepare watcher, which libev runs
  * once per loop pass just before it would block, calls smtpd_commit(): every
  * message submitted during that pass goes into one LMDB write transaction and
- * one flush, and only then do their sessions get "250 ... queued as".
+ * one flush, and only then do their sessions get "250 ... queued as". With
+ * smtpd_async_commit() the transaction and its flush run on the spool's commit
+ * thread while the loop goes on; messages that complete meanwhile form the next
+ * batch, handed over as soon as the thread is done.
  */
 #ifndef RELAYVISOR_SMTPD_H
 #define RELAYVISOR_SMTPD_H
@@ -68,6 +71,8 @@ struct smtpd {
 	ev_timer accept_pause;	/* out of fds: accept again a bit later */
 	ev_prepare commit_prepare;
 	ev_idle commit_idle;	/* keeps the loop from blocking while work waits */
+	ev_io commit_io;	/* the spool's commit thread finished a batch */
+	bool commit_async;	/* commits run on the spool's thread */
 
 	bool stopping;
 	struct smtpd_stats stats;
@@ -82,6 +87,9 @@ void smtpd_set_spool(struct smtpd *sd, struct spool *sp);
 /* serve a listening socket (made non-blocking here) */
 int smtpd_add_listener(struct smtpd *sd, int fd, const char *text,
     const char **error_r);
+/* commit on the spool's commit thread (pipelined group commit): the loop reads
+   the next batch while one is flushed; without it commits block the loop */
+int smtpd_async_commit(struct smtpd *sd, const char **error_r);
 /* start accepting and the group-commit watchers */
 void smtpd_start(struct smtpd *sd);
 /* graceful stop: close the listening sockets; sessions finish; the loop is

@@ -1120,6 +1120,107 @@ START_TEST(test_kill9_whole_or_absent)
 }
 END_TEST
 
+/* --- pipelined group commit (the commit thread) ------------------------------- */
+
+/* wait until the commit thread says a batch is done, then finish it */
+static int
+async_finish(struct spool *sp)
+{
+	struct pollfd pfd = { .fd = spool_async_fd(sp), .events = POLLIN };
+
+	ck_assert_int_ge(pfd.fd, 0);
+	ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+	return spool_commit_finish(sp);
+}
+
+START_TEST(test_async_pipelined)
+{
+	struct spool *sp = open_spool(0);
+	struct done_rec rec[8];
+	const char *err = NULL;
+
+	memset(rec, 0, sizeof(rec));
+	ck_assert_msg(spool_async_start(sp, &err) == 0, "async: %s", err);
+	ck_assert(!spool_commit_begin(sp));		/* nothing waits */
+	for (int i = 0; i < 5; i++) {
+		struct spool_msg *m = spool_msg_begin(sp);
+		write_body(m, 100 + (size_t)i, (uint64_t)i);
+		spool_msg_submit(m, rec_done, &rec[i]);
+	}
+	ck_assert(spool_commit_begin(sp));
+	ck_assert(spool_commit_busy(sp));
+	/* messages finishing while the batch is flushed wait for the next one */
+	for (int i = 5; i < 8; i++) {
+		struct spool_msg *m = spool_msg_begin(sp);
+		write_body(m, 100 + (size_t)i, (uint64_t)i);
+		spool_msg_submit(m, rec_done, &rec[i]);
+	}
+	ck_assert(!spool_commit_begin(sp));		/* one batch at a time */
+	ck_assert_int_eq(spool_commit(sp), -1);		/* no synchronous commit now */
+	ck_assert_int_eq(async_finish(sp), 5);
+	ck_assert(!spool_commit_busy(sp));
+	ck_assert_uint_eq(spool_commit_count(sp), 1);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(rec[i].calls, i < 5 ? 1 : 0);
+	ck_assert_uint_eq(spool_pending(sp), 3);
+	ck_assert(spool_commit_begin(sp));
+	ck_assert_int_eq(async_finish(sp), 3);
+	ck_assert_uint_eq(spool_commit_count(sp), 2);
+	for (int i = 0; i < 8; i++) {
+		ck_assert_int_eq(rec[i].calls, 1);
+		ck_assert_int_eq(rec[i].result, 0);
+		check_body(sp, rec[i].qid, 100 + (size_t)i, (uint64_t)i);
+	}
+	ck_assert_uint_eq(verify_count(sp), 8);
+	spool_close(sp);
+}
+END_TEST
+
+/* a session that dies while its message is being flushed: the message is
+   still committed, its callback never runs */
+START_TEST(test_async_cancel_inflight)
+{
+	struct spool *sp = open_spool(0);
+	struct done_rec a = { 0 }, b = { 0 };
+	const char *err = NULL;
+
+	ck_assert(spool_async_start(sp, &err) == 0);
+	struct spool_msg *m = spool_msg_begin(sp);
+	write_body(m, 10, 1);
+	spool_msg_submit(m, rec_done, &a);
+	m = spool_msg_begin(sp);
+	write_body(m, 20, 2);
+	spool_msg_submit(m, rec_done, &b);
+	ck_assert(spool_commit_begin(sp));
+	spool_cancel_callback(sp, &a);
+	ck_assert_int_eq(async_finish(sp), 2);
+	ck_assert_int_eq(a.calls, 0);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_uint_eq(verify_count(sp), 2);
+	spool_close(sp);
+}
+END_TEST
+
+/* closing while a batch is in flight waits for it: committed whole, no callback */
+START_TEST(test_async_close_inflight)
+{
+	struct spool *sp = open_spool(0);
+	struct done_rec a = { 0 };
+	const char *err = NULL;
+
+	ck_assert(spool_async_start(sp, &err) == 0);
+	struct spool_msg *m = spool_msg_begin(sp);
+	write_body(m, SPOOL_SPILL_THRESHOLD * 3, 7);
+	spool_msg_submit(m, rec_done, &a);
+	ck_assert(spool_commit_begin(sp));
+	spool_close(sp);
+	ck_assert_int_eq(a.calls, 0);
+	sp = open_spool(0);
+	ck_assert_uint_eq(verify_count(sp), 1);
+	spool_close(sp);
+}
+END_TEST
+
 static Suite *
 spool_suite(void)
 {
@@ -1146,6 +1247,9 @@ spool_suite(void)
 	tcase_add_test(tc, test_processes_share_spool);
 	tcase_add_test(tc, test_inherited_handle);
 	tcase_add_loop_test(tc, test_kill9_whole_or_absent, 0, 4);
+	tcase_add_test(tc, test_async_pipelined);
+	tcase_add_test(tc, test_async_cancel_inflight);
+	tcase_add_test(tc, test_async_close_inflight);
 	suite_add_tcase(s, tc);
 	return s;
 }
