@@ -131,6 +131,17 @@ class Sup:
         return self.proc.returncode
 
 
+def listening(port):
+    """Some socket is in LISTEN state on this TCP port (IPv4 or IPv6)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    return True
+    return False
+
+
 def pid_alive(pid):
     """alive and not a zombie"""
     try:
@@ -241,7 +252,12 @@ class SupervisorTest(TestCase):
         time.sleep(0.2)
         prober.finish()
         self.assertEqual(prober.refused, 0)
-        self.assertEqual(prober.errors, [])
+        # A connection the killed process had already accepted dies with it; the
+        # prober holds one connection at a time, so a kill can cut at most that
+        # one. Every other waits in the kernel backlog and is greeted.
+        self.assertLessEqual(len(prober.errors), 1, prober.errors)
+        for e in prober.errors:
+            self.assertIn(e, (b"", repr(ConnectionResetError(104, "Connection reset by peer"))))
         self.assertGreater(prober.served, 5)
         self.assertIn("exited: mx (terminated by KILL; not expected)", sup.logtext())
         self.assertIn("mx: RUNNING -> STARTING (EXIT_UNEXPECTED)", sup.logtext())
@@ -364,11 +380,10 @@ class SupervisorTest(TestCase):
         while any(pid_alive(k) for k in kids) and time.monotonic() - t0 < 1.0:
             time.sleep(0.01)
         self.assertEqual([k for k in kids if pid_alive(k)], [])
+        # no orphan holds the ports: nothing listens on them any more (a bind
+        # test could collide with some other process's ephemeral client port)
         for port in (p1, p2):
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))     # free again
-                s.listen()
+            self.assertFalse(listening(port), "port %d still has a listener" % port)
 
     def test_sigterm_stops_children_and_removes_socket(self):
         port = free_port()
