@@ -78,6 +78,7 @@ struct spool {
 	bool in_callbacks;
 	uint64_t commits;
 	struct spool_committer *committer;	/* spool_async_start(), else NULL */
+	uint64_t batch_max;		/* body bytes per commit (spool_set_batch_max) */
 };
 
 /* a batch of submitted messages on its way into one write transaction */
@@ -349,6 +350,7 @@ spool_new(const char *dir, bool readonly)
 	}
 	sp->readonly = readonly;
 	sp->pid = getpid();
+	sp->batch_max = SPOOL_BATCH_MAX_DEFAULT;
 	sp->pending_tail = &sp->pending;
 	return sp;
 }
@@ -854,15 +856,36 @@ spool_put(struct spool *sp, MDB_txn *txn, struct spool_msg *m)
 	return 0;
 }
 
+/*
+ * The next batch: pending messages in submission order up to batch_max body bytes
+ * (at least one), since a commit holds its batch's pages in memory until the
+ * flush. The rest stays pending for the next commit.
+ */
 static struct spool_msg *
 spool_take_pending(struct spool *sp)
 {
-	struct spool_msg *list = sp->pending;
+	struct spool_msg *list = sp->pending, **tail = &sp->pending, *m;
+	uint64_t bytes = 0;
 
-	sp->pending = NULL;
-	sp->pending_tail = &sp->pending;
-	sp->n_pending = 0;
+	while ((m = *tail) != NULL) {
+		uint64_t sz = m->error == 0 ? spool_msg_size(m) : 0;
+		if (tail != &sp->pending && bytes + sz > sp->batch_max)
+			break;
+		bytes += sz;
+		sp->n_pending--;
+		tail = &m->next;
+	}
+	sp->pending = *tail;
+	*tail = NULL;
+	if (sp->pending == NULL)
+		sp->pending_tail = &sp->pending;
 	return list;
+}
+
+void
+spool_set_batch_max(struct spool *sp, uint64_t bytes)
+{
+	sp->batch_max = bytes > 0 ? bytes : SPOOL_BATCH_MAX_DEFAULT;
 }
 
 /*

@@ -76,7 +76,12 @@ void spool_msg_submit(struct spool_msg *m, spool_done_fn *done, void *arg);
    still committed */
 void spool_cancel_callback(struct spool *sp, void *arg);
 size_t spool_pending(const struct spool *sp);
-/* commit all submitted messages in one write transaction, then run their
+/* body bytes one commit takes at most (at least one message always goes); a
+   commit holds its batch in memory until the flush. 0: the default */
+#define SPOOL_BATCH_MAX_DEFAULT (64ull << 20)
+void spool_set_batch_max(struct spool *sp, uint64_t bytes);
+/* commit the submitted messages in one write transaction (all of them, unless
+   they exceed the batch limit: the rest stays pending), then run their
    callbacks; returns how many were committed, -1 on failure (callbacks told).
    Callbacks may begin and submit messages (they wait for the next call) but
    must not close the spool; spool_commit() called from a callback does nothing.

@@ -1120,6 +1120,36 @@ START_TEST(test_kill9_whole_or_absent)
 }
 END_TEST
 
+/* a commit holds its batch in memory: the batch stops at the byte limit (one
+   message always goes, however large), the rest waits for the next commit */
+START_TEST(test_batch_byte_limit)
+{
+	struct spool *sp = open_spool(0);
+	struct done_rec rec[6];
+
+	memset(rec, 0, sizeof(rec));
+	spool_set_batch_max(sp, 10000);
+	static const size_t sizes[] = { 4000, 4000, 4000, 25000, 100, 100 };
+	for (int i = 0; i < 6; i++) {
+		struct spool_msg *m = spool_msg_begin(sp);
+		write_body(m, sizes[i], (uint64_t)i);
+		spool_msg_submit(m, rec_done, &rec[i]);
+	}
+	ck_assert_int_eq(spool_commit(sp), 2);		/* 8000; a third would be 12000 */
+	ck_assert_uint_eq(spool_pending(sp), 4);
+	ck_assert_int_eq(spool_commit(sp), 1);		/* 4000; with 25000 over */
+	ck_assert_int_eq(spool_commit(sp), 1);		/* 25000 alone */
+	ck_assert_int_eq(spool_commit(sp), 2);
+	ck_assert_uint_eq(spool_pending(sp), 0);
+	ck_assert_uint_eq(spool_commit_count(sp), 4);
+	for (int i = 0; i < 6; i++) {
+		ck_assert_int_eq(rec[i].calls, 1);
+		check_body(sp, rec[i].qid, sizes[i], (uint64_t)i);
+	}
+	spool_close(sp);
+}
+END_TEST
+
 /* --- pipelined group commit (the commit thread) ------------------------------- */
 
 /* wait until the commit thread says a batch is done, then finish it */
@@ -1247,6 +1277,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_processes_share_spool);
 	tcase_add_test(tc, test_inherited_handle);
 	tcase_add_loop_test(tc, test_kill9_whole_or_absent, 0, 4);
+	tcase_add_test(tc, test_batch_byte_limit);
 	tcase_add_test(tc, test_async_pipelined);
 	tcase_add_test(tc, test_async_cancel_inflight);
 	tcase_add_test(tc, test_async_close_inflight);
