@@ -71,6 +71,18 @@ def server_yaml(top, hostname="mx.test.example", extra=""):
 %s""" % (hostname, top, top, top, extra)
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=5):
+    """Signal a process, SIGKILL it after timeout seconds; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class Smtpd:
     """relayvisor-smtpd started standalone (it binds the instance's addresses)."""
 
@@ -90,15 +102,9 @@ class Smtpd:
             return f.read()
 
     def stop(self, sig=signal.SIGTERM, timeout=5):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, sig, timeout)
         self.log.close()
-        return self.proc.returncode
+        return code
 
 
 def swaks(*args, timeout=20):

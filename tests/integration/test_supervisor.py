@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import (CTL, SUPERVISOR, ConfDir, Dialog, free_port, server_yaml,
+from harness import (CTL, SUPERVISOR, ConfDir, Dialog, free_port, server_yaml, stop_process,
                      wait_port)
 
 
@@ -120,15 +120,9 @@ class Sup:
         return self.status().get(name, ("?", 0))
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, sig, timeout)
         self.log.close()
-        return self.proc.returncode
+        return code
 
 
 def listening(port):
