@@ -1048,12 +1048,6 @@ spool_async_fd(const struct spool *sp)
 }
 
 bool
-spool_commit_busy(const struct spool *sp)
-{
-	return sp->committer != NULL && sp->committer->busy;
-}
-
-bool
 spool_commit_begin(struct spool *sp)
 {
 	struct spool_committer *c = sp->committer;

@@ -1,10 +1,11 @@
 /*
  * The durable queue: one LMDB environment under server.spool, shared by every
  * listener process, holding envelopes and bodies keyed by QID. A message is either
- * committed whole or absent. Group commit: listeners submit finished messages and
- * call spool_commit() once per event-loop pass; every submitted message goes into
- * one write transaction and one flush, and only then are the callbacks (which send
- * "250 2.0.0 Ok: queued as QID") run.
+ * committed whole or absent. Group commit: listeners submit finished messages; the
+ * waiting ones go into one write transaction and one flush, and only then are the
+ * callbacks (which send "250 2.0.0 Ok: queued as QID") run. The commit runs either
+ * in the caller (spool_commit) or pipelined on a commit thread (spool_async_start)
+ * while the caller's event loop goes on.
  *
  * Bodies being received stay in memory up to a threshold, then spill to a
  * temporary file under spool/tmp (swept of dead processes' files at open).
@@ -98,7 +99,6 @@ int spool_commit(struct spool *sp);
 int spool_async_start(struct spool *sp, const char **error_r);
 int spool_async_fd(const struct spool *sp);
 bool spool_commit_begin(struct spool *sp);
-bool spool_commit_busy(const struct spool *sp);
 int spool_commit_finish(struct spool *sp);
 /* number of write transactions committed by this handle (tests, stats) */
 uint64_t spool_commit_count(const struct spool *sp);

@@ -95,8 +95,10 @@ void smtpd_start(struct smtpd *sd);
 /* graceful stop: close the listening sockets; sessions finish; the loop is
    broken once none is left */
 void smtpd_stop(struct smtpd *sd);
-/* one group commit plus resuming the sessions it answered (the prepare
-   watcher calls it; unit tests call it to stand for a loop pass) */
+/* once per loop pass (the prepare watcher): with the commit thread, hand it
+   the waiting messages if it is idle (its eventfd watcher resumes the answered
+   sessions); otherwise one group commit here plus resuming the sessions it
+   answered (unit tests call it to stand for a loop pass) */
 void smtpd_commit(struct smtpd *sd);
 /* "STATS connections=N active=N accepted=N relay_refused=N refused=N bytes=N" */
 int smtpd_stats_format(const struct smtpd *sd, char *buf, size_t len);

@@ -1178,7 +1178,6 @@ START_TEST(test_async_pipelined)
 		spool_msg_submit(m, rec_done, &rec[i]);
 	}
 	ck_assert(spool_commit_begin(sp));
-	ck_assert(spool_commit_busy(sp));
 	/* messages finishing while the batch is flushed wait for the next one */
 	for (int i = 5; i < 8; i++) {
 		struct spool_msg *m = spool_msg_begin(sp);
@@ -1188,7 +1187,6 @@ START_TEST(test_async_pipelined)
 	ck_assert(!spool_commit_begin(sp));		/* one batch at a time */
 	ck_assert_int_eq(spool_commit(sp), -1);		/* no synchronous commit now */
 	ck_assert_int_eq(async_finish(sp), 5);
-	ck_assert(!spool_commit_busy(sp));
 	ck_assert_uint_eq(spool_commit_count(sp), 1);
 	for (int i = 0; i < 8; i++)
 		ck_assert_int_eq(rec[i].calls, i < 5 ? 1 : 0);
