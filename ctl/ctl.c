@@ -39,6 +39,11 @@ static const struct {
 	{ "check", "INSTANCE --client IP --from ADDR --to ADDR",
 	    "What the live profile would answer to RCPT TO, and the rule" },
 	{ "stats", "[NAME]", "Counters per instance" },
+	{ "audit", "[NAME...] [--json] [--source IP] [--internet NAME]...",
+	    "Prove that no instance relays for strangers: the relay-trick corpus\n"
+	    "\tsimulated on the live profiles and played live to every listener;\n"
+	    "\texit 0 ok, 1 an instance relays for strangers (or live answers differ),\n"
+	    "\t4 no connection" },
 	{ "queue", "[show QID]", "List the spool, or show one message (no daemon needed)" },
 	{ "shutdown", "", "Stop every process and relayvisord" },
 	{ "version", "", "relayvisord's version" },
@@ -286,6 +291,8 @@ ctl_command(struct ctl_ctx *ctx, int argc, char **argv)
 	}
 	if (strcmp(argv[0], "queue") == 0)
 		return ctl_queue(ctx, argc, argv);
+	if (strcmp(argv[0], "audit") == 0)
+		return ctl_audit(ctx, argc, argv);
 	return ctl_remote(ctx, argc, argv);
 }
 

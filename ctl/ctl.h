@@ -24,6 +24,8 @@ int ctl_command(struct ctl_ctx *ctx, int argc, char **argv);
 /* the prompt; returns the exit code */
 int ctl_interactive(struct ctl_ctx *ctx, FILE *in);
 void ctl_help(FILE *out, const char *verb);
+/* `audit` (ctl/audit.c): returns the exit code */
+int ctl_audit(struct ctl_ctx *ctx, int argc, char **argv);
 void ctl_ctx_free(struct ctl_ctx *ctx);
 
 /* split a line of the prompt into words (in place); returns argc */

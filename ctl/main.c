@@ -18,7 +18,7 @@ usage(FILE *fp)
 	    "              server.spool (default ./conf.d)\n"
 	    "  -s SOCKET   the control socket (no configuration read)\n"
 	    "Commands (\"relayvisorctl help\" for details): status start stop restart\n"
-	    "reread update reload avail pid signal tail check stats queue shutdown\n"
+	    "reread update reload avail pid signal tail check stats queue audit shutdown\n"
 	    "version help\n");
 }
 

@@ -20,6 +20,31 @@
 
 #include "common/config.h"
 
+/*
+ * The audit over the control socket (common/ctlproto.h framing). Both ends,
+ * supervisor/audit.c and ctl/audit.c, read this. Data lines are records whose
+ * fields are separated by one TAB (fields never hold a TAB or LF):
+ *
+ * "audit [--internet NAME]... [NAME...]": per instance, in configuration order,
+ *   instance  NAME PROFILE INTERNET(0|1) ACKNOWLEDGED(0|1) ACCESS(any|lan|list) CASES
+ *   listen    TEXT IP PORT SCOPE(loopback|private|wildcard|public)      one per address
+ *   stranger  IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL                one per stranger
+ *   lan       ENTRY IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL OVERWIDE one per LAN entry
+ *   relayed   CLIENT_IP CASE HELO MAIL RCPT       each case relayed for a stranger
+ *   check     STEP OK SETTING VALUE KEY                            Mailtraq's checklist
+ *   matrix    CLIENT IP CELL*6   cells: sender local, non-local, null, each with
+ *                                recipient local then remote
+ *   exposure  MESSAGE
+ *   end
+ * then ".OK 0"; an unknown NAME gives "NAME: ERROR (no such process)" and exit 4.
+ *
+ * "audit-expect NAME CLIENT_IP": what the instance's listener answers that client,
+ *   greeting  220 | 554 5.7.1
+ *   errors    MAX_ERRORS                   (the replay opens a new session in time)
+ *   case      CASE HELO MAIL_ARG RCPT_ARG MAIL_REPLY RCPT_REPLY RELAYED(0|1)
+ *             RCPT_REPLY is "" when MAIL is refused
+ */
+
 #define AUDIT_DEFAULT_HELO "client.example"
 #define AUDIT_REPLY_MAX 640
 #define AUDIT_ARG_MAX 512

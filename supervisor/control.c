@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "profiles/address.h"
 #include "profiles/policy.h"
+#include "supervisor/audit.h"
 #include "supervisor/super.h"
 
 #define TAIL_BYTES 1600		/* what supervisorctl tail shows */
@@ -683,10 +684,24 @@ addr_arg(const char *s, struct mailaddr *a, const char **error_r)
 	return address_parse(buf, a, error_r);
 }
 
+/* audit, audit-expect, check --corpus: supervisor/audit.c */
+static void
+cmd_audit(struct conn *c, int argc, char **argv)
+{
+	struct sv_out out = { sv_out_line, c };
+	const char *error;
+	int code = audit_control(c->sv, argc, argv, &out, &error);
+	conn_finish(c, code, error);
+}
+
 static void
 cmd_check(struct conn *c, int argc, char **argv)
 {
 	const char *usage = "Error: check INSTANCE --client IP --from ADDR --to ADDR";
+	if (audit_is_corpus_check(argc, argv)) {
+		cmd_audit(c, argc, argv);
+		return;
+	}
 	if (argc < 2) {
 		conn_finish(c, CTL_EXIT_USAGE, usage);
 		return;
@@ -824,6 +839,8 @@ static const struct {
 	{ "signal", cmd_signal },
 	{ "tail", cmd_tail },
 	{ "check", cmd_check },
+	{ "audit", cmd_audit },
+	{ "audit-expect", cmd_audit },
 	{ "stats", cmd_stats },
 	{ "shutdown", cmd_shutdown },
 	{ "version", cmd_version },

@@ -31,6 +31,7 @@
 
 #include "common/childproto.h"
 #include "common/log.h"
+#include "profiles/audit.h"
 #include "supervisor/control.h"
 
 struct sv {
@@ -1008,6 +1009,7 @@ sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out, const char **er
 	sv->instances = head;
 	sv->cfg = ncfg;
 	config_free(old_cfg);
+	audit_log_config(sv->cfg);
 	/* start after the swap: children get the new snapshot */
 	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next) {
 		for (unsigned i = 0; i < in->n_procs; i++) {
@@ -1216,6 +1218,7 @@ sv_run(struct sv *sv)
 	log_info("relayvisord %s started with pid %ld, %zu instance%s, listener %s",
 	    RELAYVISOR_VERSION, (long)sv->pid, sv->cfg->n_instances,
 	    sv->cfg->n_instances == 1 ? "" : "s", sv->smtpd_path);
+	audit_log_config(sv->cfg);
 	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next)
 		if (in->autostart)
 			for (unsigned i = 0; i < in->n_procs; i++)
