@@ -323,7 +323,7 @@ lan_representative(const char *entry, char *ip, size_t len)
 	if (strchr(buf, '*') != NULL) {
 		int fixed = 0;
 		bool wild = false;
-		char out[128] = "";
+		char out[96] = "";
 		char *save = NULL;
 		for (char *t = strtok_r(buf, ".", &save); t != NULL;
 		    t = strtok_r(NULL, ".", &save)) {
