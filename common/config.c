@@ -557,8 +557,10 @@ static const struct {
 	const char *name;
 	int sig;
 } signals[] = {
-	{ "TERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "HUP", SIGHUP },
-	{ "KILL", SIGKILL }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+	/* exactly the signals a listener treats as a graceful stop
+	   (instances/main.c): HUP is ignored there, KILL drops every session */
+	{ "TERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
+	{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
 };
 
 static bool
@@ -1058,7 +1060,7 @@ set_value(struct loader *ld, const struct cfg_key *k, yaml_node_t *v, void *base
 	case T_SIGNAL:
 		if ((s = node_scalar(v)) == NULL || !parse_signal(s, field))
 			type_error(ld, v, label,
-			    "a signal name (TERM, INT, QUIT, HUP, KILL, USR1, USR2)");
+			    "a signal name (TERM, INT, QUIT, USR1, USR2)");
 		return;
 	case T_OPEN_RELAY:
 		if ((s = node_scalar(v)) == NULL || strcmp(s, "i-understand") != 0) {

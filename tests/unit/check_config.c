@@ -267,7 +267,17 @@ static const struct {
 	{ "stopsignal",
 	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    stopsignal: FOO\n",
 	    NULL,
-	    "conf.d/10-a.yaml:7:17: error: 'stopsignal' in instance 'x': expected a signal name (TERM, INT, QUIT, HUP, KILL, USR1, USR2), got 'FOO'" },
+	    "conf.d/10-a.yaml:7:17: error: 'stopsignal' in instance 'x': expected a signal name (TERM, INT, QUIT, USR1, USR2), got 'FOO'" },
+	/* a listener ignores HUP and cannot stop gracefully on KILL */
+	{ "stopsignal HUP",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    stopsignal: HUP\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:17: error: 'stopsignal' in instance 'x': expected a signal name (TERM, INT, QUIT, USR1, USR2), got 'HUP'" },
+	/* a listener ignores HUP and cannot stop gracefully on KILL */
+	{ "stopsignal KILL",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    stopsignal: KILL\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:17: error: 'stopsignal' in instance 'x': expected a signal name (TERM, INT, QUIT, USR1, USR2), got 'KILL'" },
 	{ "backoff_order",
 	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    backoff:\n      initial: 10s\n      max: 5s\n",
 	    NULL,
