@@ -681,6 +681,9 @@ static const struct {
 	{ "lan: [\"0.0.0.0/0\"]\nprofiles:\n  p: {}\ninstances:\n"
 	  "  x: {listen: [\"127.0.0.1:2525\", \"[::1]:2525\"], profile: p}\n",
 	  "conf.d/10-a.yaml:1:7: warning: entry '0.0.0.0/0' of 'lan' is over-wide: it trusts every address\n" },
+	/* -t passes, but relayvisord could not bind it: say so (TEST-NET-1) */
+	{ "profiles:\n  p: {}\ninstances:\n  x: {listen: [\"192.0.2.1:2525\"], profile: p}\n",
+	  "conf.d/10-a.yaml:4:16: warning: listen address 192.0.2.1:2525 of instance 'x' is not an address of this host (on no interface): the instance cannot serve (FATAL) until it is\n" },
 };
 
 START_TEST(test_warnings)
