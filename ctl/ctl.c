@@ -34,13 +34,17 @@ static const struct {
 	{ "restart", "NAME...|all", "Stop, then start processes" },
 	{ "reread", "", "Re-read the configuration; show what changed" },
 	{ "update", "", "Re-read the configuration and apply the changes" },
-	{ "reload", "", "Same as update (also SIGHUP)" },
-	{ "avail", "", "List the configured instances" },
+	{ "reload", "", "Same as update here (also SIGHUP): applies the changes,\n"
+	    "\trestarting only what changed" },
+	{ "avail", "", "Instances in the configuration: in use, or avail (read,\n"
+	    "\tnot yet added by update)" },
 	{ "pid", "[NAME|all]", "PID of relayvisord, or of processes" },
-	{ "signal", "SIG NAME...|all", "Send a signal to processes" },
+	{ "signal", "SIG NAME...|all", "Send a signal to processes (STOP, TSTP, TTIN,\n"
+	    "\tTTOU are refused: use stop)" },
 	{ "tail", "[-f] NAME", "The end of an instance's log; -f follows it" },
 	{ "check", "INSTANCE --client IP --from ADDR --to ADDR",
-	    "What the live profile would answer to RCPT TO, and the rule" },
+	    "What the live profile would answer to RCPT TO, and the rule.\n"
+	    "\tExit 0 accepted, 1 refused, 2 bad arguments, 4 no such instance" },
 	{ "stats", "[NAME]", "Counters per instance" },
 	{ "queue", "[show QID]", "List the spool, or show one message (no daemon needed)" },
 	{ "shutdown", "", "Stop every process and relayvisord" },
