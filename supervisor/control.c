@@ -386,6 +386,8 @@ start_settled(struct conn *c, struct target *t)
 	if (p->fsm.state == PROC_STARTING || p->fsm.state == PROC_STOPPING)
 		return false;
 	target_line(t, "%s: ERROR (%s)", t->name,
+	    p->fsm.state == PROC_FATAL && p->inst->bind_error[0] != '\0' ?
+	    p->inst->bind_error :
 	    p->fsm.state == PROC_FATAL && WIFEXITED(p->last_status) &&
 	    WEXITSTATUS(p->last_status) == 78 ? "configuration error" : "spawn error");
 	conn_exit(c, CTL_EXIT_ERROR);

@@ -149,7 +149,8 @@ class CtlTest(TestCase):
         pid = sup.state("a")[1]
         self.assertEqual(sup.ctl("signal", "TERM", "a"), (0, "a: signalled\n"))
         sup.wait_for(lambda: not pid_alive(pid), what="a gone after SIGTERM")
-        self.assertIn("exited: a (exit status 0; expected)", sup.logtext())
+        sup.wait_for(lambda: "exited: a (exit status 0; expected)" in sup.logtext(),
+                     what="the exit logged")
         # autorestart unexpected: a clean exit is not restarted
         sup.wait_for(lambda: sup.state("a")[0] == "EXITED", what="EXITED")
         self.assertEqual(sup.ctl("signal", "TERM", "a"), (1, "a: ERROR (not running)\n"))

@@ -209,7 +209,9 @@ class Readiness(Base):
                               r"requested address\n$" % pb)
         self.assertTrue(greeting(pg).startswith(b"220"))
         self.assertIsNone(sup.proc.poll())
-        self.assertEqual(sup.ctl("start", "unbound")[0], 1)
+        self.assertEqual(sup.ctl("start", "unbound"),
+                         (1, "unbound: ERROR (bind 192.0.2.1:%d: Cannot assign requested "
+                             "address)\n" % pb))
 
 
 class ListenerSignals(Base):
