@@ -388,9 +388,16 @@ class Prompt(Base):
         os.write(fd, b"tatus a\x01s\r")
         self.read_until(fd, rb"a\s+RUNNING\s+pid \d+.*" + P)
         os.write(fd, b"tail -f a\r")
-        time.sleep(0.2)
-        greeting(pa)
-        self.read_until(fd, rb"disconnect from")
+        # connect until a disconnect line streams in (no guess at when the
+        # daemon has registered the follower)
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"disconnect from" not in seen and time.monotonic() < deadline:
+            greeting(pa)
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                seen += os.read(fd, 4096)
+        self.assertIn(b"disconnect from", seen)
         os.write(fd, b"\x03")                       # Ctrl-C: back to the prompt
         self.read_until(fd, P)
         os.write(fd, b"history\r")
