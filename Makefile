@@ -47,6 +47,9 @@ $(BINDIR)/$(PROG_$(d)): $(B)/$(d)/main.o $(B)/lib$(d).a $(B)/librelayvisor.a
 	$$(CC) $$(XCFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach d,$(PROGDIRS),$(eval $(progdir)))
+# relayvisorctl's prompt edits lines with libedit (Debian libedit-dev)
+EDIT_LIBS := -ledit
+$(BINDIR)/$(PROG_ctl): LDLIBS += $(EDIT_LIBS)
 
 UNIT_SRC  := $(sort $(wildcard tests/unit/check_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -74,7 +77,7 @@ $(B)/tests/check_smtpd_%: $(B)/tests/check_smtpd_%.o $(B)/libinstances.a $(B)/li
 $(B)/tests/check_super_%: $(B)/tests/check_super_%.o $(B)/libsupervisor.a $(B)/librelayvisor.a
 	$(TEST_LINK)
 $(B)/tests/check_ctl_%: $(B)/tests/check_ctl_%.o $(B)/libctl.a $(B)/librelayvisor.a
-	$(TEST_LINK)
+	$(TEST_LINK) $(EDIT_LIBS)
 $(B)/tests/check_%: $(B)/tests/check_%.o $(B)/librelayvisor.a
 	$(TEST_LINK)
 

@@ -557,8 +557,10 @@ static const struct {
 	const char *name;
 	int sig;
 } signals[] = {
-	{ "TERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "HUP", SIGHUP },
-	{ "KILL", SIGKILL }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+	/* exactly the signals a listener treats as a graceful stop
+	   (instances/main.c): HUP is ignored there, KILL drops every session */
+	{ "TERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
+	{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
 };
 
 static bool
@@ -1058,7 +1060,7 @@ set_value(struct loader *ld, const struct cfg_key *k, yaml_node_t *v, void *base
 	case T_SIGNAL:
 		if ((s = node_scalar(v)) == NULL || !parse_signal(s, field))
 			type_error(ld, v, label,
-			    "a signal name (TERM, INT, QUIT, HUP, KILL, USR1, USR2)");
+			    "a signal name (TERM, INT, QUIT, USR1, USR2)");
 		return;
 	case T_OPEN_RELAY:
 		if ((s = node_scalar(v)) == NULL || strcmp(s, "i-understand") != 0) {
@@ -1425,6 +1427,28 @@ verify_profile(struct loader *ld, const struct profile *p)
 	}
 }
 
+/* the address belongs to this host: a socket can be bound to it (port 0, so
+   nothing is taken; the kernel's own answer covers 127.0.0.0/8 on lo and
+   every other local route). Errors other than EADDRNOTAVAIL say nothing. */
+static bool
+listen_addr_local(const struct listen_addr *la)
+{
+	struct sockaddr_storage ss = la->ss;
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else if (ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	else
+		return true;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return true;
+	bool local = bind(fd, (struct sockaddr *)&ss, la->sslen) == 0 ||
+	    errno != EADDRNOTAVAIL;
+	close(fd);
+	return local;
+}
+
 static void
 verify_instance(struct loader *ld, struct instance *inst)
 {
@@ -1444,6 +1468,13 @@ verify_instance(struct loader *ld, struct instance *inst)
 			diag_error(ld, &inst->mark, "instance '%s' has no listen address",
 			    inst->name);
 	}
+	/* relayvisord would start, but this instance could not bind (FATAL) */
+	for (size_t i = 0; i < inst->n_listen; i++)
+		if (!listen_addr_local(&inst->listen[i]))
+			diag_warning(ld, &inst->listen[i].mark, "listen address %s of "
+			    "instance '%s' is not an address of this host (on no "
+			    "interface): the instance cannot serve (FATAL) until it is",
+			    inst->listen[i].text, inst->name);
 	if (inst->backoff_max < inst->backoff_initial) {
 		path = xasprintf("instances/%s/backoff/max", inst->name);
 		const struct cfg_mark *bm = seen_find(ld, path);

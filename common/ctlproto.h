@@ -4,7 +4,10 @@
  *
  * Transport: a unix stream socket (server.control). The client connects, sends ONE
  * request line and reads the reply; the server closes the connection after the
- * status line (or, for `tail -f`, when the client goes away).
+ * status line (or, for `tail -f`, when the client closes or half-closes). The
+ * client may half-close (SHUT_WR) after its request, which then needs no final LF;
+ * it still gets the reply. A request the server accepted is carried out even if
+ * the client goes away before the reply.
  *
  * Request: one line, at most CTLPROTO_LINE_MAX octets including the LF, words
  * separated by single spaces: "VERB ARG ARG\n", e.g. "status internet lan\n",
@@ -20,7 +23,9 @@
  *     ".ERR <exit> <message>"      failed; the client prints <message> on stderr
  *                                  and exits with <exit>
  * Exit codes are supervisorctl's: 0 ok, 1 error, 2 bad arguments, 3 not running,
- * 4 no such process / no connection.
+ * 4 no such process / no connection, 7 `pid` of a stopped process. `start` of a
+ * started and `stop` of a stopped process are 0; stop/restart/signal without a
+ * name 1, start without one 2. `check`: 0 accepted, 1 refused.
  * `tail -f` streams data lines without a status line until the client closes.
  */
 #ifndef RELAYVISOR_CTLPROTO_H

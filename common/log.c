@@ -75,7 +75,8 @@ log_vemit(int pri, const char *fmt, va_list ap, const char *suffix)
 	strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
 	int len = snprintf(line, sizeof(line), "%s %s %s[%ld]: %s%s\n", ts,
 	    log_host[0] ? log_host : "localhost", log_tagbuf, (long)getpid(),
-	    pri == LOG_WARNING ? "warning: " : pri <= LOG_ERR ? "fatal: " : "", msg);
+	    pri == LOG_WARNING ? "warning: " : pri == LOG_ERR ? "error: " :
+	    pri < LOG_ERR ? "fatal: " : "", msg);
 	if (len < 0)
 		return;
 	if ((size_t)len >= sizeof(line)) {
@@ -102,6 +103,7 @@ name(const char *fmt, ...)						\
 LOG_FN(log_info, LOG_INFO, 0)
 LOG_FN(log_warn, LOG_WARNING, 1)
 LOG_FN(log_warnx, LOG_WARNING, 0)
+LOG_FN(log_errorx, LOG_ERR, 0)
 
 void
 log_debug(const char *fmt, ...)

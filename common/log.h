@@ -22,6 +22,8 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* warning without errno */
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* an error the program survives ("error: ..."; Postfix's msg_error) */
+void log_errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* start-up only: log and exit(1) (fatal appends errno) */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -1,16 +1,19 @@
 /*
  * relayvisorctl: sends one request line to relayvisord and prints the reply
- * (common/ctlproto.h); `queue` reads the spool directly (mailq/postcat), and the
- * prompt keeps a history. Kept light: a status call is a connect, a write and a
+ * (common/ctlproto.h); `queue` reads the spool directly (mailq/postcat). The
+ * interactive prompt is prompt.c. Kept light: a status call is a connect, a write and a
  * read, so it takes a millisecond or two.
  */
 #include "ctl/ctl.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,7 +21,7 @@
 #include "common/ctlproto.h"
 #include "common/spool.h"
 
-#define HISTORY_MAX 500
+volatile sig_atomic_t ctl_interrupted;
 
 static const struct {
 	const char *verb, *args, *text;
@@ -31,13 +34,17 @@ static const struct {
 	{ "restart", "NAME...|all", "Stop, then start processes" },
 	{ "reread", "", "Re-read the configuration; show what changed" },
 	{ "update", "", "Re-read the configuration and apply the changes" },
-	{ "reload", "", "Same as update (also SIGHUP)" },
-	{ "avail", "", "List the configured instances" },
+	{ "reload", "", "Same as update here (also SIGHUP): applies the changes,\n"
+	    "\trestarting only what changed" },
+	{ "avail", "", "Instances in the configuration: in use, or avail (read,\n"
+	    "\tnot yet added by update)" },
 	{ "pid", "[NAME|all]", "PID of relayvisord, or of processes" },
-	{ "signal", "SIG NAME...|all", "Send a signal to processes" },
+	{ "signal", "SIG NAME...|all", "Send a signal to processes (STOP, TSTP, TTIN,\n"
+	    "\tTTOU are refused: use stop)" },
 	{ "tail", "[-f] NAME", "The end of an instance's log; -f follows it" },
 	{ "check", "INSTANCE --client IP --from ADDR --to ADDR",
-	    "What the live profile would answer to RCPT TO, and the rule" },
+	    "What the live profile would answer to RCPT TO, and the rule.\n"
+	    "\tExit 0 accepted, 1 refused, 2 bad arguments, 4 no such instance" },
 	{ "stats", "[NAME]", "Counters per instance" },
 	{ "audit", "[NAME...] [--json] [--source IP] [--internet NAME]...",
 	    "Prove that no instance relays for strangers: the relay-trick corpus\n"
@@ -58,7 +65,8 @@ ctl_help(FILE *out, const char *verb)
 	for (size_t i = 0; i < n; i++) {
 		if (verb != NULL && strcmp(verb, helps[i].verb) != 0)
 			continue;
-		fprintf(out, "%s %s\n\t%s\n", helps[i].verb, helps[i].args, helps[i].text);
+		fprintf(out, "%s%s%s\n\t%s\n", helps[i].verb, helps[i].args[0] ? " " : "",
+		    helps[i].args, helps[i].text);
 		if (verb != NULL)
 			return;
 	}
@@ -157,6 +165,14 @@ ctl_remote(struct ctl_ctx *ctx, int argc, char **argv)
 	int code = -1;
 	while (code == -1) {
 		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n == -1 && errno == EINTR && ctl_interrupted) {
+			/* Ctrl-C at the prompt: leave `tail -f` (or the wait for a
+			   reply; the daemon finishes what it was asked regardless) */
+			ctl_interrupted = 0;
+			fputc('\n', ctx->out);
+			code = follow ? 0 : CTL_EXIT_ERROR;
+			break;
+		}
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -225,11 +241,13 @@ queue_line(const struct spool_entry *e, void *arg)
 	struct tm tm;
 	localtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
-	fprintf(q->out, "%-20s %10llu %s  <%s> ->", e->qid, (unsigned long long)e->size,
-	    when, e->sender != NULL ? e->sender : "");
+	/* like mailq: the sender on the message's line, each recipient on a line
+	   of its own below it, so 100 recipients stay readable */
+	int indent = fprintf(q->out, "%-20s %10llu %s  ", e->qid,
+	    (unsigned long long)e->size, when);
+	fprintf(q->out, "<%s>\n", e->sender != NULL ? e->sender : "");
 	for (size_t i = 0; i < e->n_rcpts; i++)
-		fprintf(q->out, "%s <%s>", i ? "," : "", e->rcpts[i]);
-	fputc('\n', q->out);
+		fprintf(q->out, "%*s<%s>\n", indent > 0 ? indent : 0, "", e->rcpts[i]);
 	q->n++;
 	return 0;
 }
@@ -248,21 +266,33 @@ ctl_queue(struct ctl_ctx *ctx, int argc, char **argv)
 		fprintf(ctx->out, "Error: %s\n", error);
 		return CTL_EXIT_ERROR;
 	}
+	/* a spool that cannot be read is an error naming it, never an empty
+	   queue; only a spool directory without a database yet (no listener ever
+	   opened it) holds nothing */
+	struct stat st;
+	if (stat(ctx->spool, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		int e = errno;
+		fprintf(ctx->out, "Error: spool %s: %s\n", ctx->spool,
+		    strerror(access(ctx->spool, F_OK) == 0 ? ENOTDIR : e));
+		return CTL_EXIT_ERROR;
+	}
 	struct spool *sp;
 	if (spool_open_readonly(ctx->spool, &sp, &error) == -1) {
-		if (!show) {
-			/* no spool yet: nothing was ever queued */
+		char db[PATH_MAX];
+		snprintf(db, sizeof(db), "%s/data.mdb", ctx->spool);
+		if (!show && access(db, F_OK) == -1 && errno == ENOENT) {
 			fprintf(ctx->out, "Mail queue is empty\n");
 			return 0;
 		}
-		fprintf(ctx->out, "%s: %s\n", argv[2], error);
+		fprintf(ctx->out, "Error: %s\n", error);
 		return CTL_EXIT_ERROR;
 	}
 	int code = 0;
 	if (show) {
 		fflush(ctx->out);
+		/* the error names the message: "QID: no such message" */
 		if (spool_show(sp, argv[2], ctx->out, &error) == -1) {
-			fprintf(ctx->out, "%s: %s\n", argv[2], error);
+			fprintf(ctx->out, "%s\n", error);
 			code = CTL_EXIT_ERROR;
 		}
 	} else {
@@ -305,51 +335,4 @@ ctl_split(char *line, char **argv, int max)
 	    w = strtok_r(NULL, " \t\r\n", &save))
 		argv[argc++] = w;
 	return argc;
-}
-
-int
-ctl_interactive(struct ctl_ctx *ctx, FILE *in)
-{
-	char *history[HISTORY_MAX];
-	size_t n_hist = 0, first = 1;	/* number of history[0] */
-	char line[CTLPROTO_LINE_MAX];
-	bool tty = isatty(fileno(in));
-	for (;;) {
-		fputs("relayvisor> ", ctx->out);
-		fflush(ctx->out);
-		if (fgets(line, sizeof(line), in) == NULL) {
-			if (tty)
-				fputc('\n', ctx->out);
-			break;
-		}
-		char copy[CTLPROTO_LINE_MAX];
-		snprintf(copy, sizeof(copy), "%s", line);
-		copy[strcspn(copy, "\r\n")] = '\0';
-		char *argv[CTLPROTO_ARGS_MAX];
-		int argc = ctl_split(line, argv, CTLPROTO_ARGS_MAX);
-		if (argc == 0)
-			continue;
-		if (strcmp(argv[0], "quit") == 0 || strcmp(argv[0], "exit") == 0)
-			break;
-		char *keep = strdup(copy);
-		if (keep != NULL) {
-			if (n_hist == HISTORY_MAX) {
-				free(history[0]);
-				memmove(history, history + 1, (n_hist - 1) * sizeof(char *));
-				n_hist--;
-				first++;
-			}
-			history[n_hist++] = keep;
-		}
-		if (strcmp(argv[0], "history") == 0) {
-			for (size_t i = 0; i < n_hist; i++)
-				fprintf(ctx->out, "%5zu  %s\n", first + i, history[i]);
-			continue;
-		}
-		ctl_command(ctx, argc, argv);
-		fflush(ctx->out);
-	}
-	for (size_t i = 0; i < n_hist; i++)
-		free(history[i]);
-	return 0;
 }

@@ -6,6 +6,7 @@
 #ifndef RELAYVISOR_CTL_H
 #define RELAYVISOR_CTL_H
 
+#include <signal.h>
 #include <stdio.h>
 
 struct ctl_ctx {
@@ -21,8 +22,12 @@ struct ctl_ctx {
 int ctl_resolve_socket(struct ctl_ctx *ctx, const char **error_r);
 /* run one command (local or remote) and return its exit code */
 int ctl_command(struct ctl_ctx *ctx, int argc, char **argv);
-/* the prompt; returns the exit code */
+/* the prompt (prompt.c): libedit line editing and history on a terminal,
+   plain lines otherwise; returns the exit code */
 int ctl_interactive(struct ctl_ctx *ctx, FILE *in);
+/* set by the prompt's SIGINT handler: a command waiting on the daemon (tail -f)
+   returns to the prompt */
+extern volatile sig_atomic_t ctl_interrupted;
 void ctl_help(FILE *out, const char *verb);
 /* `audit` (ctl/audit.c): returns the exit code */
 int ctl_audit(struct ctl_ctx *ctx, int argc, char **argv);

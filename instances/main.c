@@ -204,13 +204,31 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/*
+ * Signals. Every signal the configuration accepts as `stopsignal` (TERM, INT,
+ * QUIT, USR1, USR2: common/config.c) is a graceful stop. HUP is ignored: reload
+ * belongs to the supervisor, which hands a new process the new configuration.
+ */
+static const int stop_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 };
+#define N_STOP_SIGNALS (sizeof(stop_signals) / sizeof(stop_signals[0]))
+
 static void
 signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	(void)loop;
 	(void)revents;
-	log_info("signal %d: graceful stop", w->signum);
+	log_info("SIG%s: graceful stop", sigabbrev_np(w->signum));
 	smtpd_stop(main_sd);
+}
+
+static void
+sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	log_info("SIGHUP ignored: relayvisord reloads the configuration "
+	    "(relayvisorctl reload)");
 }
 
 int
@@ -264,6 +282,9 @@ main(int argc, char **argv)
 	log_set_debug(debug);
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		log_warn("signal SIGPIPE");
+	/* a HUP must not kill us while starting either (the loop logs it later) */
+	if (signal(SIGHUP, SIG_IGN) == SIG_ERR)
+		log_warn("signal SIGHUP");
 
 	int listen_pid = env_int("LISTEN_PID");
 	int n_fds = env_int("LISTEN_FDS");
@@ -341,11 +362,13 @@ main(int argc, char **argv)
 	if (smtpd_async_commit(main_sd, &err) == -1)
 		log_warnx("%s: committing on the event loop instead", err);
 
-	ev_signal sigterm, sigint;
-	ev_signal_init(&sigterm, signal_cb, SIGTERM);
-	ev_signal_init(&sigint, signal_cb, SIGINT);
-	ev_signal_start(loop, &sigterm);
-	ev_signal_start(loop, &sigint);
+	ev_signal stop_w[N_STOP_SIGNALS], hup_w;
+	for (size_t i = 0; i < N_STOP_SIGNALS; i++) {
+		ev_signal_init(&stop_w[i], signal_cb, stop_signals[i]);
+		ev_signal_start(loop, &stop_w[i]);
+	}
+	ev_signal_init(&hup_w, sighup_cb, SIGHUP);
+	ev_signal_start(loop, &hup_w);
 	if (notify_fd >= 0) {
 		ev_io_init(&notify_io, notify_cb, notify_fd, EV_READ);
 		ev_io_start(loop, &notify_io);
@@ -360,6 +383,10 @@ main(int argc, char **argv)
 	/* messages of sessions that died before their commit are still owed one */
 	if (spool_pending(spool) > 0 && spool_commit(spool) == -1)
 		log_warnx("spool commit failed at exit");
+	/* the final counters, which the supervisor adds to the instance's totals */
+	char stats[CHILD_MSG_MAX];
+	smtpd_stats_format(main_sd, stats, sizeof(stats));
+	notify_send(stats);
 	log_info("stopped");
 	smtpd_free(main_sd);
 	spool_close(spool);

@@ -5,7 +5,7 @@
 # it (for smtp-source/smtp-sink) never starts an MTA on port 25.
 set -eu
 
-pkgs="libev-dev libyaml-dev libcidr-dev liblmdb-dev check pkg-config make gcc
+pkgs="libev-dev libyaml-dev libcidr-dev liblmdb-dev libedit-dev check pkg-config make gcc
       swaks libio-socket-inet6-perl python3 postfix fail2ban pflogsumm clang libclang-rt-14-dev
       iproute2 procps psmisc"
 

@@ -7,6 +7,12 @@
  *
  * `start` answers "NAME: started" as soon as the child said READY (it serves);
  * the status turns RUNNING once startsecs have also elapsed.
+ *
+ * An accepted request is carried out to the end whether or not its client stays:
+ * a client that half-closes its socket (SHUT_WR) after the request still gets the
+ * reply, and one that goes away (Ctrl-C, `timeout`) cannot leave a `restart`
+ * stopped halfway: the connection lives on, its output discarded, until the
+ * operation is done. Only `tail -f` ends when its client stops reading.
  */
 #include "supervisor/control.h"
 
@@ -31,6 +37,7 @@
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "profiles/address.h"
+#include "profiles/net.h"
 #include "profiles/policy.h"
 #include "supervisor/audit.h"
 #include "supervisor/super.h"
@@ -61,6 +68,7 @@ struct conn {
 	size_t outlen, outoff, outcap;
 	bool finished;		/* status line queued: close once flushed */
 	bool denied;		/* SO_PEERCRED said no: answer the request with that */
+	bool peer_gone;		/* cannot be written to any more: output discarded */
 	enum wait_kind wait;
 	struct target *targets;
 	size_t n_targets;
@@ -74,6 +82,7 @@ static ev_io accept_w;
 static bool listening;
 
 static void conn_free(struct conn *c);
+static void conn_peer_gone(struct conn *c);
 
 /* ---- output ---- */
 
@@ -92,7 +101,7 @@ conn_flush(struct conn *c)
 		if (n == -1) {
 			if (errno != EPIPE && errno != ECONNRESET)
 				log_warn("write control connection");
-			conn_free(c);
+			conn_peer_gone(c);
 			return;
 		}
 		c->outoff += (size_t)n;
@@ -106,6 +115,8 @@ conn_flush(struct conn *c)
 static void
 conn_put(struct conn *c, const char *buf, size_t len)
 {
+	if (c->peer_gone)
+		return;
 	if (c->outlen + len > OUT_MAX)
 		return;		/* a reader this far behind loses lines */
 	if (c->outlen + len > c->outcap) {
@@ -184,7 +195,36 @@ conn_finish(struct conn *c, int exitcode, const char *error)
 	conn_put(c, buf, n);
 	c->finished = true;
 	c->wait = WAIT_NONE;
-	conn_flush(c);
+	if (c->peer_gone)
+		conn_free(c);
+	else
+		conn_flush(c);
+}
+
+/* an operation that is still under way (start, stop, restart) */
+static bool
+conn_busy(const struct conn *c)
+{
+	return c->wait == WAIT_START || c->wait == WAIT_STOP || c->wait == WAIT_RESTART ||
+	    c->wait == WAIT_STATS;
+}
+
+/* the client cannot be written to any more: an operation under way goes on
+   without it (its output discarded); anything else ends here */
+static void
+conn_peer_gone(struct conn *c)
+{
+	struct ev_loop *loop = sv_loop(c->sv);
+	if (!conn_busy(c)) {
+		conn_free(c);
+		return;
+	}
+	if (!c->peer_gone)
+		log_info("control: client went away; finishing its request anyway");
+	c->peer_gone = true;
+	c->outlen = c->outoff = 0;
+	ev_io_stop(loop, &c->rio);
+	ev_io_stop(loop, &c->wio);
 }
 
 static void
@@ -269,7 +309,7 @@ format_uptime(char *buf, size_t size, time_t secs)
 static void
 status_line(struct conn *c, const struct sv_proc *p)
 {
-	char desc[160] = "", up[64], when[64];
+	char desc[300] = "", up[64], when[64];
 	time_t now = time(NULL);
 	switch (p->fsm.state) {
 	case PROC_RUNNING:
@@ -293,7 +333,9 @@ status_line(struct conn *c, const struct sv_proc *p)
 		break;
 	case PROC_BACKOFF:
 	case PROC_FATAL:
-		if (WIFEXITED(p->last_status) &&
+		if (p->inst->bind_error[0] != '\0')
+			snprintf(desc, sizeof(desc), "%s", p->inst->bind_error);
+		else if (WIFEXITED(p->last_status) &&
 		    WEXITSTATUS(p->last_status) == 78)
 			snprintf(desc, sizeof(desc),
 			    "Configuration error (exit status 78)");
@@ -345,6 +387,8 @@ start_settled(struct conn *c, struct target *t)
 	if (p->fsm.state == PROC_STARTING || p->fsm.state == PROC_STOPPING)
 		return false;
 	target_line(t, "%s: ERROR (%s)", t->name,
+	    p->fsm.state == PROC_FATAL && p->inst->bind_error[0] != '\0' ?
+	    p->inst->bind_error :
 	    p->fsm.state == PROC_FATAL && WIFEXITED(p->last_status) &&
 	    WEXITSTATUS(p->last_status) == 78 ? "configuration error" : "spawn error");
 	conn_exit(c, CTL_EXIT_ERROR);
@@ -374,10 +418,13 @@ start_one(struct conn *c, struct target *t)
 		return;
 	}
 	if (sv_proc_event(p, EV_START) == ACT_REFUSE) {
-		target_line(t, "%s: ERROR (%s)", t->name, sv_shutting_down(c->sv) ?
-		    "shutting down" : p->fsm.state == PROC_STOPPING ? "stopping" :
-		    "already started");
-		conn_exit(c, CTL_EXIT_ERROR);
+		bool already = !sv_shutting_down(c->sv) &&
+		    (p->fsm.state == PROC_STARTING || p->fsm.state == PROC_RUNNING);
+		target_line(t, "%s: ERROR (%s)", t->name, already ? "already started" :
+		    sv_shutting_down(c->sv) ? "shutting down" : "stopping");
+		/* supervisorctl: "already started" is the wanted outcome, exit 0 */
+		if (!already)
+			conn_exit(c, CTL_EXIT_ERROR);
 		t->done = true;
 		return;
 	}
@@ -420,7 +467,12 @@ cmd_start_stop(struct conn *c, int argc, char **argv)
 {
 	const char *verb = argv[0];
 	if (argc < 2) {
-		conn_finish(c, CTL_EXIT_USAGE, "Error: requires a process name");
+		/* supervisorctl's codes: start 2 (invalid arguments), stop and
+		   restart 1 (generic) */
+		char msg[64];
+		snprintf(msg, sizeof(msg), "Error: %s requires a process name", verb);
+		conn_finish(c, strcmp(verb, "start") == 0 ? CTL_EXIT_USAGE :
+		    CTL_EXIT_ERROR, msg);
 		return;
 	}
 	if (!targets_resolve(c, argc - 1, argv + 1)) {
@@ -438,8 +490,8 @@ cmd_start_stop(struct conn *c, int argc, char **argv)
 			struct sv_proc *p = sv_proc_find(c->sv, t->name);
 			t->phase = 1;
 			if (sv_proc_event(p, EV_STOP) == ACT_REFUSE) {
+				/* stopped already: what was asked, exit 0 */
 				target_line(t, "%s: ERROR (not running)", t->name);
-				conn_exit(c, CTL_EXIT_ERROR);
 				t->done = true;
 			} else {
 				t->done = stop_settled(c, t);
@@ -470,7 +522,10 @@ stats_answer(struct conn *c)
 	for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next) {
 		if (c->stats_only[0] != '\0' && strcmp(in->name, c->stats_only) != 0)
 			continue;
-		struct child_stats s = { 0 };
+		/* exited processes' counters, kept by the supervisor, plus the
+		   live ones' */
+		struct child_stats s = in->totals;
+		s.active = 0;
 		for (unsigned j = 0; j < in->n_procs; j++) {
 			const struct sv_proc *p = &in->procs[j];
 			if (p->pid <= 0)
@@ -571,13 +626,23 @@ static void
 cmd_signal(struct conn *c, int argc, char **argv)
 {
 	if (argc < 3) {
-		conn_finish(c, CTL_EXIT_USAGE, "Error: signal requires a signal name and "
+		conn_finish(c, CTL_EXIT_ERROR, "Error: signal requires a signal name and "
 		    "a process name");
 		return;
 	}
 	int sig = signal_parse(argv[1]);
 	if (sig == -1) {
 		conn_finish(c, CTL_EXIT_USAGE, "ERROR: bad signal name");
+		return;
+	}
+	if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+		/* a suspended listener holds its port and sessions while its state
+		   would still read RUNNING; `stop` is the way to pause an instance */
+		char msg[160];
+		snprintf(msg, sizeof(msg), "ERROR: signal %s refused: it would suspend "
+		    "the listener while it holds its sessions; use stop",
+		    sigabbrev_np(sig));
+		conn_finish(c, CTL_EXIT_ERROR, msg);
 		return;
 	}
 	targets_resolve(c, argc - 2, argv + 2);
@@ -740,7 +805,13 @@ cmd_check(struct conn *c, int argc, char **argv)
 		return;
 	}
 	if (!policy_client_allowed(cfg, inst, (struct sockaddr *)&ss)) {
-		conn_line(c, "554 5.7.1 Access denied (rule: access)");
+		/* word for word what the listener greets such a client with
+		   (instances/session.c, session_start) */
+		char ip[64];
+		if (net_sockaddr_ntop((struct sockaddr *)&ss, ip, sizeof(ip)) == NULL)
+			snprintf(ip, sizeof(ip), "%s", client);
+		conn_line(c, "554 5.7.1 <unknown[%s]>: Client host rejected: Access denied"
+		    " (rule: access)", ip);
 		conn_finish(c, CTL_EXIT_ERROR, NULL);
 		return;
 	}
@@ -783,22 +854,52 @@ cmd_reload(struct conn *c, int argc, char **argv)
 }
 
 static void
+avail_line(struct conn *c, const struct instance *ci, bool in_use)
+{
+	char addrs[1024] = "";
+	size_t off = 0;
+	for (size_t i = 0; ci != NULL && i < ci->n_listen; i++) {
+		int n = snprintf(addrs + off, sizeof(addrs) - off, "%s%s",
+		    i ? "," : "", ci->listen[i].text);
+		if (n < 0 || (size_t)n >= sizeof(addrs) - off)
+			break;
+		off += (size_t)n;
+	}
+	conn_line(c, "%-32s %-10s %-8s %s", ci->name, in_use ? "in use" : "avail",
+	    ci->autostart ? "auto" : "manual", addrs);
+}
+
+/*
+ * supervisorctl's avail: every instance of the configuration as it is on disk
+ * now, "in use" when it runs here, "avail" when it was read but not yet added
+ * (`update` adds it). Instances removed from the files but still running are
+ * listed "in use" until `update` removes them.
+ */
+static void
 cmd_avail(struct conn *c, int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next) {
-		char addrs[1024] = "";
-		size_t off = 0;
-		for (size_t i = 0; in->cfg != NULL && i < in->cfg->n_listen; i++) {
-			int n = snprintf(addrs + off, sizeof(addrs) - off, "%s%s",
-			    i ? "," : "", in->cfg->listen[i].text);
-			if (n < 0 || (size_t)n >= sizeof(addrs) - off)
-				break;
-			off += (size_t)n;
-		}
-		conn_line(c, "%-32s %-10s %-8s %s", in->name, "in use",
-		    in->autostart ? "auto" : "manual", addrs);
+	struct config_diags diags = { 0 };
+	struct config *disk = config_load_dir(sv_confdir(c->sv), &diags);
+	bool bad = disk == NULL || diags.n_errors > 0;
+	config_diags_free(&diags);
+	if (!bad) {
+		for (size_t i = 0; i < disk->n_instances; i++)
+			avail_line(c, &disk->instances[i],
+			    sv_instance_find(c->sv, disk->instances[i].name) != NULL);
+	}
+	for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next)
+		if ((bad || config_instance(disk, in->name) == NULL) && in->cfg != NULL)
+			avail_line(c, in->cfg, true);
+	if (disk != NULL)
+		config_free(disk);
+	if (bad) {
+		char msg[PATH_MAX + 64];
+		snprintf(msg, sizeof(msg), "ERROR: CANT_REREAD: %s is invalid (reread "
+		    "shows why); listed what runs", sv_confdir(c->sv));
+		conn_finish(c, CTL_EXIT_ERROR, msg);
+		return;
 	}
 	conn_finish(c, 0, NULL);
 }
@@ -875,7 +976,6 @@ conn_dispatch(struct conn *c, const char *line, size_t len)
 static void
 conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	(void)loop;
 	(void)revents;
 	struct conn *c = w->data;
 	char scratch[512];
@@ -884,9 +984,24 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n = read(c->fd, buf, room);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
-		/* the client went away (tail -f ended, or it gave up waiting) */
-		conn_free(c);
+	if (n == -1) {
+		/* reset: nobody to answer; what was asked is still carried out */
+		if (errno != ECONNRESET)
+			log_warn("read control connection");
+		conn_peer_gone(c);
+		return;
+	}
+	if (n == 0) {
+		ev_io_stop(loop, w);
+		if (!c->have_request && c->inlen > 0) {
+			/* the request's last line without its LF, then SHUT_WR */
+			c->have_request = true;
+			conn_dispatch(c, c->in, c->inlen);
+		} else if (!c->have_request || c->wait == WAIT_TAIL) {
+			/* nothing asked, or `tail -f` whose reader stopped */
+			conn_free(c);
+		}
+		/* else a half-closed client: it still reads the reply */
 		return;
 	}
 	if (c->have_request)

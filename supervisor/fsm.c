@@ -12,7 +12,7 @@ static const char *const state_names[PROC_NSTATES] = {
 static const char *const event_names[PROC_NEVENTS] = {
 	"START", "STOP", "READY", "STARTSECS_ELAPSED", "EXIT_EXPECTED",
 	"EXIT_UNEXPECTED", "EXIT_CONFIG", "BACKOFF_ELAPSED", "STOPWAIT_ELAPSED",
-	"SPAWN_FAILED",
+	"SPAWN_FAILED", "BIND_FAILED",
 };
 
 static const char *const action_names[] = {
@@ -103,6 +103,7 @@ fsm_step(struct fsm *f, enum proc_event ev, const struct fsm_params *p)
 		case EV_BACKOFF_ELAPSED: return ACT_NONE;
 		case EV_STOPWAIT_ELAPSED: return ACT_NONE;
 		case EV_SPAWN_FAILED:	return ACT_NONE;
+		case EV_BIND_FAILED:	return ACT_NONE;
 		}
 		break;
 	case PROC_STARTING:
@@ -117,6 +118,7 @@ fsm_step(struct fsm *f, enum proc_event ev, const struct fsm_params *p)
 		case EV_BACKOFF_ELAPSED: return ACT_NONE;
 		case EV_STOPWAIT_ELAPSED: return ACT_NONE;
 		case EV_SPAWN_FAILED:	return failed_start(f, p);
+		case EV_BIND_FAILED:	f->state = PROC_FATAL; return ACT_NONE;
 		}
 		break;
 	case PROC_RUNNING:
@@ -133,6 +135,7 @@ fsm_step(struct fsm *f, enum proc_event ev, const struct fsm_params *p)
 		case EV_BACKOFF_ELAPSED: return ACT_NONE;
 		case EV_STOPWAIT_ELAPSED: return ACT_NONE;
 		case EV_SPAWN_FAILED:	return ACT_NONE;
+		case EV_BIND_FAILED:	return ACT_NONE;
 		}
 		break;
 	case PROC_BACKOFF:
@@ -147,6 +150,7 @@ fsm_step(struct fsm *f, enum proc_event ev, const struct fsm_params *p)
 		case EV_BACKOFF_ELAPSED: return spawn(f);
 		case EV_STOPWAIT_ELAPSED: return ACT_NONE;
 		case EV_SPAWN_FAILED:	return ACT_NONE;
+		case EV_BIND_FAILED:	return ACT_NONE;
 		}
 		break;
 	case PROC_STOPPING:
@@ -161,6 +165,7 @@ fsm_step(struct fsm *f, enum proc_event ev, const struct fsm_params *p)
 		case EV_BACKOFF_ELAPSED: return ACT_NONE;
 		case EV_STOPWAIT_ELAPSED: return ACT_KILL;
 		case EV_SPAWN_FAILED:	return ACT_NONE;
+		case EV_BIND_FAILED:	return ACT_NONE;
 		}
 		break;
 	}

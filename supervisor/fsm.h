@@ -10,7 +10,9 @@
  * ready is RUNNING as soon as it says so (after startsecs). A child that dies before
  * RUNNING is a failed start: BACKOFF with a delay of backoff_initial doubling up to
  * backoff_max, then FATAL after startretries failed starts in a row. Reaching
- * RUNNING resets the count (a clean run). Exit 78 (EX_CONFIG) is FATAL at once.
+ * RUNNING resets the count (a clean run). Exit 78 (EX_CONFIG) is FATAL at once, and
+ * so is a listen address that cannot be bound: retrying fast would not make the
+ * address appear, and the reason is shown until someone starts the instance again.
  */
 #ifndef RELAYVISOR_FSM_H
 #define RELAYVISOR_FSM_H
@@ -41,8 +43,9 @@ enum proc_event {
 	EV_BACKOFF_ELAPSED,
 	EV_STOPWAIT_ELAPSED,
 	EV_SPAWN_FAILED,	/* fork/exec setup failed in the supervisor */
+	EV_BIND_FAILED,		/* the instance's listen addresses cannot be bound */
 };
-#define PROC_NEVENTS 10
+#define PROC_NEVENTS 11
 
 enum proc_action {
 	ACT_NONE,

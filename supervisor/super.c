@@ -53,6 +53,7 @@ struct sv {
 	ev_prepare house_w;
 	bool shutting_down;
 	bool sd_notified;
+	char sd_status[512];		/* the last STATUS= sent */
 	pid_t pid;
 };
 
@@ -61,6 +62,8 @@ static void proc_startsecs_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void proc_stopwait_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void proc_backoff_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void proc_notify_cb(struct ev_loop *loop, ev_io *w, int revents);
+static int proc_notify_read(struct sv_proc *p);
+static void stats_bank(struct sv_proc *p);
 static void proc_out_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 /* mkdir -p; existing directories are fine; parents get 0755 so that the
@@ -106,6 +109,7 @@ dir_of(const char *path)
 struct ev_loop *sv_loop(struct sv *sv) { return sv->loop; }
 const struct config *sv_config(const struct sv *sv) { return sv->cfg; }
 const char *sv_control_path(const struct sv *sv) { return sv->control_path; }
+const char *sv_confdir(const struct sv *sv) { return sv->confdir; }
 int sv_control_fd(const struct sv *sv) { return sv->control_fd; }
 struct sv_instance *sv_instances(struct sv *sv) { return sv->instances; }
 bool sv_shutting_down(const struct sv *sv) { return sv->shutting_down; }
@@ -187,10 +191,13 @@ inst_free(struct sv_instance *in)
 /*
  * A new instance with its listening sockets: an address old already has is
  * shared (dup) so the kernel backlog carries over, others are bound afresh.
+ * lenient (start-up): an address that cannot be bound does not fail the whole
+ * daemon; the socket stays closed, the reason is kept in bind_error, and the
+ * instance goes FATAL with it when it is started (sv_proc_event).
  */
 static struct sv_instance *
 inst_new(struct sv *sv, const struct instance *ci, const struct sv_instance *old,
-    const char **error_r)
+    bool lenient, const char **error_r)
 {
 	struct sv_instance *in = xcalloc(1, sizeof(*in));
 	in->sv = sv;
@@ -215,12 +222,20 @@ inst_new(struct sv *sv, const struct instance *ci, const struct sv_instance *old
 		}
 		if (fd == -1)
 			fd = sock_listen(la, error_r);
+		if (fd == -1 && lenient) {
+			snprintf(in->bind_error, sizeof(in->bind_error), "%s", *error_r);
+			log_warnx("%s: %s: the instance cannot serve until it can be "
+			    "bound", in->name, *error_r);
+			continue;
+		}
 		if (fd == -1) {
 			inst_free(in);
 			return NULL;
 		}
 		in->fds[i] = fd;
 	}
+	if (old != NULL)
+		in->totals = old->totals;	/* stats go on across a reload */
 	in->n_procs = ci->procs > 0 ? ci->procs : 1;
 	in->procs = xcalloc(in->n_procs, sizeof(struct sv_proc));
 	for (unsigned i = 0; i < in->n_procs; i++) {
@@ -248,6 +263,58 @@ inst_new(struct sv *sv, const struct instance *ci, const struct sv_instance *old
 	if (in->log_fd == -1)
 		log_warn("open %s", lp);
 	return in;
+}
+
+/* ---- listening ---- */
+
+int
+sv_inst_listen(struct sv_instance *in, const char **error_r)
+{
+	for (size_t i = 0; i < in->n_fds; i++) {
+		if (in->fds[i] != -1 || in->cfg == NULL || i >= in->cfg->n_listen)
+			continue;
+		in->fds[i] = sock_listen(&in->cfg->listen[i], error_r);
+		if (in->fds[i] == -1) {
+			snprintf(in->bind_error, sizeof(in->bind_error), "%s", *error_r);
+			return -1;
+		}
+		log_info("%s: listening on %s again", in->name, in->cfg->listen[i].text);
+	}
+	in->bind_error[0] = '\0';
+	return 0;
+}
+
+/* a process of the instance serves, or is about to */
+static bool
+inst_can_serve(const struct sv_instance *in)
+{
+	for (unsigned i = 0; i < in->n_procs; i++)
+		if (fsm_has_child(in->procs[i].fsm.state))
+			return true;
+	return false;
+}
+
+/*
+ * Every process failed (BACKOFF, FATAL, EXITED): close the listening sockets, so
+ * that connecting clients are refused at once (and sending MTAs try the next MX)
+ * rather than wait unanswered in a backlog. A plain stop (STOPPED, as within
+ * `restart`) keeps them, so clients wait for the next process and none is refused.
+ */
+static void
+inst_unlisten(struct sv_instance *in)
+{
+	bool closed = false;
+	for (size_t i = 0; i < in->n_fds; i++) {
+		if (in->fds[i] == -1)
+			continue;
+		if (close(in->fds[i]) == -1)
+			log_warn("close listening socket of %s", in->name);
+		in->fds[i] = -1;
+		closed = true;
+	}
+	if (closed)
+		log_warnx("%s: no process can serve: listening sockets closed, clients "
+		    "are refused until it starts again", in->name);
 }
 
 /* ---- spawning ---- */
@@ -411,8 +478,13 @@ sv_proc_event(struct sv_proc *p, enum proc_event ev)
 	case ACT_NONE:
 	case ACT_REFUSE:
 		break;
-	case ACT_SPAWN:
+	case ACT_SPAWN: {
 		ev_timer_stop(sv->loop, &p->backoff_t);
+		const char *error;
+		if (sv_inst_listen(in, &error) == -1) {
+			log_warnx("%s: %s", p->name, error);
+			return sv_proc_event(p, EV_BIND_FAILED);
+		}
 		if (proc_spawn(p) == -1)
 			return sv_proc_event(p, EV_SPAWN_FAILED);
 		if (in->startsecs <= 0)
@@ -420,6 +492,7 @@ sv_proc_event(struct sv_proc *p, enum proc_event ev)
 		ev_timer_set(&p->startsecs_t, in->startsecs, 0);
 		ev_timer_start(sv->loop, &p->startsecs_t);
 		break;
+	}
 	case ACT_STOP:
 		if (p->pid > 0 && kill(p->pid, in->stopsignal) == -1)
 			log_warn("kill %ld (%s)", (long)p->pid, p->name);
@@ -444,9 +517,14 @@ sv_proc_event(struct sv_proc *p, enum proc_event ev)
 		break;
 	}
 	if (to == PROC_FATAL && from != PROC_FATAL)
-		log_warnx("gave up: %s entered FATAL state%s", p->name,
+		log_warnx("gave up: %s entered FATAL state%s%s%s", p->name,
 		    ev == EV_EXIT_CONFIG ? " (configuration error, exit 78)" :
-		    ", too many start retries too quickly");
+		    ev == EV_BIND_FAILED ? " (" : ", too many start retries too quickly",
+		    ev == EV_BIND_FAILED ? in->bind_error : "",
+		    ev == EV_BIND_FAILED ? ")" : "");
+	if (from != to && (to == PROC_BACKOFF || to == PROC_FATAL || to == PROC_EXITED) &&
+	    !in->retired && !inst_can_serve(in))
+		inst_unlisten(in);
 	return act;
 }
 
@@ -497,11 +575,15 @@ proc_child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	p->stop_time = time(NULL);
 	p->last_status = st;
 	p->stats_pending = false;
+	/* its last words: the final STATS a listener sends as it exits */
+	while (p->notify_fd != -1 && proc_notify_read(p) == 1)
+		;
 	if (p->notify_fd != -1) {
 		ev_io_stop(loop, &p->notify_io);
 		close(p->notify_fd);
 		p->notify_fd = -1;
 	}
+	stats_bank(p);
 	enum proc_event ev;
 	char how[64];
 	if (WIFEXITED(st)) {
@@ -550,23 +632,42 @@ stats_parse(const char *msg, struct child_stats *s)
 	}
 }
 
+/* a process's counters join its instance's totals once it is gone (a retired
+   instance's go to its successor of the same name) */
 static void
-proc_notify_cb(struct ev_loop *loop, ev_io *w, int revents)
+stats_bank(struct sv_proc *p)
 {
-	(void)revents;
-	struct sv_proc *p = w->data;
+	struct sv_instance *in = p->inst;
+	if (in->retired)
+		in = sv_instance_find(in->sv, in->name);
+	if (in != NULL) {
+		in->totals.connections += p->stats.connections;
+		in->totals.accepted += p->stats.accepted;
+		in->totals.relay_refused += p->stats.relay_refused;
+		in->totals.refused += p->stats.refused;
+		in->totals.bytes += p->stats.bytes;
+	}
+	memset(&p->stats, 0, sizeof(p->stats));
+}
+
+/* one message from the child's notify socket: 1 handled, 0 none waiting,
+   -1 the socket is closed */
+static int
+proc_notify_read(struct sv_proc *p)
+{
+	struct ev_loop *loop = p->inst->sv->loop;
 	char msg[CHILD_MSG_MAX + 1];
 	ssize_t n = recv(p->notify_fd, msg, CHILD_MSG_MAX, MSG_DONTWAIT);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return 0;
 	if (n <= 0) {
 		if (n == -1)
 			log_warn("%s: notify socket", p->name);
-		ev_io_stop(loop, w);
+		ev_io_stop(loop, &p->notify_io);
 		close(p->notify_fd);
 		p->notify_fd = -1;
 		p->stats_pending = false;
-		return;
+		return -1;
 	}
 	msg[n] = '\0';
 	if (strcmp(msg, CHILD_MSG_READY) == 0) {
@@ -578,6 +679,15 @@ proc_notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 	} else {
 		log_warnx("%s: unknown notify message: %.64s", p->name, msg);
 	}
+	return 1;
+}
+
+static void
+proc_notify_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	proc_notify_read(w->data);
 }
 
 /* one line of a child's output: its log file, our stderr in -n, tail -f readers */
@@ -737,17 +847,48 @@ sd_notify(const char *msg)
 	close(fd);
 }
 
+/* every autostart process is RUNNING or has given up (FATAL): none is still
+   on its way (STARTING, BACKOFF) */
 static bool
-all_autostart_running(struct sv *sv)
+autostart_settled(struct sv *sv)
 {
 	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next) {
 		if (!in->autostart)
 			continue;
-		for (unsigned i = 0; i < in->n_procs; i++)
-			if (in->procs[i].fsm.state != PROC_RUNNING)
+		for (unsigned i = 0; i < in->n_procs; i++) {
+			enum proc_state st = in->procs[i].fsm.state;
+			if (st == PROC_STARTING || st == PROC_BACKOFF)
 				return false;
+		}
 	}
 	return true;
+}
+
+/* systemd's STATUS=: how many processes run, and which failed and why */
+static void
+sd_status_text(struct sv *sv, char *buf, size_t size)
+{
+	unsigned running = 0, total = 0;
+	size_t off = 0;
+	char failed[400] = "";
+	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next) {
+		for (unsigned i = 0; i < in->n_procs; i++) {
+			const struct sv_proc *p = &in->procs[i];
+			total++;
+			if (p->fsm.state == PROC_RUNNING)
+				running++;
+			if (p->fsm.state != PROC_FATAL && p->fsm.state != PROC_BACKOFF)
+				continue;
+			int n = snprintf(failed + off, sizeof(failed) - off, "%s%s %s%s%s%s",
+			    off ? ", " : "", p->name, fsm_state_name(p->fsm.state),
+			    in->bind_error[0] ? " (" : "", in->bind_error,
+			    in->bind_error[0] ? ")" : "");
+			if (n > 0 && (size_t)n < sizeof(failed) - off)
+				off += (size_t)n;
+		}
+	}
+	snprintf(buf, size, "%u of %u processes RUNNING%s%s", running, total,
+	    off ? "; " : "", failed);
 }
 
 static void
@@ -770,10 +911,20 @@ house_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		}
 		pp = &in->next;
 	}
-	if (!sv->sd_notified && !sv->shutting_down && all_autostart_running(sv)) {
-		sv->sd_notified = true;
-		log_info("every autostart instance is RUNNING");
-		sd_notify("READY=1\nSTATUS=every autostart instance is RUNNING");
+	/* READY=1 once no autostart process is still on its way: one FATAL
+	   instance must not keep systemd from counting the others as up */
+	if (!sv->shutting_down && (sv->sd_notified || autostart_settled(sv))) {
+		char status[sizeof(sv->sd_status)], msg[sizeof(status) + 32];
+		sd_status_text(sv, status, sizeof(status));
+		if (!sv->sd_notified || strcmp(status, sv->sd_status) != 0) {
+			snprintf(msg, sizeof(msg), "%sSTATUS=%s",
+			    sv->sd_notified ? "" : "READY=1\n", status);
+			if (!sv->sd_notified)
+				log_info("ready: %s", status);
+			sv->sd_notified = true;
+			snprintf(sv->sd_status, sizeof(sv->sd_status), "%s", status);
+			sd_notify(msg);
+		}
 	}
 	control_state_changed(sv);
 	if (sv->shutting_down && sv->retired == NULL) {
@@ -824,7 +975,9 @@ out_line(const struct sv_out *out, const char *fmt, ...)
 		out->line(out->arg, buf);
 }
 
-/* every diagnostic, one line each */
+/* every diagnostic, one line each: to the client as -t prints it
+   ("FILE:L:C: error: ..."), to the log with its severity in front, once
+   ("error: FILE:L:C: ...", never "warning: ...: error: ...") */
 static void
 out_diags(const struct sv_out *out, const struct config_diags *d)
 {
@@ -837,15 +990,32 @@ out_diags(const struct sv_out *out, const struct config_diags *d)
 	}
 	config_diags_print(d, fp);
 	fclose(fp);
-	for (char *line = text, *nl; line != NULL && *line != '\0'; line = nl) {
+	for (size_t i = 0; i < d->n; i++) {
+		const struct config_diag *g = &d->v[i];
+		char where[PATH_MAX + 32] = "";
+		if (g->mark.file != NULL)
+			snprintf(where, sizeof(where), "%s:%u:%u: ", g->mark.file,
+			    g->mark.line, g->mark.column);
+		if (g->warning)
+			log_warnx("%s%s", where, g->message);
+		else
+			log_errorx("%s%s", where, g->message);
+	}
+	for (char *line = text, *nl; out != NULL && line != NULL && *line != '\0';
+	    line = nl) {
 		nl = strchr(line, '\n');
 		if (nl != NULL)
 			*nl++ = '\0';
-		log_warnx("%s", line);
-		if (out != NULL)
-			out->line(out->arg, line);
+		out->line(out->arg, line);
 	}
 	free(text);
+}
+
+/* "ERROR: CANT_REREAD: ..." is the client's wording; the log has its own prefix */
+static const char *
+strip_error(const char *e)
+{
+	return strncmp(e, "ERROR: ", 7) == 0 ? e + 7 : e;
 }
 
 static void
@@ -936,7 +1106,7 @@ sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out, const char **er
 		struct sv_instance *old = sv_instance_find(sv, ni->name);
 		if (old != NULL && config_instance_equal(sv->cfg, old->cfg, ncfg, ni))
 			continue;
-		fresh[i] = inst_new(sv, ni, old, error_r);
+		fresh[i] = inst_new(sv, ni, old, false, error_r);
 		if (fresh[i] == NULL) {
 			snprintf(err, sizeof(err), "ERROR: %s: %s", ni->name, *error_r);
 			for (size_t j = 0; j < i; j++)
@@ -945,7 +1115,8 @@ sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out, const char **er
 			free(fresh);
 			config_free(ncfg);
 			*error_r = err;
-			log_warnx("reload refused: %s", err);
+			log_errorx("reload refused, nothing changed: %s",
+			    strip_error(err));
 			return -1;
 		}
 	}
@@ -1036,7 +1207,8 @@ sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		log_info("SIGHUP: reloading %s", sv->confdir);
 		const char *error;
 		if (sv_reload(sv, false, NULL, &error) == -1)
-			log_warnx("reload failed, nothing changed: %s", error);
+			log_errorx("reload failed, nothing changed: %s",
+			    strip_error(error));
 		return;
 	}
 	log_info("received %s", sigabbrev_np(w->signum));
@@ -1154,7 +1326,8 @@ sv_new(const char *confdir, bool foreground, const char **error_r)
 	}
 	struct sv_instance **tail = &sv->instances;
 	for (size_t i = 0; i < sv->cfg->n_instances; i++) {
-		struct sv_instance *in = inst_new(sv, &sv->cfg->instances[i], NULL, error_r);
+		struct sv_instance *in = inst_new(sv, &sv->cfg->instances[i], NULL, true,
+		    error_r);
 		if (in == NULL) {
 			sv_free(sv);
 			return NULL;

@@ -23,6 +23,9 @@
 struct sv;
 struct sv_instance;
 
+/* a listener's counters (STATS); an instance's totals add those of its exited
+   processes (their last report, sent at a clean exit) to the live ones, so
+   `stats` survives restarts and reloads of the instance */
 struct child_stats {
 	uint64_t connections, active, accepted, relay_refused, refused, bytes;
 };
@@ -63,6 +66,8 @@ struct sv_instance {
 	struct sv_proc *procs;
 	unsigned n_procs;
 	int log_fd;			/* logs/<name>.log */
+	char bind_error[256];		/* why its sockets could not be bound, "" */
+	struct child_stats totals;	/* counters of its exited processes */
 	bool retired;			/* replaced or removed: stop, never respawn */
 	bool await_successor;		/* stop only once the successor is ready */
 };
@@ -87,6 +92,8 @@ void sv_control_closed(struct sv *sv);
 struct ev_loop *sv_loop(struct sv *sv);
 const struct config *sv_config(const struct sv *sv);
 const char *sv_control_path(const struct sv *sv);
+/* the configuration directory (-c) */
+const char *sv_confdir(const struct sv *sv);
 int sv_control_fd(const struct sv *sv);
 struct sv_instance *sv_instances(struct sv *sv);
 struct sv_instance *sv_instance_find(struct sv *sv, const char *name);
@@ -117,6 +124,12 @@ const char *sv_log_path(struct sv *sv, const char *instance);
 void control_state_changed(struct sv *sv);
 void control_log_line(struct sv *sv, const char *instance, const char *line);
 
+/* an instance serves its listening sockets only while a process of it can
+   serve or is coming: inst_listen (re)binds those that are closed (-1 with
+   *error_r, also kept in in->bind_error); the supervisor closes them when every
+   process has failed (BACKOFF, FATAL), so clients are refused at once and try
+   the next MX instead of waiting in a backlog nobody reads */
+int sv_inst_listen(struct sv_instance *in, const char **error_r);
 /* sockets.c: bind one listening socket (SO_REUSEADDR, IPV6_V6ONLY) */
 int sock_listen(const struct listen_addr *la, const char **error_r);
 bool sock_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b);

@@ -104,17 +104,23 @@ def dot_stuff(msg):
 # ---- the spool, through relayvisorctl (like mailq and postcat) ------------
 
 def queue_list(confdir):
-    """{qid: (size, line)} from `relayvisorctl queue`"""
+    """{qid: (size, text)} from `relayvisorctl queue`; text is the message's line
+    and its recipients' lines below it (one a line, indented, like mailq)"""
     p = subprocess.run([CTL, "-c", confdir, "queue"], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=30)
     out = p.stdout.decode(errors="replace")
     if p.returncode != 0:
         raise AssertionError("relayvisorctl queue: %d\n%s" % (p.returncode, out))
     res = {}
+    last = None
     for line in out.splitlines():
         if line.startswith("--") or line == "Mail queue is empty":
             continue
+        if line[:1].isspace() and last is not None:
+            res[last] = (res[last][0], res[last][1] + "\n" + line)
+            continue
         f = line.split()
+        last = f[0]
         res[f[0]] = (int(f[1]), line)
     return res
 

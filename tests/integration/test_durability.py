@@ -261,7 +261,7 @@ instances:
         present = {}
         for line in listing.splitlines():
             fields = line.split()
-            if fields:
+            if fields and not line[:1].isspace():    # not a recipient line
                 present.setdefault(fields[0], line)
         missing = [q for q in ledger.acked if q not in present]
         self.assertEqual(missing, [], "acknowledged messages missing from the queue")

@@ -47,7 +47,14 @@ instances:
     def queue(self):
         rc, out = ctl("-c", self.conf.dir, "queue")
         self.assertEqual(rc, 0, out)
-        return [l for l in out.splitlines() if re.match(r"^[0-9A-V]{20} ", l)]
+        # a message's line with its recipients' lines (indented, like mailq)
+        msgs = []
+        for l in out.splitlines():
+            if re.match(r"^[0-9A-V]{20} ", l):
+                msgs.append(l)
+            elif l[:1].isspace() and msgs:
+                msgs[-1] += "\n" + l
+        return msgs
 
     def test_concurrent_sessions_all_queued_once(self):
         rc, out = self.source(self.lan_port, "-s", "10", "-m", "200", "-l", "3000",

@@ -522,20 +522,27 @@ class SupervisorTest(TestCase):
         p = subprocess.run([SUPERVISOR, "-t", "-c", conf.dir], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=10)
         self.assertEqual(p.returncode, 1)
-        # a port someone else holds
+        # a port someone else holds: that instance alone is FATAL with the
+        # reason, the daemon and the other instances serve
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             s.listen()
             port = s.getsockname()[1]
+            other = free_port()
             conf2 = ConfDir({})
             self.later(conf2.cleanup)
-            for name, text in config_files(conf2.top, [("mx", port, "locked-down", "")]).items():
+            for name, text in config_files(conf2.top, [("mx", port, "locked-down", ""),
+                                                       ("ok", other, "locked-down", "")]
+                                           ).items():
                 conf2.write(name, text)
-            p = subprocess.run([SUPERVISOR, "-n", "-c", conf2.dir], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, timeout=10)
-            self.assertEqual(p.returncode, 1)
-            self.assertIn("bind 127.0.0.1:%d: Address already in use" % port,
-                          p.stdout.decode())
+            sup = Sup(conf2, wait=False)
+            self.later(sup.stop)
+            sup.wait_for(lambda: sup.state("mx")[0] == "FATAL", what="mx FATAL")
+            sup.wait_for(lambda: sup.state("ok")[0] == "RUNNING", what="ok RUNNING")
+            self.assertRegex(sup.ctl("status", "mx")[1], r"^mx\s+FATAL\s+bind 127\.0\.0\.1:%d: "
+                             r"Address already in use\n$" % port)
+            self.assertIn("bind 127.0.0.1:%d: Address already in use" % port, sup.logtext())
+            self.assertTrue(greeting(other).startswith(b"220"))
         p = subprocess.run([SUPERVISOR, "--version"], stdout=subprocess.PIPE, timeout=10)
         self.assertEqual((p.returncode, p.stdout), (0, b"relayvisord 0.1.0\n"))
 

@@ -267,7 +267,17 @@ static const struct {
 	{ "stopsignal",
 	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    stopsignal: FOO\n",
 	    NULL,
-	    "conf.d/10-a.yaml:7:17: error: 'stopsignal' in instance 'x': expected a signal name (TERM, INT, QUIT, HUP, KILL, USR1, USR2), got 'FOO'" },
+	    "conf.d/10-a.yaml:7:17: error: 'stopsignal' in instance 'x': expected a signal name (TERM, INT, QUIT, USR1, USR2), got 'FOO'" },
+	/* a listener ignores HUP and cannot stop gracefully on KILL */
+	{ "stopsignal HUP",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    stopsignal: HUP\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:17: error: 'stopsignal' in instance 'x': expected a signal name (TERM, INT, QUIT, USR1, USR2), got 'HUP'" },
+	/* a listener ignores HUP and cannot stop gracefully on KILL */
+	{ "stopsignal KILL",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    stopsignal: KILL\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:17: error: 'stopsignal' in instance 'x': expected a signal name (TERM, INT, QUIT, USR1, USR2), got 'KILL'" },
 	{ "backoff_order",
 	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    backoff:\n      initial: 10s\n      max: 5s\n",
 	    NULL,
@@ -671,6 +681,9 @@ static const struct {
 	{ "lan: [\"0.0.0.0/0\"]\nprofiles:\n  p: {}\ninstances:\n"
 	  "  x: {listen: [\"127.0.0.1:2525\", \"[::1]:2525\"], profile: p}\n",
 	  "conf.d/10-a.yaml:1:7: warning: entry '0.0.0.0/0' of 'lan' is over-wide: it trusts every address\n" },
+	/* -t passes, but relayvisord could not bind it: say so (TEST-NET-1) */
+	{ "profiles:\n  p: {}\ninstances:\n  x: {listen: [\"192.0.2.1:2525\"], profile: p}\n",
+	  "conf.d/10-a.yaml:4:16: warning: listen address 192.0.2.1:2525 of instance 'x' is not an address of this host (on no interface): the instance cannot serve (FATAL) until it is\n" },
 };
 
 START_TEST(test_warnings)

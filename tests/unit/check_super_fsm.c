@@ -43,6 +43,7 @@ static const struct row rows[] = {
 	{ S_, 0, 0, 0, AU, EV_BACKOFF_ELAPSED, S_, ACT_NONE },
 	{ S_, 0, 0, 0, AU, EV_STOPWAIT_ELAPSED, S_, ACT_NONE },
 	{ S_, 0, 0, 0, AU, EV_SPAWN_FAILED, S_, ACT_NONE },
+	{ S_, 0, 0, 0, AU, EV_BIND_FAILED, S_, ACT_NONE },
 	/* STARTING */
 	{ ST, 0, 0, 0, AU, EV_START, ST, ACT_REFUSE },
 	{ ST, 0, 0, 0, AU, EV_STOP, SP, ACT_STOP },
@@ -57,6 +58,8 @@ static const struct row rows[] = {
 	{ ST, 0, 0, 0, AU, EV_BACKOFF_ELAPSED, ST, ACT_NONE },
 	{ ST, 0, 0, 0, AU, EV_STOPWAIT_ELAPSED, ST, ACT_NONE },
 	{ ST, 0, 0, 0, AU, EV_SPAWN_FAILED, B_, ACT_BACKOFF },
+	{ ST, 0, 0, 0, AU, EV_BIND_FAILED, F_, ACT_NONE },
+	{ ST, 1, 1, 2, AU, EV_BIND_FAILED, F_, ACT_NONE },
 	{ ST, 0, 0, 3, AU, EV_SPAWN_FAILED, F_, ACT_NONE },
 	/* RUNNING */
 	{ R_, 1, 1, 0, AU, EV_START, R_, ACT_REFUSE },
@@ -73,6 +76,7 @@ static const struct row rows[] = {
 	{ R_, 1, 1, 0, AU, EV_BACKOFF_ELAPSED, R_, ACT_NONE },
 	{ R_, 1, 1, 0, AU, EV_STOPWAIT_ELAPSED, R_, ACT_NONE },
 	{ R_, 1, 1, 0, AU, EV_SPAWN_FAILED, R_, ACT_NONE },
+	{ R_, 1, 1, 0, AU, EV_BIND_FAILED, R_, ACT_NONE },
 	/* BACKOFF */
 	{ B_, 0, 0, 1, AU, EV_START, ST, ACT_SPAWN },
 	{ B_, 0, 0, 1, AU, EV_STOP, S_, ACT_CANCEL },
@@ -84,6 +88,7 @@ static const struct row rows[] = {
 	{ B_, 0, 0, 1, AU, EV_BACKOFF_ELAPSED, ST, ACT_SPAWN },
 	{ B_, 0, 0, 1, AU, EV_STOPWAIT_ELAPSED, B_, ACT_NONE },
 	{ B_, 0, 0, 1, AU, EV_SPAWN_FAILED, B_, ACT_NONE },
+	{ B_, 0, 0, 1, AU, EV_BIND_FAILED, B_, ACT_NONE },
 	/* STOPPING */
 	{ SP, 0, 0, 0, AU, EV_START, SP, ACT_REFUSE },
 	{ SP, 0, 0, 0, AU, EV_STOP, SP, ACT_NONE },
@@ -95,6 +100,7 @@ static const struct row rows[] = {
 	{ SP, 0, 0, 0, AU, EV_BACKOFF_ELAPSED, SP, ACT_NONE },
 	{ SP, 0, 0, 0, AU, EV_STOPWAIT_ELAPSED, SP, ACT_KILL },
 	{ SP, 0, 0, 0, AU, EV_SPAWN_FAILED, SP, ACT_NONE },
+	{ SP, 0, 0, 0, AU, EV_BIND_FAILED, SP, ACT_NONE },
 	/* EXITED */
 	{ E_, 0, 0, 0, AU, EV_START, ST, ACT_SPAWN },
 	{ E_, 0, 0, 0, AU, EV_STOP, E_, ACT_REFUSE },
@@ -106,6 +112,7 @@ static const struct row rows[] = {
 	{ E_, 0, 0, 0, AU, EV_BACKOFF_ELAPSED, E_, ACT_NONE },
 	{ E_, 0, 0, 0, AU, EV_STOPWAIT_ELAPSED, E_, ACT_NONE },
 	{ E_, 0, 0, 0, AU, EV_SPAWN_FAILED, E_, ACT_NONE },
+	{ E_, 0, 0, 0, AU, EV_BIND_FAILED, E_, ACT_NONE },
 	/* FATAL */
 	{ F_, 0, 0, 4, AU, EV_START, ST, ACT_SPAWN },
 	{ F_, 0, 0, 4, AU, EV_STOP, F_, ACT_REFUSE },
@@ -117,6 +124,7 @@ static const struct row rows[] = {
 	{ F_, 0, 0, 4, AU, EV_BACKOFF_ELAPSED, F_, ACT_NONE },
 	{ F_, 0, 0, 4, AU, EV_STOPWAIT_ELAPSED, F_, ACT_NONE },
 	{ F_, 0, 0, 4, AU, EV_SPAWN_FAILED, F_, ACT_NONE },
+	{ F_, 0, 0, 4, AU, EV_BIND_FAILED, F_, ACT_NONE },
 };
 
 static struct fsm_params
