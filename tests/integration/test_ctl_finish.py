@@ -158,7 +158,8 @@ class FailedInstanceRefuses(Base):
         # stopped by hand: the socket stays, a client waits for the next start
         with socket.create_connection(("127.0.0.1", pa), timeout=20) as s:
             self.assertEqual(sup.ctl("start", "a"), (0, "a: started\n"))
-            self.assertTrue(s.recv(100).startswith(b"220"))
+            got = s.recv(100)
+            self.assertTrue(got.startswith(b"220"), repr(got) + sup.logtext()[-3000:])
 
 
 class Readiness(Base):
