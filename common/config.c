@@ -98,6 +98,7 @@ static const struct cfg_key backoff_keys[] = {
 static const struct cfg_key timeout_keys[] = {
 	KEYR(instance, timeout_command, "command", T_DURATION, 1, 3600),
 	KEYR(instance, timeout_data, "data", T_DURATION, 1, 3600),
+	KEYR(instance, timeout_stress, "stress", T_DURATION, 1, 3600),
 	KEYEND
 };
 
@@ -118,7 +119,10 @@ static const struct cfg_key instance_keys[] = {
 	KEYR(instance, max_recipients, "max_recipients", T_UINT, 1, 100000),
 	KEYR(instance, max_message_size, "max_message_size", T_SIZE, 1024,
 	    1024.0 * 1024 * 1024),
+	KEYR(instance, recipient_overshoot_limit, "recipient_overshoot_limit", T_UINT, 0,
+	    1000000),
 	KEYR(instance, max_errors, "max_errors", T_UINT, 1, 1000),
+	KEYR(instance, min_data_rate, "min_data_rate", T_SIZE, 1, 1024.0 * 1024 * 1024),
 	{ "timeouts", T_SECTION, 0, 0, 0, timeout_keys },
 	KEY(instance, syslog_name, "syslog_name", T_TAG),
 	KEYEND
@@ -1153,6 +1157,9 @@ instance_defaults(struct instance *inst, const char *name, struct cfg_mark mark)
 	inst->max_recipients = 100;
 	inst->max_message_size = 10 * 1024 * 1024;
 	inst->max_errors = 20;
+	inst->recipient_overshoot_limit = 1000;
+	inst->min_data_rate = 500;
+	inst->timeout_stress = 10;
 	inst->timeout_command = 300;
 	inst->timeout_data = 180;
 }
@@ -1745,8 +1752,11 @@ config_instance_equal(const struct config *a, const struct instance *x,
 	    x->max_recipients == y->max_recipients &&
 	    x->max_message_size == y->max_message_size &&
 	    x->max_errors == y->max_errors &&
+	    x->recipient_overshoot_limit == y->recipient_overshoot_limit &&
+	    x->min_data_rate == y->min_data_rate &&
 	    x->timeout_command == y->timeout_command &&
 	    x->timeout_data == y->timeout_data &&
+	    x->timeout_stress == y->timeout_stress &&
 	    str_equal(x->syslog_name, y->syslog_name);
 }
 

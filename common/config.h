@@ -80,7 +80,12 @@ struct instance {
 	uint64_t max_message_size;	/* default 10M */
 	unsigned max_errors;		/* default 20 (Postfix smtpd_hard_error_limit) */
 	double timeout_command;		/* default 300s (RFC 5321 4.5.3.2) */
-	double timeout_data;		/* default 180s */
+	double timeout_data;		/* default 180s, plus octets / min_data_rate */
+	double timeout_stress;		/* default 10s: command and data timeout
+					   while the listener is under stress */
+	unsigned recipient_overshoot_limit;	/* default 1000 (Postfix's) */
+	uint64_t min_data_rate;		/* octets/s, default 500 (Postfix
+					   smtpd_min_data_rate) */
 	char *syslog_name;		/* default "relayvisor/<name>" */
 };
 
