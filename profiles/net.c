@@ -364,3 +364,127 @@ net_sockaddr_ntop(const struct sockaddr *sa, char *buf, size_t len)
 	snprintf(buf, len, "?");
 	return buf;
 }
+
+/* ---- the union of a list's entries ---- */
+
+typedef unsigned __int128 net_u128;
+
+struct net_range {
+	net_u128 lo, hi;	/* inclusive */
+};
+
+/* addresses no stranger on the Internet connects from: private, loopback,
+   link-local, shared (CGN), multicast and reserved space */
+static const char *const net_nonpublic4[] = {
+	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+	"172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3",
+};
+static const char *const net_nonpublic6[] = {
+	"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+};
+
+static struct net_range
+net_block_range(const struct net_block *b)
+{
+	int bits = b->family == AF_INET ? 32 : 128;
+	net_u128 v = 0, span;
+	struct net_range r;
+
+	for (int i = 0; i < bits / 8; i++)
+		v = v << 8 | b->addr[i];
+	/* the host bits (all of them for /0: two shifts, never one by 128) */
+	span = b->pflen == 0 ? ~(net_u128)0 >> (128 - bits) :
+	    (((net_u128)1 << (bits - b->pflen)) - 1);
+	r.lo = v & ~span;
+	r.hi = r.lo | span;
+	return r;
+}
+
+static int
+net_range_cmp(const void *a, const void *b)
+{
+	const struct net_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* sorted, merged ranges of the family's entries; returns how many */
+static size_t
+net_union(const struct netlist *nl, int family, struct net_range *v)
+{
+	size_t n = 0, m = 0;
+
+	for (size_t i = 0; i < netlist_count(nl); i++) {
+		struct net_block b;
+		if (net_parse_entry(nl->v[i].text, &b) == 0 && b.family == family)
+			v[n++] = net_block_range(&b);
+	}
+	qsort(v, n, sizeof(*v), net_range_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (m > 0 && (v[m - 1].hi == ~(net_u128)0 || v[i].lo <= v[m - 1].hi + 1)) {
+			if (v[i].hi > v[m - 1].hi)
+				v[m - 1].hi = v[i].hi;
+		} else {
+			v[m++] = v[i];
+		}
+	}
+	return m;
+}
+
+/* public addresses in the merged ranges, saturating */
+static net_u128
+net_public_count(const struct net_range *v, size_t n, const char *const *np, size_t nnp)
+{
+	struct net_range holes[8];
+	net_u128 total = 0;
+
+	for (size_t i = 0; i < nnp; i++) {
+		struct net_block b;
+		if (net_parse_entry(np[i], &b) < 0)
+			abort();
+		holes[i] = net_block_range(&b);
+	}
+	qsort(holes, nnp, sizeof(*holes), net_range_cmp);
+	for (size_t i = 0; i < n; i++) {
+		net_u128 cur = v[i].lo;
+		bool done = false;
+		for (size_t h = 0; h < nnp && !done; h++) {
+			if (holes[h].hi < cur || holes[h].lo > v[i].hi)
+				continue;
+			if (holes[h].lo > cur)
+				total += holes[h].lo - cur;
+			if (holes[h].hi >= v[i].hi)
+				done = true;
+			else
+				cur = holes[h].hi + 1;
+		}
+		if (!done) {
+			net_u128 add = v[i].hi - cur;
+			total += add == ~(net_u128)0 ? add : add + 1;
+		}
+	}
+	return total;
+}
+
+int
+netlist_public_span(const struct netlist *nl)
+{
+	size_t n = netlist_count(nl);
+	struct net_range *v;
+	int wide = 0;
+
+	if (n == 0)
+		return 0;
+	if ((v = calloc(n, sizeof(*v))) == NULL)
+		abort();
+	size_t m = net_union(nl, AF_INET, v);
+	if (net_public_count(v, m, net_nonpublic4,
+	    sizeof(net_nonpublic4) / sizeof(net_nonpublic4[0])) > (net_u128)1 << 24)
+		wide = AF_INET;
+	m = net_union(nl, AF_INET6, v);
+	if (wide == 0 && net_public_count(v, m, net_nonpublic6,
+	    sizeof(net_nonpublic6) / sizeof(net_nonpublic6[0])) > (net_u128)1 << 112)
+		wide = AF_INET6;
+	free(v);
+	return wide;
+}
