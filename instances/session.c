@@ -110,6 +110,8 @@ struct session {
 	unsigned cmd_ok[CMD_COUNT], cmd_total[CMD_COUNT];
 	unsigned errors;
 	unsigned junk;			/* NOOP, RSET, VRFY, HELP so far */
+	bool stressed;			/* was open while the listener was under
+					   stress: short deadlines to the end */
 	ev_tstamp req_start;		/* the current request (command line, or
 					   the message text since 354) began */
 	uint64_t data_octets;		/* octets read since 354 */
@@ -160,7 +162,10 @@ out_pending(const struct session *s)
  * are in use, a command line and a message's text get timeouts.stress
  * instead of their usual timeout, and junk commands count as errors sooner.
  * So clients that merely hold connections open are dropped within seconds
- * once they crowd the listener, and their slots go to clients with mail.
+ * once they crowd the listener, and their slots go to clients with mail. A
+ * session open during stress keeps the short deadlines to its end (as a
+ * Postfix smtpd started under stress keeps them): otherwise the first holder
+ * dropped would end the stress and give the others their long timeout back.
  */
 static bool
 session_stress(const struct smtpd *sd)
@@ -181,7 +186,7 @@ session_deadline(const struct session *s)
 	const struct instance *inst = s->sd->inst;
 	double base = s->state == S_DATA ? inst->timeout_data : inst->timeout_command;
 
-	if (session_stress(s->sd) && inst->timeout_stress < base)
+	if (s->stressed && inst->timeout_stress < base)
 		base = inst->timeout_stress;
 	if (s->state == S_DATA)
 		base += (double)s->data_octets / (double)inst->min_data_rate;
@@ -1152,7 +1157,7 @@ session_command(struct session *s, const char *line)
 		return;
 	}
 	if ((id == CMD_NOOP || id == CMD_RSET || id == CMD_VRFY || id == CMD_HELP) &&
-	    ++s->junk > (session_stress(sd) ? SESSION_JUNK_LIMIT_STRESS :
+	    ++s->junk > (s->stressed ? SESSION_JUNK_LIMIT_STRESS :
 	    SESSION_JUNK_LIMIT))
 		s->errors++;	/* answered as usual; max_errors ends it */
 	if (c->check != NULL && c->check(s, args) == -1)
@@ -1380,13 +1385,19 @@ session_new(struct smtpd *sd, int fd, const struct sockaddr *sa, socklen_t salen
 	bool was_stressed = session_stress(sd);
 	sd->n_sessions++;
 	smtpd_client_add(sd, s->ip, 1);
-	if (!was_stressed && session_stress(sd)) {
-		/* every session open now gets the short deadlines at once */
+	if (was_stressed) {
+		s->stressed = true;
+	} else if (session_stress(sd)) {
 		log_info("stress: %u of %u connections in use, timeouts down to %gs",
 		    sd->n_sessions, sd->inst->max_connections, sd->inst->timeout_stress);
-		for (struct session *o = sd->sessions; o != NULL; o = o->next)
+		/* every session open now gets the short deadlines at once */
+		for (struct session *o = sd->sessions; o != NULL; o = o->next) {
+			if (o->stressed)
+				continue;
+			o->stressed = true;
 			if (o->fd >= 0 && o->state != S_NEW && o->state != S_CLOSED)
 				session_arm_timer(o);
+		}
 	}
 	return s;
 }

@@ -299,32 +299,6 @@ net_entry_covers_all(const char *entry)
 	return net_parse_entry(entry, &b) == 0 && b.pflen == 0;
 }
 
-/* the IPv4 block lies wholly inside 10/8 or 127/8 (private or loopback) */
-static bool
-net_v4_block_private(const struct net_block *b)
-{
-	return b->pflen >= 8 && (b->addr[0] == 10 || b->addr[0] == 127);
-}
-
-/*
- * Over-wide for a LAN (a warning, not an error): covers everything, an IPv4 block
- * of /8 or wider outside 10/8 and 127/8 (16 million strangers), or an IPv6 block
- * wider than /16 (more than a whole RIR allocation).
- */
-bool
-net_entry_overwide(const char *entry)
-{
-	struct net_block b;
-
-	if (net_parse_entry(entry, &b) < 0)
-		return false;
-	if (b.pflen == 0)
-		return true;
-	if (b.family == AF_INET)
-		return b.pflen <= 8 && !net_v4_block_private(&b);
-	return b.pflen < 16;
-}
-
 bool
 net_sockaddr_is_loopback(const struct sockaddr *sa)
 {
@@ -487,4 +461,28 @@ netlist_public_span(const struct netlist *nl)
 		wide = AF_INET6;
 	free(v);
 	return wide;
+}
+
+/*
+ * Over-wide for a LAN (a warning, not an error): covers everything, or holds
+ * a public /8 worth of IPv4 addresses (16 million strangers), or more public
+ * IPv6 space than a /16 (more than a whole RIR allocation). Private and other
+ * non-public space (net_nonpublic4/6) does not count.
+ */
+bool
+net_entry_overwide(const char *entry)
+{
+	struct net_block b;
+	struct net_range r;
+
+	if (net_parse_entry(entry, &b) < 0)
+		return false;
+	if (b.pflen == 0)
+		return true;
+	r = net_block_range(&b);
+	if (b.family == AF_INET)
+		return net_public_count(&r, 1, net_nonpublic4,
+		    sizeof(net_nonpublic4) / sizeof(net_nonpublic4[0])) >= (net_u128)1 << 24;
+	return net_public_count(&r, 1, net_nonpublic6,
+	    sizeof(net_nonpublic6) / sizeof(net_nonpublic6[0])) > (net_u128)1 << 112;
 }
