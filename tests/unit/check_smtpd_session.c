@@ -46,7 +46,12 @@ conf_yaml(void)
 	    "  acl:\n"
 	    "    listen: [\"127.0.0.1:2526\"]\n"
 	    "    profile: p\n"
-	    "    access: lan\n", tmpdir);
+	    "    access: lan\n"
+	    "  tiny:\n"
+	    "    listen: [\"127.0.0.1:2527\"]\n"
+	    "    profile: p\n"
+	    "    max_connections: 5\n"
+	    "    max_errors: 3\n", tmpdir);
 	return buf;
 }
 
@@ -85,6 +90,13 @@ setup_acl(void)
 {
 	log_init("check_smtpd_session", true);
 	setup_instance("acl");
+}
+
+static void
+setup_tiny(void)
+{
+	log_init("check_smtpd_session", true);
+	setup_instance("tiny");
 }
 
 static void
@@ -730,6 +742,43 @@ START_TEST(test_nul_in_command)
 }
 END_TEST
 
+/* junk commands (NOOP, RSET, VRFY, HELP): 100 are free, then each is an error;
+   under stress (4 of max_connections 5 open) only one is, also for a session
+   opened before the stress began */
+START_TEST(test_junk_limit)
+{
+	struct session *a = open_session("127.0.0.1");
+	char buf[8192] = "";
+
+	for (int i = 0; i < 100; i++)
+		strcat(buf, i % 2 ? "NOOP\r\n" : "RSET\r\n");
+	feed(a, buf);
+	feed(a, "VRFY x\r\nHELP\r\nNOOP\r\nNOOP\r\n");
+	char *out = take(a);
+	ck_assert_ptr_nonnull(strstr(out, "252 2.5.2 Cannot VRFY user"));
+	ck_assert_ptr_nonnull(strstr(out, "214 2.0.0"));
+	ck_assert_msg(strstr(out, "421 4.7.0") != NULL, "%s", out);
+	ck_assert(session_closed(a));
+	free(out);
+	session_free(a);
+
+	struct session *early = open_session("127.0.0.1");
+	feed(early, "NOOP\r\nNOOP\r\n");
+	free(take(early));
+	struct session *more[3];
+	for (int i = 0; i < 3; i++)
+		more[i] = open_session("127.0.0.1");
+	/* stress now: the next junk command is an error, the 3rd ends it */
+	feed(early, "NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n");
+	out = take(early);
+	expect(out, "250 2.0.0|250 2.0.0|250 2.0.0|421 4.7.0", "stress junk");
+	free(out);
+	session_free(early);
+	for (int i = 0; i < 3; i++)
+		session_free(more[i]);
+}
+END_TEST
+
 /* duplicates are stored once: the queued message has one recipient */
 START_TEST(test_rcpt_dedup)
 {
@@ -788,6 +837,10 @@ smtpd_session_suite(void)
 
 	TCase *acl = tcase_create("access");
 	tcase_add_checked_fixture(acl, setup_acl, teardown);
+	TCase *tiny = tcase_create("stress");
+	tcase_add_checked_fixture(tiny, setup_tiny, teardown);
+	tcase_add_test(tiny, test_junk_limit);
+	suite_add_tcase(s, tiny);
 	tcase_add_test(acl, test_access_denied);
 	suite_add_tcase(s, acl);
 	return s;
