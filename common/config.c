@@ -98,6 +98,7 @@ static const struct cfg_key backoff_keys[] = {
 static const struct cfg_key timeout_keys[] = {
 	KEYR(instance, timeout_command, "command", T_DURATION, 1, 3600),
 	KEYR(instance, timeout_data, "data", T_DURATION, 1, 3600),
+	KEYR(instance, timeout_stress, "stress", T_DURATION, 1, 3600),
 	KEYEND
 };
 
@@ -118,7 +119,10 @@ static const struct cfg_key instance_keys[] = {
 	KEYR(instance, max_recipients, "max_recipients", T_UINT, 1, 100000),
 	KEYR(instance, max_message_size, "max_message_size", T_SIZE, 1024,
 	    1024.0 * 1024 * 1024),
+	KEYR(instance, recipient_overshoot_limit, "recipient_overshoot_limit", T_UINT, 0,
+	    1000000),
 	KEYR(instance, max_errors, "max_errors", T_UINT, 1, 1000),
+	KEYR(instance, min_data_rate, "min_data_rate", T_SIZE, 1, 1024.0 * 1024 * 1024),
 	{ "timeouts", T_SECTION, 0, 0, 0, timeout_keys },
 	KEY(instance, syslog_name, "syslog_name", T_TAG),
 	KEYEND
@@ -219,7 +223,9 @@ config_diags_print(const struct config_diags *diags, FILE *fp)
 	for (size_t i = 0; i < diags->n; i++) {
 		const struct config_diag *g = &diags->v[i];
 		const char *kind = g->warning ? "warning" : "error";
-		if (g->mark.file != NULL)
+		if (g->mark.file != NULL && g->mark.line == 0)
+			fprintf(fp, "%s: %s: %s\n", g->mark.file, kind, g->message);
+		else if (g->mark.file != NULL)
 			fprintf(fp, "%s:%u:%u: %s: %s\n", g->mark.file, g->mark.line,
 			    g->mark.column, kind, g->message);
 		else
@@ -282,37 +288,45 @@ type_error(struct loader *ld, const yaml_node_t *node, const char *label,
 	free(got);
 }
 
+/* optimal string alignment distance: insertions, deletions, substitutions and
+   swaps of two neighbours ("porcs") cost 1; case is ignored */
 static size_t
 edit_distance(const char *a, const char *b)
 {
-	size_t la = strlen(a), lb = strlen(b);
-	size_t *row = xcalloc(lb + 1, sizeof(*row));
-	size_t d;
+	size_t la = strlen(a), lb = strlen(b), w = lb + 1;
+	size_t *d = xcalloc((la + 1) * w, sizeof(*d));
+	size_t r;
 
+	for (size_t i = 0; i <= la; i++)
+		d[i * w] = i;
 	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
+		d[j] = j;
 	for (size_t i = 1; i <= la; i++) {
-		size_t prev = row[0];
-		row[0] = i;
 		for (size_t j = 1; j <= lb; j++) {
-			size_t cur = row[j];
-			size_t cost = tolower((unsigned char)a[i - 1]) ==
-			    tolower((unsigned char)b[j - 1]) ? 0 : 1;
-			size_t best = prev + cost;
-			if (row[j] + 1 < best)
-				best = row[j] + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			prev = cur;
+			int ca = tolower((unsigned char)a[i - 1]);
+			int cb = tolower((unsigned char)b[j - 1]);
+			size_t best = d[(i - 1) * w + j - 1] + (ca == cb ? 0 : 1);
+			if (d[(i - 1) * w + j] + 1 < best)
+				best = d[(i - 1) * w + j] + 1;
+			if (d[i * w + j - 1] + 1 < best)
+				best = d[i * w + j - 1] + 1;
+			if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+			    tolower((unsigned char)a[i - 2]) == cb &&
+			    d[(i - 2) * w + j - 2] + 1 < best)
+				best = d[(i - 2) * w + j - 2] + 1;
+			d[i * w + j] = best;
 		}
 	}
-	d = row[lb];
-	free(row);
-	return d;
+	r = d[la * w + lb];
+	free(d);
+	return r;
 }
 
-/* the nearest candidate when it is close enough to be a typo, else NULL */
+/*
+ * The nearest candidate when it is close enough to be a typo, else NULL: one
+ * edit for words up to 4 letters, two up to 10, three beyond. A suggestion that
+ * is merely the least different of unrelated words misleads more than none.
+ */
 static const char *
 nearest(const char *word, const char *const *cands, size_t n)
 {
@@ -326,10 +340,11 @@ nearest(const char *word, const char *const *cands, size_t n)
 			best = cands[i];
 		}
 	}
-	if (best == NULL || bestd >= strlen(best) ||
-	    (bestd > 2 && bestd * 3 > strlen(best)))
+	if (best == NULL)
 		return NULL;
-	return best;
+	size_t len = strlen(word) > strlen(best) ? strlen(word) : strlen(best);
+	size_t limit = len <= 4 ? 1 : len <= 10 ? 2 : 3;
+	return bestd <= limit && bestd < strlen(best) ? best : NULL;
 }
 
 static const char *
@@ -1002,7 +1017,12 @@ set_value(struct loader *ld, const struct cfg_key *k, yaml_node_t *v, void *base
 	case T_PROFILE_LAN: {
 		struct profile *p = base;
 		struct net_item_arg a = { netlist_new(), true };
-		if (!for_each_item(ld, v, label, net_item, &a)) {
+		size_t errors = ld->diags->n_errors;
+		bool ok = for_each_item(ld, v, label, net_item, &a);
+		/* an entry that was refused is reported; the list it leaves behind
+		   is not what the user meant, so verify judges nothing by it */
+		p->lan_invalid = ld->diags->n_errors > errors;
+		if (!ok) {
 			netlist_free(a.nl);
 			return;
 		}
@@ -1155,6 +1175,9 @@ instance_defaults(struct instance *inst, const char *name, struct cfg_mark mark)
 	inst->max_recipients = 100;
 	inst->max_message_size = 10 * 1024 * 1024;
 	inst->max_errors = 20;
+	inst->recipient_overshoot_limit = 1000;
+	inst->min_data_rate = 500;
+	inst->timeout_stress = 10;
 	inst->timeout_command = 300;
 	inst->timeout_data = 180;
 }
@@ -1264,7 +1287,10 @@ parse_root(struct loader *ld, yaml_node_t *root)
 			if (!seen_check(ld, "lan", &km, &km, "'lan'"))
 				continue;
 			struct net_item_arg a = { netlist_new(), true };
-			if (for_each_item(ld, vn, "'lan'", net_item, &a)) {
+			size_t errors = ld->diags->n_errors;
+			bool ok = for_each_item(ld, vn, "'lan'", net_item, &a);
+			ld->cfg->lan_invalid = ld->diags->n_errors > errors;
+			if (ok) {
 				netlist_free(ld->cfg->lan);
 				ld->cfg->lan = a.nl;
 			} else {
@@ -1375,6 +1401,14 @@ relays_for_anyone_why(const struct config *cfg, const struct profile *p)
 	for (size_t i = 0; i < netlist_count(lan); i++)
 		if (net_entry_covers_all(netlist_entry(lan, i)))
 			return xasprintf("its lan has '%s'", netlist_entry(lan, i));
+	switch (netlist_public_span(lan)) {
+	case AF_INET:
+		return xstrdup("its lan entries together cover more public IPv4 "
+		    "addresses than a /8");
+	case AF_INET6:
+		return xstrdup("its lan entries together cover more public IPv6 "
+		    "addresses than a /16");
+	}
 	for (size_t i = 0; i < p->always_relay_from.n; i++)
 		if (strcmp(p->always_relay_from.v[i], "@.") == 0)
 			return xstrdup("always_relay_from has '@.'");
@@ -1414,6 +1448,52 @@ verify_server(struct loader *ld)
 		s->logs = xstrdup("./var/log");
 }
 
+/* the pattern (canonical: "user@dom", "@dom", "@.dom") matches some address of
+   a local domain */
+static const char *
+pattern_local_domain(const struct server *sv, const char *pat)
+{
+	const char *at = strrchr(pat, '@');
+
+	if (at == NULL)
+		return NULL;
+	for (size_t i = 0; i < sv->local_domains.n; i++) {
+		const char *d = sv->local_domains.v[i];
+		if (at[1] == '.') {
+			size_t dl = strlen(d), sl = strlen(at + 1);
+			if (at[2] != '\0' && dl > sl && strcmp(d + dl - sl, at + 1) == 0)
+				return d;
+		} else if (strcmp(d, at + 1) == 0) {
+			return d;
+		}
+	}
+	return NULL;
+}
+
+static void
+verify_patterns(struct loader *ld, const struct profile *p, const char *key,
+    const struct strlist *l)
+{
+	char *path = xasprintf("profiles/%s/%s", p->name, key);
+	const struct cfg_mark *m = seen_find(ld, path);
+	const char *local;
+
+	free(path);
+	for (size_t i = 0; i < l->n; i++) {
+		const char *pat = l->v[i];
+		/* "@.com": every domain under a top-level domain */
+		if (strncmp(pat, "@.", 2) == 0 && pat[2] != '\0' &&
+		    strchr(pat + 2, '.') == NULL)
+			diag_warning(ld, m, "entry '%s' of %s in profile '%s' covers the "
+			    "whole top-level domain '%s'", pat, key, p->name, pat + 2);
+		if (strcmp(key, "always_relay_from") == 0 &&
+		    (local = pattern_local_domain(&ld->cfg->server, pat)) != NULL)
+			diag_warning(ld, m, "entry '%s' of always_relay_from in profile "
+			    "'%s' names local domain '%s': anyone can forge such a sender "
+			    "and relay", pat, p->name, local);
+	}
+}
+
 static void
 verify_profile(struct loader *ld, const struct profile *p)
 {
@@ -1425,6 +1505,8 @@ verify_profile(struct loader *ld, const struct profile *p)
 		    "implemented yet; with require_auth only always_relay_* entries "
 		    "relay", p->name);
 	}
+	verify_patterns(ld, p, "always_relay_from", &p->always_relay_from);
+	verify_patterns(ld, p, "always_relay_to", &p->always_relay_to);
 }
 
 /* the address belongs to this host: a socket can be bound to it (port 0, so
@@ -1504,7 +1586,9 @@ verify_instance(struct loader *ld, struct instance *inst)
 		return;
 	}
 	const struct profile *p = inst->profile;
-	if (inst->access == ACCESS_LAN && netlist_count(config_profile_lan(cfg, p)) == 0)
+	bool lan_invalid = p->lan_set ? p->lan_invalid : cfg->lan_invalid;
+	if (inst->access == ACCESS_LAN && netlist_count(config_profile_lan(cfg, p)) == 0 &&
+	    !lan_invalid)
 		diag_warning(ld, &inst->mark, "instance '%s' has access: lan but profile "
 		    "'%s' trusts no network: no client can connect", inst->name, p->name);
 
@@ -1590,7 +1674,15 @@ config_load(struct config_source *src, struct config_diags *diags)
 	cfg->source = src;
 	cfg->dir = xstrdup(src->dir);
 	cfg->lan = netlist_new();
-	if (src->n == 0) {
+	for (size_t i = 0; i < src->n_yml; i++) {
+		char *path = xasprintf("%s/%s", src->dir, src->yml[i]);
+		struct cfg_mark m = { path, 0, 0 };
+		size_t stem = strlen(src->yml[i]) - 4;
+		diag_error(&ld, &m, "not read: configuration files end in .yaml (rename "
+		    "it to %.*s.yaml)", (int)stem, src->yml[i]);
+		free(path);
+	}
+	if (src->n == 0 && src->n_yml == 0) {
 		struct cfg_mark none = { NULL, 0, 0 };
 		diag_error(&ld, &none, "%s: no *.yaml files", src->dir);
 	}
@@ -1776,8 +1868,11 @@ config_instance_equal(const struct config *a, const struct instance *x,
 	    x->max_recipients == y->max_recipients &&
 	    x->max_message_size == y->max_message_size &&
 	    x->max_errors == y->max_errors &&
+	    x->recipient_overshoot_limit == y->recipient_overshoot_limit &&
+	    x->min_data_rate == y->min_data_rate &&
 	    x->timeout_command == y->timeout_command &&
 	    x->timeout_data == y->timeout_data &&
+	    x->timeout_stress == y->timeout_stress &&
 	    str_equal(x->syslog_name, y->syslog_name);
 }
 
@@ -1788,13 +1883,14 @@ plural(size_t n)
 }
 
 int
-config_check_report(const char *dir, FILE *out)
+config_check_report(const char *dir, FILE *diag, FILE *out)
 {
 	struct config_diags diags;
 	struct config *cfg = config_load_dir(dir, &diags);
 	int ret;
 
-	config_diags_print(&diags, out);
+	config_diags_print(&diags, diag);
+	fflush(diag);
 	if (cfg != NULL) {
 		fprintf(out, "%s: ok: %zu instance%s, %zu profile%s", dir,
 		    cfg->n_instances, plural(cfg->n_instances), cfg->n_profiles,

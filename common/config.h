@@ -47,6 +47,7 @@ struct profile {
 	struct cfg_mark mark;
 	bool lan_set;			/* profile has its own lan: (maybe empty) */
 	struct netlist *lan;		/* own list if lan_set, else NULL */
+	bool lan_invalid;		/* its lan: had an entry refused (reported) */
 	bool relay_outside_lan;		/* default false */
 	bool relay_nonlocal_senders;	/* default true */
 	struct strlist always_relay_from;	/* "user@dom", "@dom", "@.dom" */
@@ -80,7 +81,12 @@ struct instance {
 	uint64_t max_message_size;	/* default 10M */
 	unsigned max_errors;		/* default 20 (Postfix smtpd_hard_error_limit) */
 	double timeout_command;		/* default 300s (RFC 5321 4.5.3.2) */
-	double timeout_data;		/* default 180s */
+	double timeout_data;		/* default 180s, plus octets / min_data_rate */
+	double timeout_stress;		/* default 10s: command and data timeout
+					   while the listener is under stress */
+	unsigned recipient_overshoot_limit;	/* default 1000 (Postfix's) */
+	uint64_t min_data_rate;		/* octets/s, default 500 (Postfix
+					   smtpd_min_data_rate) */
 	char *syslog_name;		/* default "relayvisor/<name>" */
 };
 
@@ -99,6 +105,7 @@ struct config {
 	char *dir;
 	struct server server;
 	struct netlist *lan;		/* server-wide LAN, never NULL */
+	bool lan_invalid;		/* lan: had an entry refused (reported) */
 	struct profile *profiles;
 	size_t n_profiles;
 	struct instance *instances;
@@ -166,9 +173,10 @@ bool config_instance_equal(const struct config *a, const struct instance *x,
    entry covering everything (the open-relay interlock of DESIGN.md section 4) */
 bool config_profile_relays_for_anyone(const struct config *cfg, const struct profile *p);
 
-/* `relayvisord -t`: load dir, print every diag and the summary line
-   ("conf.d: ok: 2 instances, 2 profiles" / "conf.d: 3 errors"); returns 0 or 1 */
-int config_check_report(const char *dir, FILE *out);
+/* `relayvisord -t`: load dir, print every diag to diag and then the summary
+   line ("conf.d: ok: 2 instances, 2 profiles" / "conf.d: 3 errors") to out, as
+   nginx -t splits them (stderr, stdout); returns 0 or 1 */
+int config_check_report(const char *dir, FILE *diag, FILE *out);
 
 /* the keys the loader knows, "section.key" (e.g. "server.hostname",
    "profiles.*.relay_outside_lan", "instances.*.timeouts.command"), NULL-terminated;

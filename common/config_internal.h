@@ -18,6 +18,10 @@ struct config_source {
 	char *dir;
 	struct config_file *files;
 	size_t n;
+	/* "*.yml" names found beside them: not read, each an error of the loader
+	   (never in a snapshot: a source with them never validates) */
+	char **yml;
+	size_t n_yml;
 };
 
 #endif

@@ -120,6 +120,15 @@ is_yaml_name(const char *name)
 	return name[0] != '.' && len > 5 && strcmp(name + len - 5, ".yaml") == 0;
 }
 
+/* "x.yml": meant as configuration, but not read; the loader says so */
+static bool
+is_yml_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	return name[0] != '.' && len > 4 && strcmp(name + len - 4, ".yml") == 0;
+}
+
 /* whole file into memory; NUL-terminated for the convenience of the parser */
 static int
 read_file(const char *path, char **data_r, size_t *len_r, const char **error_r)
@@ -191,7 +200,14 @@ config_source_read_dir(const char *dir, struct config_source **src_r,
 		*error_r = source_error("opendir %s: %s", dir, strerror(errno));
 		return -1;
 	}
+	char **yml = NULL;
+	size_t n_yml = 0;
 	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (is_yml_name(de->d_name)) {
+			yml = xreallocarray(yml, n_yml + 1, sizeof(*yml));
+			yml[n_yml++] = xstrdup(de->d_name);
+			continue;
+		}
 		if (!is_yaml_name(de->d_name))
 			continue;
 		if (n == cap) {
@@ -209,13 +225,20 @@ config_source_read_dir(const char *dir, struct config_source **src_r,
 		for (size_t i = 0; i < n; i++)
 			free(names[i]);
 		free(names);
+		for (size_t i = 0; i < n_yml; i++)
+			free(yml[i]);
+		free(yml);
 		return -1;
 	}
 	closedir(d);
 	if (n > 0)
 		qsort(names, n, sizeof(*names), name_cmp);
+	if (n_yml > 0)
+		qsort(yml, n_yml, sizeof(*yml), name_cmp);
 
 	src = source_new(dir, n);
+	src->yml = yml;
+	src->n_yml = n_yml;
 	int ret = 0;
 	for (size_t i = 0; i < n; i++) {
 		char *path = source_path(dir, names[i]), *data;
@@ -247,6 +270,9 @@ config_source_free(struct config_source *src)
 		free(src->files[i].data);
 	}
 	free(src->files);
+	for (size_t i = 0; i < src->n_yml; i++)
+		free(src->yml[i]);
+	free(src->yml);
 	free(src->dir);
 	free(src);
 }

@@ -15,6 +15,13 @@ enum reader_state {
 	RD_DOT_CR,		/* ".<CR>" at line start: LF ends the message */
 };
 
+/* where the header name of the current line stands (Postfix is_header()) */
+enum hdr_state {
+	HDR_NAME,		/* reading the name */
+	HDR_WSP,		/* whitespace after the name: only ':' may follow */
+	HDR_DONE,		/* decided: counted, or not a hop header */
+};
+
 enum reader_status
 reader_cmd_line(const char *buf, size_t len, size_t *linelen, size_t *consumed,
     bool *discard)
@@ -45,6 +52,11 @@ reader_cmd_line(const char *buf, size_t len, size_t *linelen, size_t *consumed,
 	if (memchr(buf, '\r', i - 1) != NULL)
 		return READER_BARE_CR;
 	*linelen = i - 1;
+	const char *nul = memchr(buf, '\0', i - 1);
+	if (nul != NULL) {
+		*linelen = (size_t)(nul - buf);
+		return READER_NUL;
+	}
 	return READER_LINE;
 }
 
@@ -65,6 +77,19 @@ reader_data_init(struct reader_data *d)
 	memset(d, 0, sizeof(*d));
 	d->state = RD_LINESTART;
 	d->in_header = true;
+	d->hdr = HDR_NAME;
+}
+
+/*
+ * A hop header is a line "Received:" or "Delivered-To:", names in any case and
+ * optional whitespace before the colon, as Postfix counts for hopcount_limit.
+ * Continuation lines (leading whitespace) are not headers of their own.
+ */
+static bool
+data_is_hop_header(const char *name, unsigned len)
+{
+	return (len == 8 && strncasecmp(name, "received", 8) == 0) ||
+	    (len == 12 && strncasecmp(name, "delivered-to", 12) == 0);
 }
 
 /* one content octet of the current line (not CR/LF): header bookkeeping */
@@ -72,10 +97,16 @@ static void
 data_note_octet(struct reader_data *d, char c)
 {
 	d->line_len++;
-	if (d->in_header && d->pfx_len < 9) {
+	if (c == ':') {
+		if (d->hdr != HDR_DONE && data_is_hop_header(d->pfx, d->pfx_len))
+			d->hops++;
+		d->hdr = HDR_DONE;
+	} else if (c == ' ' || c == '\t') {
+		d->hdr = d->pfx_len == 0 ? HDR_DONE : HDR_WSP;
+	} else if (d->hdr == HDR_WSP || d->pfx_len == sizeof(d->pfx)) {
+		d->hdr = HDR_DONE;	/* not a name, or longer than any hop header */
+	} else {
 		d->pfx[d->pfx_len++] = c;
-		if (d->pfx_len == 9 && strncasecmp(d->pfx, "received:", 9) == 0)
-			d->received++;
 	}
 }
 
@@ -89,6 +120,7 @@ data_end_line(struct reader_data *d)
 		d->long_lines++;
 	d->line_len = 0;
 	d->pfx_len = 0;
+	d->hdr = d->in_header ? HDR_NAME : HDR_DONE;
 	d->state = RD_LINESTART;
 }
 
@@ -157,7 +189,7 @@ reader_data_decode(struct reader_data *d, const char *in, size_t len, char *out,
 			st = READER_BARE_LF;
 			goto out;
 		}
-		if (d->in_header && d->pfx_len < 9) {
+		if (d->hdr != HDR_DONE) {
 			data_note_octet(d, c);
 			out[o++] = c;
 			i++;

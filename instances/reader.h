@@ -2,7 +2,7 @@
  * The SMTP input limits, applied to raw octets before any parser sees them
  * (STYLE.md 6): command lines are cut out of the input here, and message
  * text is decoded here (end-of-data detection, dot-unstuffing, line-ending
- * checks, Received: counting). Pure functions on buffers, no I/O, so the
+ * checks, hop counting). Pure functions on buffers, no I/O, so the
  * unit tests can feed them any split of any byte stream.
  *
  * Line endings: CR and LF may appear only as the pair CRLF, in commands and in
@@ -39,6 +39,7 @@ enum reader_status {
 	READER_TOOLONG,		/* command line over READER_CMD_MAX */
 	READER_BARE_LF,
 	READER_BARE_CR,
+	READER_NUL,		/* a NUL octet in a command line: a syntax error */
 };
 
 /*
@@ -47,7 +48,10 @@ enum reader_status {
  * READER_TOOLONG: *consumed is everything up to and including the LF when it
  * is there, else all of len, and *discard is set: the caller must then drop
  * input through the next LF with reader_discard_line(). READER_BARE_*: the
- * connection is to be refused. READER_MORE: nothing consumed.
+ * connection is to be refused. READER_NUL: a well-ended line holds a NUL
+ * (*linelen is the offset of the first NUL, *consumed the whole line): no
+ * parser may see it, since C string handling would silently cut the command
+ * there. READER_MORE: nothing consumed.
  */
 enum reader_status reader_cmd_line(const char *buf, size_t len, size_t *linelen,
     size_t *consumed, bool *discard);
@@ -59,9 +63,10 @@ size_t reader_discard_line(const char *buf, size_t len, bool *discard);
 struct reader_data {
 	int state;		/* private */
 	bool in_header;		/* still in the header section */
-	unsigned pfx_len;	/* octets of the current line's start kept in pfx */
-	char pfx[10];
-	unsigned received;	/* Received: header lines seen */
+	int hdr;		/* private: where the current line's header name is */
+	unsigned pfx_len;	/* octets of the current header name kept in pfx */
+	char pfx[16];
+	unsigned hops;		/* Received: and Delivered-To: header lines seen */
 	uint64_t line_len;	/* length of the current line so far */
 	uint64_t long_lines;	/* lines over READER_TEXT_MAX (kept) */
 	uint64_t size;		/* decoded octets produced */

@@ -16,6 +16,7 @@
  */
 #include "instances/session.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
@@ -39,6 +40,10 @@
 #define SESSION_IN_CAP SMTPD_INBUF
 #define SESSION_OUT_HIGH 16384
 #define SESSION_HELO_MAX 255
+/* NOOP, RSET, VRFY and HELP a session may send before each one counts as an
+   error (Postfix smtpd_junk_command_limit ${stress?1}{100}) */
+#define SESSION_JUNK_LIMIT 100
+#define SESSION_JUNK_LIMIT_STRESS 1
 
 enum session_state {
 	S_NEW,			/* accepted, not greeted */
@@ -60,6 +65,13 @@ enum cmd_id {
 	CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
 };
 
+/* the recipients of a transaction, to store each one once: an open-addressing
+   hash set of canonical addresses (rcpt_key) */
+struct rcpt_set {
+	char **v;
+	size_t n, cap;
+};
+
 /* the open mail transaction, MAIL to end of data */
 struct tx {
 	struct mailaddr sender;
@@ -67,6 +79,8 @@ struct tx {
 	char qid[SPOOL_QID_MAX + 1];
 	char first_rcpt[ADDR_PATH_MAX + 8];
 	unsigned rcpt_ok;
+	unsigned overshoot;		/* RCPTs refused over max_recipients */
+	struct rcpt_set rcpts;		/* accepted recipients, canonical */
 	struct reader_data rd;
 	bool too_big;
 	bool write_failed;
@@ -95,6 +109,12 @@ struct session {
 	int cur_cmd;			/* command being answered, -1 when none */
 	unsigned cmd_ok[CMD_COUNT], cmd_total[CMD_COUNT];
 	unsigned errors;
+	unsigned junk;			/* NOOP, RSET, VRFY, HELP so far */
+	bool stressed;			/* was open while the listener was under
+					   stress: short deadlines to the end */
+	ev_tstamp req_start;		/* the current request (command line, or
+					   the message text since 354) began */
+	uint64_t data_octets;		/* octets read since 354 */
 	bool discard;			/* dropping the rest of an overlong line */
 	bool eof;			/* the client closed its side */
 	bool dead;			/* to be closed at the end of this callback */
@@ -137,6 +157,64 @@ out_pending(const struct session *s)
 	return s->out_len - s->out_off;
 }
 
+/*
+ * Stress (Postfix's ${stress?...}): while at least 4/5 of max_connections
+ * are in use, a command line and a message's text get timeouts.stress
+ * instead of their usual timeout, and junk commands count as errors sooner.
+ * So clients that merely hold connections open are dropped within seconds
+ * once they crowd the listener, and their slots go to clients with mail. A
+ * session open during stress keeps the short deadlines to its end (as a
+ * Postfix smtpd started under stress keeps them): otherwise the first holder
+ * dropped would end the stress and give the others their long timeout back.
+ */
+static bool
+session_stress(const struct smtpd *sd)
+{
+	return (uint64_t)sd->n_sessions * 5 >= (uint64_t)sd->inst->max_connections * 4;
+}
+
+/*
+ * When the current request must be complete (Postfix smtpd_per_request_deadline):
+ * a command line within the command timeout of the previous one; the message
+ * text within the data timeout of the 354, extended by one second for every
+ * min_data_rate octets received, so a client dripping a byte at a time cannot
+ * keep a session open while one that sends at a decent rate always finishes.
+ */
+static ev_tstamp
+session_deadline(const struct session *s)
+{
+	const struct instance *inst = s->sd->inst;
+	double base = s->state == S_DATA ? inst->timeout_data : inst->timeout_command;
+
+	if (s->stressed && inst->timeout_stress < base)
+		base = inst->timeout_stress;
+	if (s->state == S_DATA)
+		base += (double)s->data_octets / (double)inst->min_data_rate;
+	return s->req_start + base;
+}
+
+/* (re)start the timer for the current deadline */
+static void
+session_arm_timer(struct session *s)
+{
+	if (s->fd < 0 || s->state == S_CLOSED)
+		return;
+	ev_tstamp left = session_deadline(s) - ev_now(s->sd->loop);
+	ev_timer_stop(s->sd->loop, &s->timer);
+	ev_timer_set(&s->timer, left > 0 ? left : 0, 0);
+	ev_timer_start(s->sd->loop, &s->timer);
+}
+
+/* a new request starts now: a command line came, or a state began */
+static void
+session_new_request(struct session *s)
+{
+	if (s->fd < 0)
+		return;
+	s->req_start = ev_now(s->sd->loop);
+	session_arm_timer(s);
+}
+
 static void
 session_enter_state(struct session *s, enum session_state st)
 {
@@ -145,11 +223,8 @@ session_enter_state(struct session *s, enum session_state st)
 	log_debug("%s: state %s -> %s", s->client, state_names[s->state],
 	    state_names[st]);
 	s->state = st;
-	if (s->fd >= 0 && st != S_CLOSED) {
-		const struct instance *inst = s->sd->inst;
-		s->timer.repeat = st == S_DATA ? inst->timeout_data : inst->timeout_command;
-		ev_timer_again(s->sd->loop, &s->timer);
-	}
+	if (st != S_CLOSED)
+		session_new_request(s);
 }
 
 static void
@@ -183,18 +258,16 @@ out_append(struct session *s, const char *buf, size_t len)
 
 /*
  * Queue one reply (a multi-line reply has its inner CRLFs). A 4xx/5xx counts
- * as an error of the session (Postfix smtpd_hard_error_limit); a 2xx/3xx
- * marks the command being answered as successful for the disconnect line.
+ * as an error of the session (Postfix smtpd_hard_error_limit) unless it is
+ * uncounted; a 2xx/3xx marks the command being answered as successful for the
+ * disconnect line.
  */
-static void __attribute__((format(printf, 2, 3)))
-session_reply(struct session *s, const char *fmt, ...)
+static void
+session_vreply(struct session *s, bool counted, const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
 
-	va_start(ap, fmt);
 	int n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		return;
 	if ((size_t)n > sizeof(buf) - 3)
@@ -204,11 +277,34 @@ session_reply(struct session *s, const char *fmt, ...)
 	buf[n++] = '\n';
 	out_append(s, buf, (size_t)n);
 	if (buf[0] == '4' || buf[0] == '5') {
-		s->errors++;
+		if (counted)
+			s->errors++;
 	} else if (s->cur_cmd >= 0) {
 		s->cmd_ok[s->cur_cmd]++;
 	}
 	s->cur_cmd = -1;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+session_reply(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	session_vreply(s, true, fmt, ap);
+	va_end(ap);
+}
+
+/* a 4xx the client is expected to act on without being at fault (recipients
+   over max_recipients: it sends them again in another transaction) */
+static void __attribute__((format(printf, 2, 3)))
+session_reply_uncounted(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	session_vreply(s, false, fmt, ap);
+	va_end(ap);
 }
 
 /* "NOQUEUE: reject: RCPT from unknown[IP]: 554 5.7.1 ...; from=<> to=<> proto=ESMTP helo=<h>" */
@@ -248,6 +344,83 @@ session_reject(struct session *s, const char *stage, const char *to,
 	session_log_reject(s, stage, buf, to);
 }
 
+/*
+ * The key two recipients are the same mailbox by: the canonical address
+ * (quotes and escapes resolved, domain lowercased without its trailing dot)
+ * with the local part folded too. RFC 5321 2.4 lets a local part be case
+ * sensitive but discourages using that; Postfix's local delivery folds it.
+ */
+static void
+rcpt_key(const struct mailaddr *a, char *key, size_t len)
+{
+	size_t i;
+
+	for (i = 0; a->text[i] != '\0' && i + 1 < len; i++)
+		key[i] = (char)tolower((unsigned char)a->text[i]);
+	key[i] = '\0';
+}
+
+static size_t
+rcpt_hash(const char *key)
+{
+	size_t h = 14695981039346656037u;	/* FNV-1a */
+
+	for (; *key != '\0'; key++)
+		h = (h ^ (unsigned char)*key) * 1099511628211u;
+	return h;
+}
+
+static bool
+rcpt_set_has(const struct rcpt_set *set, const char *key)
+{
+	if (set->cap == 0)
+		return false;
+	for (size_t j = rcpt_hash(key) & (set->cap - 1); set->v[j] != NULL;
+	    j = (j + 1) & (set->cap - 1))
+		if (strcmp(set->v[j], key) == 0)
+			return true;
+	return false;
+}
+
+/* key is not in the set yet; -1: out of memory */
+static int
+rcpt_set_add(struct rcpt_set *set, const char *key)
+{
+	if (2 * (set->n + 1) > set->cap) {
+		size_t cap = set->cap == 0 ? 16 : set->cap * 2;
+		char **v = calloc(cap, sizeof(*v));
+		if (v == NULL)
+			return -1;
+		for (size_t i = 0; i < set->cap; i++) {
+			if (set->v[i] == NULL)
+				continue;
+			size_t j = rcpt_hash(set->v[i]) & (cap - 1);
+			while (v[j] != NULL)
+				j = (j + 1) & (cap - 1);
+			v[j] = set->v[i];
+		}
+		free(set->v);
+		set->v = v;
+		set->cap = cap;
+	}
+	size_t j = rcpt_hash(key) & (set->cap - 1);
+	while (set->v[j] != NULL)
+		j = (j + 1) & (set->cap - 1);
+	if ((set->v[j] = strdup(key)) == NULL)
+		return -1;
+	set->n++;
+	return 0;
+}
+
+static void
+rcpt_set_free(struct rcpt_set *set)
+{
+	for (size_t i = 0; i < set->cap; i++)
+		free(set->v[i]);
+	free(set->v);
+	memset(set, 0, sizeof(*set));
+}
+
 static void
 tx_free(struct session *s)
 {
@@ -257,6 +430,7 @@ tx_free(struct session *s)
 		return;
 	if (tx->msg != NULL)
 		spool_msg_abort(tx->msg);
+	rcpt_set_free(&tx->rcpts);
 	free(tx);
 	s->tx = NULL;
 }
@@ -462,11 +636,6 @@ session_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			s->eof = true;
 		} else {
 			s->in_len += (size_t)n;
-			/* inside DATA the timeout is idle time between reads; for commands
-			   it runs per command line (session_process), so a client trickling
-			   a byte at a time cannot hold a session forever */
-			if (s->state == S_DATA)
-				ev_timer_again(s->sd->loop, &s->timer);
 		}
 	}
 	if (!s->dead)
@@ -492,9 +661,15 @@ session_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void
 session_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	(void)loop;
+	struct session *s = w->data;
+
 	(void)revents;
-	session_timeout(w->data);
+	/* octets came, or the stress ended, since the timer was set */
+	if (s->state != S_QUIT && session_deadline(s) > ev_now(loop) + 0.001) {
+		session_arm_timer(s);
+		return;
+	}
+	session_timeout(s);
 }
 
 void
@@ -618,16 +793,24 @@ check_mail(struct session *s, const char *args)
 		snprintf(param, sizeof(param), "%.*s", (int)(n < 127 ? n : 127), p);
 		p += n;
 		if (strncasecmp(param, "SIZE=", 5) == 0) {
+			/* RFC 1870: any number of digits is valid syntax; a value
+			   over the limit, including one no integer type holds, is
+			   552 5.3.4, never a syntax error */
 			const char *v = param + 5;
 			uint64_t size = 0;
-			if (*v == '\0' || strspn(v, "0123456789") != strlen(v) ||
-			    strlen(v) > 19) {
+			bool over = false;
+			if (*v == '\0' || strspn(v, "0123456789") != strlen(v)) {
 				session_reply(s, "501 5.5.4 Bad message size syntax");
 				return -1;
 			}
-			for (; *v != '\0'; v++)
-				size = size * 10 + (uint64_t)(*v - '0');
-			if (size > s->sd->inst->max_message_size) {
+			for (; *v != '\0' && !over; v++) {
+				unsigned d = (unsigned)(*v - '0');
+				if (size > (UINT64_MAX - d) / 10)
+					over = true;
+				else
+					size = size * 10 + d;
+			}
+			if (over || n > 127 || size > s->sd->inst->max_message_size) {
 				session_reject(s, "MAIL", NULL,
 				    "552 5.3.4 Message size exceeds fixed limit");
 				return -1;
@@ -690,7 +873,13 @@ check_rcpt(struct session *s, const char *args)
 		return -1;
 	}
 	if (s->tx->rcpt_ok >= s->sd->inst->max_recipients) {
-		session_reply(s, "452 4.5.3 Error: too many recipients");
+		/* RFC 5321 4.5.3.1.10: the client sends the rest in another
+		   transaction; only a client that goes on far past the limit
+		   (Postfix smtpd_recipient_overshoot_limit) is at fault */
+		if (++s->tx->overshoot <= s->sd->inst->recipient_overshoot_limit)
+			session_reply_uncounted(s, "452 4.5.3 Error: too many recipients");
+		else
+			session_reply(s, "452 4.5.3 Error: too many recipients");
 		return -1;
 	}
 	return 0;
@@ -755,10 +944,21 @@ proceed_rcpt(struct session *s, const char *args)
 		session_reply(s, "451 4.3.0 Error: queue file write error");
 		return;
 	}
+	char key[sizeof(rcpt.text)];
+	rcpt_key(&rcpt, key, sizeof(key));
+	if (rcpt_set_has(&tx->rcpts, key)) {
+		/* the same mailbox again: accepted, stored once (Postfix's cleanup
+		   drops duplicate recipients the same way) */
+		session_reply(s, "250 2.1.5 Ok");
+		return;
+	}
 	if (spool_msg_add_rcpt(tx->msg, rcpt.text) == -1) {
 		session_reply(s, "451 4.3.0 Error: queue file write error");
 		return;
 	}
+	/* out of memory here costs at worst a duplicate, never a recipient */
+	if (rcpt_set_add(&tx->rcpts, key) == -1)
+		log_warn("%s: recipient list", s->client);
 	if (tx->rcpt_ok++ == 0)
 		snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s", rcpt.text);
 	session_reply(s, "250 2.1.5 Ok");
@@ -830,6 +1030,7 @@ proceed_data(struct session *s, const char *args)
 
 	(void)args;
 	reader_data_init(&s->tx->rd);
+	s->data_octets = 0;
 	if (tx_write_received(s, &err) == -1)
 		tx_write_failed(s->tx, err);
 	/* DATA counts as successful only once the message is queued */
@@ -955,6 +1156,10 @@ session_command(struct session *s, const char *line)
 		session_reply(s, "500 5.5.2 Error: command not recognized");
 		return;
 	}
+	if ((id == CMD_NOOP || id == CMD_RSET || id == CMD_VRFY || id == CMD_HELP) &&
+	    ++s->junk > (s->stressed ? SESSION_JUNK_LIMIT_STRESS :
+	    SESSION_JUNK_LIMIT))
+		s->errors++;	/* answered as usual; max_errors ends it */
 	if (c->check != NULL && c->check(s, args) == -1)
 		return;
 	if (c->proceed != NULL)
@@ -971,7 +1176,7 @@ session_data_end(struct session *s)
 
 	s->last_cmd = "END-OF-MESSAGE";
 	s->cur_cmd = -1;
-	if (tx->rd.received > READER_MAX_HOPS) {
+	if (tx->rd.hops > READER_MAX_HOPS) {
 		session_reject(s, "END-OF-MESSAGE", NULL, "554 5.4.6 Too many hops");
 	} else if (tx->too_big) {
 		session_reject(s, "END-OF-MESSAGE", NULL,
@@ -1003,6 +1208,9 @@ session_data_input(struct session *s)
 	enum reader_status st = reader_data_decode(&tx->rd, s->in + s->in_off,
 	    s->in_len - s->in_off, sd->scratch, &olen, &consumed);
 	s->in_off += consumed;
+	s->data_octets += consumed;
+	if (s->fd >= 0)
+		session_arm_timer(s);	/* the deadline moved by consumed / rate */
 	sd->stats.bytes += olen;
 	if (tx->rd.size > sd->inst->max_message_size)
 		tx->too_big = true;	/* read on to the end, then refuse */
@@ -1045,11 +1253,19 @@ session_process(struct session *s)
 		if (st == READER_MORE)
 			break;
 		s->in_off += consumed;
-		if (s->fd >= 0)
-			ev_timer_again(s->sd->loop, &s->timer);	/* a whole line came */
+		session_new_request(s);		/* a whole line came */
 		if (st == READER_TOOLONG) {
 			s->cur_cmd = -1;
 			session_reply(s, "500 5.5.0 Error: line too long");
+			continue;
+		}
+		if (st == READER_NUL) {
+			/* no parser sees it: a C string would end at the NUL and hide
+			   whatever follows it (parameters, a second command) */
+			s->cur_cmd = -1;
+			log_info("NUL character in command after %s from %s", s->last_cmd,
+			    s->client);
+			session_reply(s, "500 5.5.2 Error: NUL character in command line");
 			continue;
 		}
 		if (st != READER_LINE) {
@@ -1166,8 +1382,23 @@ session_new(struct smtpd *sd, int fd, const struct sockaddr *sa, socklen_t salen
 	if (s->next != NULL)
 		s->next->prev = s;
 	sd->sessions = s;
+	bool was_stressed = session_stress(sd);
 	sd->n_sessions++;
 	smtpd_client_add(sd, s->ip, 1);
+	if (was_stressed) {
+		s->stressed = true;
+	} else if (session_stress(sd)) {
+		log_info("stress: %u of %u connections in use, timeouts down to %gs",
+		    sd->n_sessions, sd->inst->max_connections, sd->inst->timeout_stress);
+		/* every session open now gets the short deadlines at once */
+		for (struct session *o = sd->sessions; o != NULL; o = o->next) {
+			if (o->stressed)
+				continue;
+			o->stressed = true;
+			if (o->fd >= 0 && o->state != S_NEW && o->state != S_CLOSED)
+				session_arm_timer(o);
+		}
+	}
 	return s;
 }
 

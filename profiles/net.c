@@ -299,32 +299,6 @@ net_entry_covers_all(const char *entry)
 	return net_parse_entry(entry, &b) == 0 && b.pflen == 0;
 }
 
-/* the IPv4 block lies wholly inside 10/8 or 127/8 (private or loopback) */
-static bool
-net_v4_block_private(const struct net_block *b)
-{
-	return b->pflen >= 8 && (b->addr[0] == 10 || b->addr[0] == 127);
-}
-
-/*
- * Over-wide for a LAN (a warning, not an error): covers everything, an IPv4 block
- * of /8 or wider outside 10/8 and 127/8 (16 million strangers), or an IPv6 block
- * wider than /16 (more than a whole RIR allocation).
- */
-bool
-net_entry_overwide(const char *entry)
-{
-	struct net_block b;
-
-	if (net_parse_entry(entry, &b) < 0)
-		return false;
-	if (b.pflen == 0)
-		return true;
-	if (b.family == AF_INET)
-		return b.pflen <= 8 && !net_v4_block_private(&b);
-	return b.pflen < 16;
-}
-
 bool
 net_sockaddr_is_loopback(const struct sockaddr *sa)
 {
@@ -363,4 +337,152 @@ net_sockaddr_ntop(const struct sockaddr *sa, char *buf, size_t len)
 	}
 	snprintf(buf, len, "?");
 	return buf;
+}
+
+/* ---- the union of a list's entries ---- */
+
+typedef unsigned __int128 net_u128;
+
+struct net_range {
+	net_u128 lo, hi;	/* inclusive */
+};
+
+/* addresses no stranger on the Internet connects from: private, loopback,
+   link-local, shared (CGN), multicast and reserved space */
+static const char *const net_nonpublic4[] = {
+	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+	"172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3",
+};
+static const char *const net_nonpublic6[] = {
+	"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+};
+
+static struct net_range
+net_block_range(const struct net_block *b)
+{
+	int bits = b->family == AF_INET ? 32 : 128;
+	net_u128 v = 0, span;
+	struct net_range r;
+
+	for (int i = 0; i < bits / 8; i++)
+		v = v << 8 | b->addr[i];
+	/* the host bits (all of them for /0: two shifts, never one by 128) */
+	span = b->pflen == 0 ? ~(net_u128)0 >> (128 - bits) :
+	    (((net_u128)1 << (bits - b->pflen)) - 1);
+	r.lo = v & ~span;
+	r.hi = r.lo | span;
+	return r;
+}
+
+static int
+net_range_cmp(const void *a, const void *b)
+{
+	const struct net_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* sorted, merged ranges of the family's entries; returns how many */
+static size_t
+net_union(const struct netlist *nl, int family, struct net_range *v)
+{
+	size_t n = 0, m = 0;
+
+	for (size_t i = 0; i < netlist_count(nl); i++) {
+		struct net_block b;
+		if (net_parse_entry(nl->v[i].text, &b) == 0 && b.family == family)
+			v[n++] = net_block_range(&b);
+	}
+	qsort(v, n, sizeof(*v), net_range_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (m > 0 && (v[m - 1].hi == ~(net_u128)0 || v[i].lo <= v[m - 1].hi + 1)) {
+			if (v[i].hi > v[m - 1].hi)
+				v[m - 1].hi = v[i].hi;
+		} else {
+			v[m++] = v[i];
+		}
+	}
+	return m;
+}
+
+/* public addresses in the merged ranges, saturating */
+static net_u128
+net_public_count(const struct net_range *v, size_t n, const char *const *np, size_t nnp)
+{
+	struct net_range holes[8];
+	net_u128 total = 0;
+
+	for (size_t i = 0; i < nnp; i++) {
+		struct net_block b;
+		if (net_parse_entry(np[i], &b) < 0)
+			abort();
+		holes[i] = net_block_range(&b);
+	}
+	qsort(holes, nnp, sizeof(*holes), net_range_cmp);
+	for (size_t i = 0; i < n; i++) {
+		net_u128 cur = v[i].lo;
+		bool done = false;
+		for (size_t h = 0; h < nnp && !done; h++) {
+			if (holes[h].hi < cur || holes[h].lo > v[i].hi)
+				continue;
+			if (holes[h].lo > cur)
+				total += holes[h].lo - cur;
+			if (holes[h].hi >= v[i].hi)
+				done = true;
+			else
+				cur = holes[h].hi + 1;
+		}
+		if (!done) {
+			net_u128 add = v[i].hi - cur;
+			total += add == ~(net_u128)0 ? add : add + 1;
+		}
+	}
+	return total;
+}
+
+int
+netlist_public_span(const struct netlist *nl)
+{
+	size_t n = netlist_count(nl);
+	struct net_range *v;
+	int wide = 0;
+
+	if (n == 0)
+		return 0;
+	if ((v = calloc(n, sizeof(*v))) == NULL)
+		abort();
+	size_t m = net_union(nl, AF_INET, v);
+	if (net_public_count(v, m, net_nonpublic4,
+	    sizeof(net_nonpublic4) / sizeof(net_nonpublic4[0])) > (net_u128)1 << 24)
+		wide = AF_INET;
+	m = net_union(nl, AF_INET6, v);
+	if (wide == 0 && net_public_count(v, m, net_nonpublic6,
+	    sizeof(net_nonpublic6) / sizeof(net_nonpublic6[0])) > (net_u128)1 << 112)
+		wide = AF_INET6;
+	free(v);
+	return wide;
+}
+
+/*
+ * Over-wide for a LAN (a warning, not an error): covers everything, or holds
+ * a public /8 worth of IPv4 addresses (16 million strangers), or more public
+ * IPv6 space than a /16 (more than a whole RIR allocation). Private and other
+ * non-public space (net_nonpublic4/6) does not count.
+ */
+bool
+net_entry_overwide(const char *entry)
+{
+	struct net_block b;
+	struct net_range r;
+
+	if (net_parse_entry(entry, &b) < 0)
+		return false;
+	if (b.pflen == 0)
+		return true;
+	r = net_block_range(&b);
+	if (b.family == AF_INET)
+		return net_public_count(&r, 1, net_nonpublic4,
+		    sizeof(net_nonpublic4) / sizeof(net_nonpublic4[0])) >= (net_u128)1 << 24;
+	return net_public_count(&r, 1, net_nonpublic6,
+	    sizeof(net_nonpublic6) / sizeof(net_nonpublic6[0])) > (net_u128)1 << 112;
 }

@@ -27,6 +27,14 @@ bool netlist_match_str(const struct netlist *nl, const char *ip);
 bool net_entry_covers_all(const char *entry);
 /* over-wide for a LAN: covers everything, or a public block of /8 or wider */
 bool net_entry_overwide(const char *entry);
+/*
+ * The open-relay measure of a LAN: AF_INET when the union of the IPv4 entries
+ * holds more public addresses than a /8 (2^24), AF_INET6 when the IPv6 ones
+ * hold more than a /16 (2^112), else 0. Entries are judged together, so
+ * 0.0.0.0/1 plus 128.0.0.0/1 counts like 0.0.0.0/0. Private, loopback,
+ * link-local, shared (100.64/10), multicast and reserved space is not public.
+ */
+int netlist_public_span(const struct netlist *nl);
 /* every address of the sockaddr's family is loopback (127/8, ::1) */
 bool net_sockaddr_is_loopback(const struct sockaddr *sa);
 /* "192.0.2.7" / "2001:db8::1" (IPv4-mapped shown as IPv4); buf >= 64 */

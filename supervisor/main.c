@@ -23,10 +23,11 @@
 static void
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: relayvisord [-c DIR] [-n] [-t] [--help] [--version]\n"
+	fprintf(fp, "usage: relayvisord [-c DIR] [-n] [-t] [-d] [--help] [--version]\n"
 	    "  -c DIR     configuration directory (default ./conf.d)\n"
 	    "  -n         stay in the foreground, log to stderr\n"
-	    "  -t         check the configuration and exit (0 ok, 1 errors)\n"
+	    "  -t         check the configuration and exit (0 ok, 1 errors);\n"
+	    "             problems go to stderr, the summary line to stdout\n"
 	    "  -d         debug logging\n"
 	    "Environment: RELAYVISOR_SMTPD overrides the listener executable\n"
 	    "(default: relayvisor-smtpd next to relayvisord).\n");
@@ -93,7 +94,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (test)
-		return config_check_report(confdir, stdout);
+		return config_check_report(confdir, stderr, stdout);
 
 	log_init("relayvisord", true);
 	const char *error;

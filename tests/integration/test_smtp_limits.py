@@ -237,9 +237,10 @@ class LimitsTest(unittest.TestCase):
                 self.assertEqual(text[:9], "554 5.4.6")
 
     def test_backpressure(self):
-        """400 000 pipelined NOOPs from a client with a tiny receive buffer that
+        """400 000 pipelined HELOs from a client with a tiny receive buffer that
         reads late: the listener's writes block (EAGAIN), it stops reading, and
-        still every reply comes exactly once, in order."""
+        still every reply comes exactly once, in order. (Not NOOPs: past 100 they
+        count as errors, Postfix's smtpd_junk_command_limit.)"""
         n = 400000
         d = Dialog.__new__(Dialog)
         d.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -249,7 +250,7 @@ class LimitsTest(unittest.TestCase):
         d.s.connect(("127.0.0.1", self.ports["small"]))
         d.buf = b""
         self.assertEqual(d.reply()[0], 220)
-        sender = threading.Thread(target=d.send, args=("NOOP\r\n" * n + "QUIT\r\n",))
+        sender = threading.Thread(target=d.send, args=("HELO c\r\n" * n + "QUIT\r\n",))
         sender.start()
         time.sleep(0.3)		# let the listener's output fill up first
         got = []
@@ -260,7 +261,7 @@ class LimitsTest(unittest.TestCase):
             got.append(chunk)
         sender.join()
         lines = b"".join(got).split(b"\r\n")
-        self.assertEqual(lines.count(b"250 2.0.0 Ok"), n)
+        self.assertEqual(lines.count(b"250 mx.test.example"), n)
         self.assertEqual(lines[-2:], [b"221 2.0.0 Bye", b""])
         self.assertEqual(len(lines), n + 2)
 

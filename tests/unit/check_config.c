@@ -84,6 +84,23 @@ static const struct {
 	    "lans: []\n",
 	    NULL,
 	    "conf.d/10-a.yaml:1:1: error: unknown top-level key 'lans' (did you mean 'lan'?)" },
+	/* a suggestion only for a likely typo, never the least different word */
+	{ "unknown_toplevel_far",
+	    "log: []\n",
+	    NULL,
+	    "conf.d/10-a.yaml:1:1: error: unknown top-level key 'log'" },
+	{ "unknown_toplevel_near",
+	    "sever: {}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:1:1: error: unknown top-level key 'sever' (did you mean 'server'?)" },
+	{ "unknown_instance_key_swap",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    porcs: 2\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:5: error: unknown key 'porcs' in instance 'x' (did you mean 'procs'?)" },
+	{ "unknown_instance_key_far",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    max_size: 1M\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:5: error: unknown key 'max_size' in instance 'x'" },
 	{ "unknown_server_key",
 	    "server:\n  hostnam: x\n",
 	    NULL,
@@ -677,6 +694,18 @@ static const struct {
 	{ "profiles:\n  p: {lan: []}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n"
 	  "    profile: p\n    access: lan\n",
 	  "conf.d/10-a.yaml:4:3: warning: instance 'x' has access: lan but profile 'p' trusts no network: no client can connect\n" },
+	/* TLD-wide patterns and forgeable local senders */
+	{ "profiles:\n  p:\n    always_relay_to: [\"@.COM\", \"@.example.com\"]\n",
+	  "conf.d/10-a.yaml:3:22: warning: entry '@.com' of always_relay_to in profile 'p' covers the whole top-level domain 'com'\n" },
+	{ "server: {local_domains: [example.test]}\nprofiles:\n  p:\n"
+	  "    always_relay_from: [\"@Example.Test.\", \"@other.example\"]\n",
+	  "conf.d/10-a.yaml:4:24: warning: entry '@example.test' of always_relay_from in profile 'p' names local domain 'example.test': anyone can forge such a sender and relay\n" },
+	{ "server: {local_domains: [mail.example.test]}\nprofiles:\n  p:\n"
+	  "    always_relay_from: [\"@.example.test\"]\n",
+	  "conf.d/10-a.yaml:4:24: warning: entry '@.example.test' of always_relay_from in profile 'p' names local domain 'mail.example.test': anyone can forge such a sender and relay\n" },
+	{ "server: {local_domains: [example.test]}\nprofiles:\n  p:\n"
+	  "    always_relay_from: [\"boss@example.test\"]\n",
+	  "conf.d/10-a.yaml:4:24: warning: entry 'boss@example.test' of always_relay_from in profile 'p' names local domain 'example.test': anyone can forge such a sender and relay\n" },
 	/* loopback only: an open profile is no danger and needs no interlock */
 	{ "lan: [\"0.0.0.0/0\"]\nprofiles:\n  p: {}\ninstances:\n"
 	  "  x: {listen: [\"127.0.0.1:2525\", \"[::1]:2525\"], profile: p}\n",
@@ -714,6 +743,20 @@ static const struct {
 	{ "{lan: [\"*.*.*.*\"]}", true },
 	{ "{lan: [\"::/0\"]}", true },
 	{ "{lan: [\"8.0.0.0/8\"]}", false },
+	/* entries are judged together: more public space than a /8 (IPv6: /16) */
+	{ "{lan: [\"0.0.0.0/1\", \"128.0.0.0/1\"]}", true },
+	{ "{lan: [\"1.0.0.0/8\", \"2.0.0.0/8\"]}", true },
+	{ "{lan: [\"0.0.0.0/2\"]}", true },
+	{ "{lan: [\"::ffff:0.0.0.0/97\", \"::ffff:128.0.0.0/97\"]}", true },
+	{ "{lan: [\"10.0.0.0/7\"]}", false },
+	{ "{lan: [\"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\", "
+	    "\"100.64.0.0/10\", \"127.0.0.0/8\", \"169.254.0.0/16\"]}", false },
+	{ "{lan: [\"8.0.0.0/9\", \"8.128.0.0/9\", \"9.0.0.0/24\"]}", true },
+	{ "{lan: [\"8.0.0.0/9\", \"8.128.0.0/9\", \"8.1.0.0/16\"]}", false },
+	{ "{lan: [\"::/1\", \"8000::/1\"]}", true },
+	{ "{lan: [\"2000::/4\"]}", true },
+	{ "{lan: [\"2001:db8::/32\", \"fc00::/7\", \"fe80::/10\"]}", false },
+	{ "{lan: [\"2001::/16\", \"2002::/16\"]}", true },
 	{ "{always_relay_from: [\"@.\"]}", true },
 	{ "{always_relay_to: [\"@.\"]}", true },
 	{ "{always_relay_to: [\"@.example\"]}", false },
@@ -791,11 +834,27 @@ START_TEST(test_shipped)
 }
 END_TEST
 
+/* config_check_report() with its two streams captured: returns the exit code */
+static int
+check_report(const char *dir, char **diag, char **out)
+{
+	size_t dlen = 0, olen = 0;
+	FILE *dfp = open_memstream(diag, &dlen), *ofp = open_memstream(out, &olen);
+
+	ck_assert_ptr_nonnull(dfp);
+	ck_assert_ptr_nonnull(ofp);
+	int rc = config_check_report(dir, dfp, ofp);
+	fclose(dfp);
+	fclose(ofp);
+	return rc;
+}
+
+/* -t as nginx -t: every problem on the diagnostics stream, the summary alone on
+   the other */
 START_TEST(test_check_report)
 {
 	char tmpl[] = "/tmp/rv-cfgtest.XXXXXX";
-	char *dir = mkdtemp(tmpl), *path, *out = NULL;
-	size_t len = 0;
+	char *dir = mkdtemp(tmpl), *path, *out, *diag, *expect;
 	FILE *fp;
 
 	ck_assert_ptr_nonnull(dir);
@@ -804,56 +863,114 @@ START_TEST(test_check_report)
 	fputs("lan: [8.0.0.0/8]\nprofiles: {p: {}}\n"
 	    "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n", fp);
 	fclose(fp);
-	fp = open_memstream(&out, &len);
-	ck_assert_int_eq(config_check_report(dir, fp), 0);
-	fclose(fp);
-	char *expect;
+	ck_assert_int_eq(check_report(dir, &diag, &out), 0);
 	ck_assert_int_ge(asprintf(&expect, "%s/10-a.yaml:1:7: warning: entry '8.0.0.0/8' "
-	    "of 'lan' is over-wide: it trusts a public /8 or more\n"
-	    "%s: ok: 1 instance, 1 profile, 1 warning\n", dir, dir), 0);
+	    "of 'lan' is over-wide: it trusts a public /8 or more\n", dir), 0);
+	ck_assert_str_eq(diag, expect);
+	free(expect);
+	ck_assert_int_ge(asprintf(&expect, "%s: ok: 1 instance, 1 profile, 1 warning\n",
+	    dir), 0);
 	ck_assert_str_eq(out, expect);
 	free(out);
+	free(diag);
 	free(expect);
 
 	fp = fopen(path, "w");
 	fputs("server: {hostnam: x}\nlans: []\n", fp);
 	fclose(fp);
-	fp = open_memstream(&out, &len);
-	ck_assert_int_eq(config_check_report(dir, fp), 1);
-	fclose(fp);
+	ck_assert_int_eq(check_report(dir, &diag, &out), 1);
 	ck_assert_int_ge(asprintf(&expect, "%s/10-a.yaml:1:10: error: unknown key 'hostnam' "
 	    "in server (did you mean 'hostname'?)\n"
-	    "%s/10-a.yaml:2:1: error: unknown top-level key 'lans' (did you mean 'lan'?)\n"
-	    "%s: 2 errors\n", dir, dir, dir), 0);
+	    "%s/10-a.yaml:2:1: error: unknown top-level key 'lans' (did you mean 'lan'?)\n",
+	    dir, dir), 0);
+	ck_assert_str_eq(diag, expect);
+	free(expect);
+	ck_assert_int_ge(asprintf(&expect, "%s: 2 errors\n", dir), 0);
 	ck_assert_str_eq(out, expect);
 	free(out);
+	free(diag);
+	free(expect);
+
+	/* a *.yml file is an error, not silently skipped */
+	char *yml;
+	ck_assert_int_ge(asprintf(&yml, "%s/20-extra.yml", dir), 0);
+	fp = fopen(yml, "w");
+	fputs("lan: []\n", fp);
+	fclose(fp);
+	fp = fopen(path, "w");
+	fputs("profiles: {p: {}}\n"
+	    "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n", fp);
+	fclose(fp);
+	ck_assert_int_eq(check_report(dir, &diag, &out), 1);
+	ck_assert_int_ge(asprintf(&expect, "%s/20-extra.yml: error: not read: configuration "
+	    "files end in .yaml (rename it to 20-extra.yaml)\n", dir), 0);
+	ck_assert_str_eq(diag, expect);
+	free(expect);
+	ck_assert_int_ge(asprintf(&expect, "%s: 1 error\n", dir), 0);
+	ck_assert_str_eq(out, expect);
+	free(out);
+	free(diag);
 	free(expect);
 	unlink(path);
 
+	/* alone it is still the same error, not "no *.yaml files" on top */
+	ck_assert_int_eq(check_report(dir, &diag, &out), 1);
+	ck_assert_ptr_nonnull(strstr(diag, "rename it to 20-extra.yaml"));
+	ck_assert_ptr_null(strstr(diag, "no *.yaml"));
+	free(out);
+	free(diag);
+	unlink(yml);
+	free(yml);
+
 	/* an empty directory is a mistake, not an empty configuration */
-	fp = open_memstream(&out, &len);
-	ck_assert_int_eq(config_check_report(dir, fp), 1);
-	fclose(fp);
-	ck_assert_int_ge(asprintf(&expect, "error: %s: no *.yaml files\n%s: 1 error\n",
-	    dir, dir), 0);
+	ck_assert_int_eq(check_report(dir, &diag, &out), 1);
+	ck_assert_int_ge(asprintf(&expect, "error: %s: no *.yaml files\n", dir), 0);
+	ck_assert_str_eq(diag, expect);
+	free(expect);
+	ck_assert_int_ge(asprintf(&expect, "%s: 1 error\n", dir), 0);
 	ck_assert_str_eq(out, expect);
 	free(out);
+	free(diag);
 	free(expect);
 	rmdir(dir);
 
-	fp = open_memstream(&out, &len);
-	ck_assert_int_eq(config_check_report("/nonexistent/rv", fp), 1);
-	fclose(fp);
-	ck_assert_str_eq(out, "error: opendir /nonexistent/rv: No such file or directory\n"
-	    "/nonexistent/rv: 1 error\n");
+	ck_assert_int_eq(check_report("/nonexistent/rv", &diag, &out), 1);
+	ck_assert_str_eq(diag, "error: opendir /nonexistent/rv: No such file or directory\n");
+	ck_assert_str_eq(out, "/nonexistent/rv: 1 error\n");
 	free(out);
+	free(diag);
 	free(path);
 
-	fp = open_memstream(&out, &len);
-	ck_assert_int_eq(config_check_report("conf.d", fp), 0);
-	fclose(fp);
+	ck_assert_int_eq(check_report("conf.d", &diag, &out), 0);
+	ck_assert_str_eq(diag, "");
 	ck_assert_str_eq(out, "conf.d: ok: 2 instances, 2 profiles\n");
 	free(out);
+	free(diag);
+}
+END_TEST
+
+/* a refused lan entry is its own error; the list it leaves empty does not also
+   draw "trusts no network" */
+static const char *const bad_lan[] = {
+	"profiles:\n  p: {lan: [10.0.0.300]}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n"
+	"    profile: p\n    access: lan\n",
+	"lan: [\"192.*.1.1\"]\nprofiles:\n  p: {}\ninstances:\n  x:\n"
+	"    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    access: lan\n",
+	"lan: [[127.0.0.1]]\nprofiles:\n  p: {}\ninstances:\n  x:\n"
+	"    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    access: lan\n",
+};
+
+START_TEST(test_bad_lan_no_extra_warning)
+{
+	struct config_diags d;
+	struct config *cfg = load2(bad_lan[_i], NULL, &d);
+	char *all = diags_printed(&d);
+
+	ck_assert_msg(d.n_errors == 1 && d.n_warnings == 0, "%s", all);
+	ck_assert_msg(strstr(all, "trusts no network") == NULL, "%s", all);
+	free(all);
+	config_free(cfg);
+	config_diags_free(&d);
 }
 END_TEST
 
@@ -1086,7 +1203,7 @@ START_TEST(test_known_keys)
 			ck_assert_str_ne(k[i], k[n]);
 	}
 	ck_assert(host && backoff && lan && !section);
-	ck_assert_uint_eq(n, 8 + 1 + 8 + 20);
+	ck_assert_uint_eq(n, 8 + 1 + 8 + 23);
 	ck_assert_ptr_eq(config_known_keys(), k);
 }
 END_TEST
@@ -1105,6 +1222,7 @@ config_suite(void)
 	tcase_add_test(tc, test_merge);
 	tcase_add_loop_test(tc, test_warnings, 0, N(warned));
 	tcase_add_loop_test(tc, test_interlock, 0, N(open_profiles));
+	tcase_add_loop_test(tc, test_bad_lan_no_extra_warning, 0, N(bad_lan));
 	tcase_add_test(tc, test_shipped);
 	tcase_add_test(tc, test_check_report);
 	tcase_add_test(tc, test_read_dir);

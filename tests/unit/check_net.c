@@ -157,7 +157,45 @@ static const struct {
 	{ "2001::/16", false, false },
 	{ "::1", false, false },
 	{ "garbage", false, false },
+	/* private space is no stranger's, however wide */
+	{ "fc00::/7", false, false },
+	{ "fe80::/10", false, false },
+	{ "172.16.0.0/12", false, false },
+	{ "10.0.0.0/7", false, true },		/* 11/8 is public */
+	{ "224.0.0.0/3", false, false },	/* multicast and reserved */
 };
+
+/* the union of a list, judged as one (the open-relay interlock) */
+static const struct {
+	const char *entries[6];
+	int family;
+} spans[] = {
+	{ { "0.0.0.0/1", "128.0.0.0/1" }, AF_INET },
+	{ { "1.0.0.0/8", "2.0.0.0/8" }, AF_INET },
+	{ { "1.0.0.0/8", "1.0.0.0/8" }, 0 },
+	{ { "1.0.0.0/8", "1.2.0.0/16", "10.0.0.0/8" }, 0 },
+	{ { "1.0.0.0/8", "2.0.0.0/32" }, AF_INET },
+	{ { "10.0.0.0/7", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16" }, 0 },
+	{ { "::ffff:0.0.0.0/97", "::ffff:128.0.0.0/97" }, AF_INET },
+	{ { "::/1", "8000::/1" }, AF_INET6 },
+	{ { "2001::/16", "2002::/16" }, AF_INET6 },
+	{ { "2001::/16", "2001:db8::/32" }, 0 },
+	{ { "fc00::/7", "fe80::/10", "::1" }, 0 },
+	{ { "*.*.*.*" }, AF_INET },
+	{ { NULL }, 0 },
+};
+
+START_TEST(test_public_span)
+{
+	struct netlist *nl = netlist_new();
+	const char *err;
+
+	for (int i = 0; i < 6 && spans[_i].entries[i] != NULL; i++)
+		ck_assert_int_eq(netlist_add(nl, spans[_i].entries[i], &err), 0);
+	ck_assert_int_eq(netlist_public_span(nl), spans[_i].family);
+	netlist_free(nl);
+}
+END_TEST
 
 START_TEST(test_wide)
 {
@@ -218,6 +256,7 @@ net_suite(void)
 	tcase_add_loop_test(tc, test_match, 0, N(matches));
 	tcase_add_test(tc, test_match_list_and_sockaddr);
 	tcase_add_loop_test(tc, test_wide, 0, N(wide));
+	tcase_add_loop_test(tc, test_public_span, 0, sizeof(spans) / sizeof(spans[0]));
 	tcase_add_loop_test(tc, test_sockaddr, 0, N(addrs));
 	suite_add_tcase(s, tc);
 	return s;

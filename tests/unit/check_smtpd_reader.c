@@ -1,7 +1,7 @@
 /*
  * The reader's limits (instances/reader.c): command lines cut at 512 octets,
  * bare CR / bare LF refused, CRLF.CRLF found across any split of the input,
- * dot-unstuffing, Received: counting.
+ * dot-unstuffing, hop counting (Received:, Delivered-To:), NUL in commands.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +42,35 @@ START_TEST(test_cmd_line)
 	if (st == READER_LINE)
 		ck_assert_uint_eq(linelen, cmd_cases[_i].linelen);
 	ck_assert_int_eq(discard, cmd_cases[_i].discard);
+}
+END_TEST
+
+/* a NUL anywhere in a command line makes it a syntax error, not a shorter line
+   (everything after the NUL would otherwise be invisible to the parser) */
+static const struct {
+	const char *in;
+	size_t len;
+	enum reader_status st;
+	size_t linelen, consumed;
+} nul_cases[] = {
+	{ "MAIL FROM:<a@b.example>\0 SIZE=99\r\n", 34, READER_NUL, 23, 34 },
+	{ "\0NOOP\r\n", 7, READER_NUL, 0, 7 },
+	{ "NOOP\0\r\n", 7, READER_NUL, 4, 7 },
+	{ "NOOP\r\n\0\r\n", 9, READER_LINE, 4, 6 },
+	{ "NO\0OP", 6, READER_MORE, 0, 0 },
+};
+
+START_TEST(test_cmd_nul)
+{
+	size_t linelen = 99, consumed = 99;
+	bool discard = true;
+	enum reader_status st = reader_cmd_line(nul_cases[_i].in, nul_cases[_i].len,
+	    &linelen, &consumed, &discard);
+
+	ck_assert_int_eq(st, nul_cases[_i].st);
+	ck_assert_uint_eq(consumed, nul_cases[_i].consumed);
+	ck_assert_uint_eq(linelen, nul_cases[_i].linelen);
+	ck_assert(!discard);
 }
 END_TEST
 
@@ -112,7 +141,7 @@ static const struct {
 	enum reader_status st;
 	const char *out;		/* decoded (up to the end or the error) */
 	size_t rest;			/* octets after the end marker left unconsumed */
-	unsigned received;
+	unsigned hops;
 } data_cases[] = {
 	{ ".\r\n", READER_LINE, "", 0, 0 },
 	{ "a\r\n.\r\n", READER_LINE, "a\r\n", 0, 0 },
@@ -141,6 +170,15 @@ static const struct {
 	    0, 3 },
 	{ "X-Received: a\r\nReceived-SPF: b\r\nReceived:\r\n.\r\n", READER_LINE,
 	    "X-Received: a\r\nReceived-SPF: b\r\nReceived:\r\n", 0, 1 },
+	/* as Postfix's hopcount: whitespace before the colon, Delivered-To too */
+	{ "RECEIVED : a\r\nReceived\t:b\r\nDelivered-To: x\r\ndelivered-TO  :y\r\n"
+	    " Received: folded\r\nDelivered-ToX: n\r\nReceived x: n\r\n"
+	    "ReceivedReceivedReceived: n\r\n\r\nDelivered-To: body\r\n.\r\n", READER_LINE,
+	    "RECEIVED : a\r\nReceived\t:b\r\nDelivered-To: x\r\ndelivered-TO  :y\r\n"
+	    " Received: folded\r\nDelivered-ToX: n\r\nReceived x: n\r\n"
+	    "ReceivedReceivedReceived: n\r\n\r\nDelivered-To: body\r\n", 0, 4 },
+	{ "..Received: a\r\n.\r\n", READER_LINE, ".Received: a\r\n", 0, 0 },
+	{ ".Received: a\r\n.\r\n", READER_LINE, "Received: a\r\n", 0, 1 },
 };
 
 /* decode in pieces cut at the given positions (0 = whole) */
@@ -187,7 +225,7 @@ START_TEST(test_data_decode)
 		    "case %d piece %zu: got \"%.*s\"", _i, piece, (int)outlen, out);
 		if (st == READER_LINE) {
 			ck_assert_uint_eq(len - used, data_cases[_i].rest);
-			ck_assert_uint_eq(d.received, data_cases[_i].received);
+			ck_assert_uint_eq(d.hops, data_cases[_i].hops);
 			ck_assert_uint_eq(d.size, outlen);
 		}
 	}
@@ -243,7 +281,7 @@ START_TEST(test_data_long_line)
 }
 END_TEST
 
-/* more than READER_MAX_HOPS Received: headers are counted exactly */
+/* more than READER_MAX_HOPS hop headers are counted exactly */
 START_TEST(test_data_hops)
 {
 	char in[8192], out[8192];
@@ -255,8 +293,8 @@ START_TEST(test_data_hops)
 	off += (size_t)snprintf(in + off, sizeof(in) - off, "\r\nbody\r\n.\r\n");
 	reader_data_init(&d);
 	ck_assert_int_eq(reader_data_decode(&d, in, off, out, &ol, &consumed), READER_LINE);
-	ck_assert_uint_eq(d.received, 51);
-	ck_assert_uint_gt(d.received, READER_MAX_HOPS);
+	ck_assert_uint_eq(d.hops, 51);
+	ck_assert_uint_gt(d.hops, READER_MAX_HOPS);
 }
 END_TEST
 
@@ -269,6 +307,7 @@ smtpd_reader_suite(void)
 	tcase_add_loop_test(tc, test_cmd_limit, 0,
 	    sizeof(limit_cases) / sizeof(limit_cases[0]));
 	tcase_add_test(tc, test_cmd_discard);
+	tcase_add_loop_test(tc, test_cmd_nul, 0, sizeof(nul_cases) / sizeof(nul_cases[0]));
 	tcase_add_loop_test(tc, test_data_decode, 0,
 	    sizeof(data_cases) / sizeof(data_cases[0]));
 	tcase_add_test(tc, test_data_split_everywhere);

@@ -41,11 +41,17 @@ conf_yaml(void)
 	    "    profile: p\n"
 	    "    max_recipients: 2\n"
 	    "    max_errors: 3\n"
+	    "    recipient_overshoot_limit: 4\n"
 	    "    max_message_size: 2K\n"
 	    "  acl:\n"
 	    "    listen: [\"127.0.0.1:2526\"]\n"
 	    "    profile: p\n"
-	    "    access: lan\n", tmpdir);
+	    "    access: lan\n"
+	    "  tiny:\n"
+	    "    listen: [\"127.0.0.1:2527\"]\n"
+	    "    profile: p\n"
+	    "    max_connections: 5\n"
+	    "    max_errors: 3\n", tmpdir);
 	return buf;
 }
 
@@ -84,6 +90,13 @@ setup_acl(void)
 {
 	log_init("check_smtpd_session", true);
 	setup_instance("acl");
+}
+
+static void
+setup_tiny(void)
+{
+	log_init("check_smtpd_session", true);
+	setup_instance("tiny");
 }
 
 static void
@@ -223,6 +236,36 @@ static const struct {
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\n"
 	    "RCPT TO:<b@example.test>\r\nRCPT TO:<c@example.test>\r\n",
 	    "220 |250 |250 2.1.0|250 2.1.5|250 2.1.5|452 4.5.3", false },
+	/* recipients over max_recipients are not the client's fault up to the
+	   overshoot limit (4 here): the transaction goes on with those accepted */
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\n"
+	    "RCPT TO:<b@example.test>\r\nRCPT TO:<c@example.test>\r\n"
+	    "RCPT TO:<d@example.test>\r\nRCPT TO:<e@example.test>\r\n"
+	    "RCPT TO:<f@example.test>\r\nDATA\r\nx\r\n.\r\n",
+	    "220 |250 |250 2.1.0|250 2.1.5|250 2.1.5|452 4.5.3|452 4.5.3|452 4.5.3|"
+	    "452 4.5.3|354 |250 2.0.0 Ok: queued as", false },
+	/* past it each one counts: 3 errors, then the next command gets 421 */
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\n"
+	    "RCPT TO:<b@example.test>\r\nRCPT TO:<c@example.test>\r\n"
+	    "RCPT TO:<d@example.test>\r\nRCPT TO:<e@example.test>\r\n"
+	    "RCPT TO:<f@example.test>\r\nRCPT TO:<g@example.test>\r\n"
+	    "RCPT TO:<h@example.test>\r\nRCPT TO:<i@example.test>\r\nDATA\r\n",
+	    "220 |250 |250 2.1.0|250 2.1.5|250 2.1.5|452 4.5.3|452 4.5.3|452 4.5.3|"
+	    "452 4.5.3|452 4.5.3|452 4.5.3|452 4.5.3|421 4.7.0", true },
+	/* one mailbox given again (case, trailing dot, quoting) is stored once and
+	   does not use up max_recipients */
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\n"
+	    "RCPT TO:<A@EXAMPLE.TEST.>\r\nRCPT TO:<\"a\"@Example.Test>\r\n"
+	    "RCPT TO:<b@example.test>\r\n",
+	    "220 |250 |250 2.1.0|250 2.1.5|250 2.1.5|250 2.1.5|250 2.1.5", false },
+	/* RFC 1870: a SIZE beyond any limit is 552, not a syntax error */
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> SIZE=18446744073709551615\r\n"
+	    "MAIL FROM:<a@example.test> SIZE=18446744073709551616\r\n"
+	    "MAIL FROM:<a@example.test> SIZE=0000000000000000000000000000000000000000000001\r\n",
+	    "220 |250 |552 5.3.4|552 5.3.4|250 2.1.0", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> SIZE=999999999999999999999999\r\n"
+	    "MAIL FROM:<a@example.test> SIZE=\r\nMAIL FROM:<a@example.test> SIZE=1x\r\n",
+	    "220 |250 |552 5.3.4|501 5.5.4|501 5.5.4", false },
 	{ "127.0.0.1", "FOO\r\nBAR\r\nBAZ\r\nNOOP\r\nNOOP\r\n",
 	    "220 |500 5.5.2|500 5.5.2|500 5.5.2|421 4.7.0", true },
 	/* bare line endings in commands end the session */
@@ -674,6 +717,80 @@ START_TEST(test_log_lines)
 }
 END_TEST
 
+/* a NUL anywhere in a command line is a syntax error: what follows it is not
+   ignored (here a SIZE over the limit, or a second command) */
+static const struct {
+	const char *in;
+	size_t len;
+	const char *replies;
+} nul_cases[] = {
+	{ "HELO c\r\nMAIL FROM:<a@example.test>\0 SIZE=99999999999\r\n", 54,
+	    "220 |250 |500 5.5.2" },
+	{ "HELO c\r\nNOOP\0\r\nNOOP\r\n", 21, "220 |250 |500 5.5.2|250 2.0.0" },
+	{ "HELO c\0\r\n", 9, "220 |500 5.5.2" },
+};
+
+START_TEST(test_nul_in_command)
+{
+	struct session *s = open_session("127.0.0.1");
+
+	session_feed(s, nul_cases[_i].in, nul_cases[_i].len);
+	char *out = take(s);
+	expect(out, nul_cases[_i].replies, "nul");
+	free(out);
+	session_free(s);
+}
+END_TEST
+
+/* junk commands (NOOP, RSET, VRFY, HELP): 100 are free, then each is an error;
+   under stress (4 of max_connections 5 open) only one is, also for a session
+   opened before the stress began */
+START_TEST(test_junk_limit)
+{
+	struct session *a = open_session("127.0.0.1");
+	char buf[8192] = "";
+
+	for (int i = 0; i < 100; i++)
+		strcat(buf, i % 2 ? "NOOP\r\n" : "RSET\r\n");
+	feed(a, buf);
+	feed(a, "VRFY x\r\nHELP\r\nNOOP\r\nNOOP\r\n");
+	char *out = take(a);
+	ck_assert_ptr_nonnull(strstr(out, "252 2.5.2 Cannot VRFY user"));
+	ck_assert_ptr_nonnull(strstr(out, "214 2.0.0"));
+	ck_assert_msg(strstr(out, "421 4.7.0") != NULL, "%s", out);
+	ck_assert(session_closed(a));
+	free(out);
+	session_free(a);
+
+	struct session *early = open_session("127.0.0.1");
+	feed(early, "NOOP\r\nNOOP\r\n");
+	free(take(early));
+	struct session *more[3];
+	for (int i = 0; i < 3; i++)
+		more[i] = open_session("127.0.0.1");
+	/* stress now: the next junk command is an error, the 3rd ends it */
+	feed(early, "NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n");
+	out = take(early);
+	expect(out, "250 2.0.0|250 2.0.0|250 2.0.0|421 4.7.0", "stress junk");
+	free(out);
+	session_free(early);
+	for (int i = 0; i < 3; i++)
+		session_free(more[i]);
+}
+END_TEST
+
+/* duplicates are stored once: the queued message has one recipient */
+START_TEST(test_rcpt_dedup)
+{
+	char *log = capture_log("127.0.0.1", "EHLO h\r\nMAIL FROM:<s@x.example>\r\n"
+	    "RCPT TO:<a@example.test>\r\nRCPT TO:<A@EXAMPLE.TEST.>\r\nDATA\r\nx\r\n.\r\n"
+	    "QUIT\r\n");
+	ck_assert_msg(strstr(log, ", nrcpt=1 (queue active)\n") != NULL, "%s", log);
+	ck_assert_msg(strstr(log, "rcpt=2 data=1") != NULL, "%s", log);
+	free(log);
+}
+END_TEST
+
 /* Received: header and "QID: client=" / "QID: from=" lines of an accepted message */
 START_TEST(test_log_queued)
 {
@@ -713,10 +830,17 @@ smtpd_session_suite(void)
 	tcase_add_test(tc, test_stats);
 	tcase_add_loop_test(tc, test_log_lines, 0, sizeof(log_cases) / sizeof(log_cases[0]));
 	tcase_add_test(tc, test_log_queued);
+	tcase_add_loop_test(tc, test_nul_in_command, 0,
+	    sizeof(nul_cases) / sizeof(nul_cases[0]));
+	tcase_add_test(tc, test_rcpt_dedup);
 	suite_add_tcase(s, tc);
 
 	TCase *acl = tcase_create("access");
 	tcase_add_checked_fixture(acl, setup_acl, teardown);
+	TCase *tiny = tcase_create("stress");
+	tcase_add_checked_fixture(tiny, setup_tiny, teardown);
+	tcase_add_test(tiny, test_junk_limit);
+	suite_add_tcase(s, tiny);
 	tcase_add_test(acl, test_access_denied);
 	suite_add_tcase(s, acl);
 	return s;
