@@ -196,11 +196,16 @@ request(struct ctl_ctx *ctx, int argc, char **argv, struct recs *rs)
 
 /* ---- SMTP, blocking, one reply at a time ---- */
 
+/* a fresh session every this many commands: 40 cases' RSETs stay well under
+   the listener's junk-command limit of 100 */
+#define AUDIT_SESSION_COMMANDS 120
+
 struct smtp {
 	int fd;
 	char buf[8192];
 	size_t have;
 	unsigned errors;	/* 4xx/5xx replies in this session */
+	unsigned commands;	/* sent in this session */
 	char helo[600];
 };
 
@@ -209,6 +214,7 @@ smtp_send(struct smtp *s, const char *line)
 {
 	char buf[1100];
 	int len = snprintf(buf, sizeof(buf), "%s\r\n", line);
+	s->commands++;
 	for (int off = 0; off < len; ) {
 		ssize_t n = send(s->fd, buf + off, (size_t)(len - off), MSG_NOSIGNAL);
 		if (n == -1 && errno == EINTR)
@@ -343,6 +349,7 @@ smtp_open(struct smtp *s, const char *ip, unsigned port, const char *source,
 		return -1;
 	}
 	s->errors = 0;	/* the greeting is no error of ours */
+	s->commands = 0;
 	return 0;
 }
 
@@ -444,8 +451,10 @@ live_replay(struct ctl_ctx *ctx, const char *name, const struct rec *listen,
 		if (!is(c, "case"))
 			continue;
 		const char *cname = fld(c, 1), *helo = fld(c, 2);
-		/* each case costs at most two errors; stay below max_errors */
-		if (s.fd != -1 && s.errors + 2 >= max_errors) {
+		/* each case costs at most two errors; stay below max_errors, and
+		   below the listener's junk-command limit (100 RSETs a session) */
+		if (s.fd != -1 && (s.errors + 2 >= max_errors ||
+		    s.commands >= AUDIT_SESSION_COMMANDS)) {
 			smtp_close(&s);
 		}
 		if (s.fd == -1) {
