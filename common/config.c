@@ -72,6 +72,8 @@ static const struct cfg_key server_keys[] = {
 	KEY(server, control, "control", T_SOCKPATH),
 	KEY(server, control_group, "control_group", T_GROUP),
 	KEY(server, logs, "logs", T_STRING),
+	KEYR(server, log_max_bytes, "log_max_bytes", T_SIZE, 0, 1024.0 * 1024 * 1024 * 1024),
+	KEYR(server, log_backups, "log_backups", T_UINT, 0, 1000),
 	KEY(server, local_domains, "local_domains", T_DOMAINS),
 	KEY(server, local_recipients, "local_recipients", T_LOCALPARTS),
 	KEYEND
@@ -1494,6 +1496,14 @@ verify_patterns(struct loader *ld, const struct profile *p, const char *key,
 	}
 }
 
+/* numeric server defaults, set before the files are read */
+static void
+server_defaults(struct server *s)
+{
+	s->log_max_bytes = (uint64_t)50 << 20;
+	s->log_backups = 10;
+}
+
 static void
 verify_profile(struct loader *ld, const struct profile *p)
 {
@@ -1673,6 +1683,7 @@ config_load(struct config_source *src, struct config_diags *diags)
 	ld.diags = diags;
 	cfg->source = src;
 	cfg->dir = xstrdup(src->dir);
+	server_defaults(&cfg->server);
 	cfg->lan = netlist_new();
 	for (size_t i = 0; i < src->n_yml; i++) {
 		char *path = xasprintf("%s/%s", src->dir, src->yml[i]);

@@ -97,6 +97,8 @@ struct server {
 	char *control;			/* default ./var/run/relayvisor.sock */
 	char *control_group;		/* NULL: socket mode 0600 */
 	char *logs;			/* default ./var/log */
+	uint64_t log_max_bytes;		/* rotate logs/<instance>.log at this size; 0 never */
+	unsigned log_backups;		/* rotated files kept: .1 .. .N */
 	struct strlist local_domains;	/* lowercased, trailing dot removed */
 	struct strlist local_recipients;	/* empty: any local part */
 };

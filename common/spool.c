@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/confine.h"
+#include "common/fsdir.h"
 #include "common/log.h"
 
 /*
@@ -69,6 +71,9 @@ struct spool {
 	MDB_dbi dbi_env, dbi_body;
 	char *dir;
 	char *tmpdir;
+	int tmpfd;			/* spool/tmp, opened at spool_open(): spill files are
+					   reached through it only, so a chrooted listener
+					   keeps spilling (openat, unlinkat) */
 	bool readonly;
 	pid_t pid;			/* the process that opened it (fork check) */
 	struct spool_msg *pending;	/* submitted, waiting for spool_commit() */
@@ -291,13 +296,43 @@ spool_mkdirs(const char *dir, mode_t mode, const char **error_r)
 	return 0;
 }
 
+int
+spool_prepare(const char *dir, uid_t uid, gid_t gid, const char **error_r)
+{
+	static char path[PATH_MAX];
+	if (fsdir_ensure(dir, geteuid(), getegid(), 0700, NULL, error_r) == -1)
+		return -1;
+	if (snprintf(path, sizeof(path), "%s/tmp", dir) >= (int)sizeof(path)) {
+		*error_r = spool_err("spool path too long: %s", dir);
+		return -1;
+	}
+	if (fsdir_ensure(path, uid, gid, 0700, NULL, error_r) == -1)
+		return -1;
+	if (geteuid() != 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, CONFINE_EMPTY_SUBDIR);
+	if (fsdir_ensure(path, 0, 0, 0555, NULL, error_r) == -1)
+		return -1;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1) {
+		*error_r = spool_err("open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	int r = confine_check_empty_dir(fd, path, error_r);
+	close(fd);
+	return r;
+}
+
 /* remove spool/tmp files whose owner process ("<qid>.<pid>") is gone */
 static void
-spool_sweep(const char *tmpdir)
+spool_sweep(int tmpfd, const char *tmpdir)
 {
-	DIR *d = opendir(tmpdir);
+	int fd = dup(tmpfd);
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
 	if (d == NULL) {
 		log_warn("opendir %s", tmpdir);
+		if (fd != -1)
+			close(fd);
 		return;
 	}
 	struct dirent *de;
@@ -349,6 +384,7 @@ spool_new(const char *dir, bool readonly)
 		return NULL;
 	}
 	sp->readonly = readonly;
+	sp->tmpfd = -1;
 	sp->pid = getpid();
 	sp->batch_max = SPOOL_BATCH_MAX_DEFAULT;
 	sp->pending_tail = &sp->pending;
@@ -358,6 +394,8 @@ spool_new(const char *dir, bool readonly)
 static void
 spool_free(struct spool *sp)
 {
+	if (sp->tmpfd != -1)
+		close(sp->tmpfd);
 	free(sp->dir);
 	free(sp->tmpdir);
 	free(sp);
@@ -423,6 +461,13 @@ spool_open(const char *dir, uint64_t mapsize, struct spool **sp_r,
 		spool_free(sp);
 		return -1;
 	}
+	sp->tmpfd = open(sp->tmpdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sp->tmpfd == -1) {
+		*error_r = spool_err("open %s: %s", sp->tmpdir, strerror(errno));
+		mdb_env_close(sp->env);
+		spool_free(sp);
+		return -1;
+	}
 	/* data.mdb and lock.mdb may just have been created: make the names durable
 	   along with the first commit */
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -433,7 +478,7 @@ spool_open(const char *dir, uint64_t mapsize, struct spool **sp_r,
 			log_warn("fsync %s", dir);
 		close(dfd);
 	}
-	spool_sweep(sp->tmpdir);
+	spool_sweep(sp->tmpfd, sp->tmpdir);
 	*sp_r = sp;
 	return 0;
 }
@@ -644,7 +689,8 @@ spool_msg_flush(struct spool_msg *m, const char **error_r)
 			*error_r = spool_err("out of memory");
 			return -1;
 		}
-		m->fd = open(m->tmppath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		m->fd = openat(m->sp->tmpfd, strrchr(m->tmppath, '/') + 1,
+		    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (m->fd == -1) {
 			int e = errno;
 			log_warn("open %s", m->tmppath);
@@ -722,7 +768,8 @@ spool_msg_free(struct spool_msg *m)
 {
 	if (m->fd != -1 && close(m->fd) == -1)
 		log_warn("close %s", m->tmppath);
-	if (m->tmppath != NULL && unlink(m->tmppath) == -1 && errno != ENOENT)
+	if (m->tmppath != NULL && unlinkat(m->sp->tmpfd, strrchr(m->tmppath, '/') + 1,
+	    0) == -1 && errno != ENOENT)
 		log_warn("unlink %s", m->tmppath);
 	free(m->tmppath);
 	free(m->buf);

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define SPOOL_QID_MAX 32
 /* QIDs are this many characters of [0-9A-V] (see spool.c for the layout) */
@@ -37,6 +38,15 @@
 struct spool;
 struct spool_msg;
 
+/*
+ * The spool's directories for listeners that run as uid:gid, created or checked
+ * (fsdir.h): dir owned by the caller, mode 0700 (root opens the LMDB files in it
+ * before a listener drops privileges, so the listener must not be able to plant
+ * anything there); dir/tmp owned by uid:gid, 0700 (spill files, written after the
+ * drop through a descriptor); and, when the caller is root, dir/empty, root's,
+ * 0555 and empty: the listeners' chroot.
+ */
+int spool_prepare(const char *dir, uid_t uid, gid_t gid, const char **error_r);
 /* creates dir and dir/tmp when missing; mapsize 0 = default */
 int spool_open(const char *dir, uint64_t mapsize, struct spool **sp_r,
     const char **error_r);

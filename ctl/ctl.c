@@ -42,6 +42,7 @@ static const struct {
 	{ "signal", "SIG NAME...|all", "Send a signal to processes (STOP, TSTP, TTIN,\n"
 	    "\tTTOU are refused: use stop)" },
 	{ "tail", "[-f] NAME", "The end of an instance's log; -f follows it" },
+	{ "reopen", "", "Reopen every log file (after logrotate; also SIGUSR2)" },
 	{ "check", "INSTANCE --client IP --from ADDR --to ADDR",
 	    "What the live profile would answer to RCPT TO, and the rule.\n"
 	    "\tExit 0 accepted, 1 refused, 2 bad arguments, 4 no such instance" },

@@ -7,8 +7,13 @@
  * from fd 3, the configuration as the snapshot in RELAYVISOR_CONFIG_FD (files
  * are never re-read), readiness and counters go over RELAYVISOR_NOTIFY_FD.
  * Standalone: the configuration is read from DIR and the instance's listen
- * addresses are bound here. Either way privileges are dropped to server.user
- * (when root) after binding and before serving. Exit 78 (EX_CONFIG) on any
+ * addresses are bound here.
+ *
+ * Started as root with a user to become (RELAYVISOR_USER from the supervisor,
+ * or server.user standalone), it opens everything first (sockets, the snapshot,
+ * the spool and its spill directory), then confines itself (common/confine.h):
+ * chroot into spool/empty, no groups, that user, no new privileges, not
+ * dumpable. Only then does it read the network. Exit 78 (EX_CONFIG) on any
  * configuration error, so the supervisor does not respawn a hopeless child.
  */
 #include <errno.h>
@@ -29,6 +34,7 @@
 
 #include "common/childproto.h"
 #include "common/config.h"
+#include "common/confine.h"
 #include "common/log.h"
 #include "common/spool.h"
 #include "instances/smtpd.h"
@@ -122,31 +128,6 @@ bind_listen(const struct listen_addr *la)
 		return -1;
 	}
 	return fd;
-}
-
-/* root with server.user: become that user (after binding, before serving) */
-static void
-drop_privileges(const struct config *cfg)
-{
-	const char *user = cfg->server.user;
-
-	if (user == NULL || geteuid() != 0)
-		return;
-	errno = 0;
-	struct passwd *pw = getpwnam(user);
-	if (pw == NULL) {
-		log_warnx("server.user %s: no such user", user);
-		exit(CHILD_EXIT_CONFIG);
-	}
-	if (initgroups(pw->pw_name, pw->pw_gid) == -1)
-		fatal("initgroups %s", user);
-	if (setgid(pw->pw_gid) == -1)
-		fatal("setgid %lu", (unsigned long)pw->pw_gid);
-	if (setuid(pw->pw_uid) == -1)
-		fatal("setuid %lu", (unsigned long)pw->pw_uid);
-	if (pw->pw_uid != 0 && setuid(0) != -1)
-		fatalx("privileges of root could be regained after setuid(%lu)",
-		    (unsigned long)pw->pw_uid);
 }
 
 /* 10 000 idle sessions need 10 000 descriptors */
@@ -299,6 +280,11 @@ main(int argc, char **argv)
 		notify_fd = -1;
 	}
 	pid_t ppid = getppid();
+	char run_user[64] = "";
+	const char *ru = getenv(CONFINE_ENV_USER);
+	if (ru != NULL)
+		snprintf(run_user, sizeof(run_user), "%s", ru);
+	unsetenv(CONFINE_ENV_USER);
 
 	struct config *cfg = load_config(dir);
 	const struct instance *inst = config_instance(cfg, name);
@@ -344,21 +330,53 @@ main(int argc, char **argv)
 	if (main_sd->n_listeners == 0)
 		log_warnx("no listening socket: serving nothing");
 
-	drop_privileges(cfg);
-	if (supervised || notify_fd >= 0) {
-		/* die with the supervisor; set after setuid, which clears it */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
-			log_warn("prctl PR_SET_PDEATHSIG");
-		if (getppid() != ppid)
-			fatalx("supervisor exited during start-up");
+	/* the user to become: the supervisor names it; standalone, server.user */
+	const char *user = supervised ? (run_user[0] != '\0' ? run_user : NULL) :
+	    cfg->server.user;
+	bool confine_root = geteuid() == 0 && user != NULL;
+	if (confine_root && !supervised) {
+		struct passwd *pw = getpwnam(user);
+		if (pw == NULL) {
+			log_warnx("server.user %s: no such user", user);
+			exit(CHILD_EXIT_CONFIG);
+		}
+		if (spool_prepare(cfg->server.spool, pw->pw_uid, pw->pw_gid, &err) == -1) {
+			log_warnx("spool %s: %s", cfg->server.spool, err);
+			exit(1);
+		}
 	}
-
 	struct spool *spool;
 	if (spool_open(cfg->server.spool, 0, &spool, &err) == -1) {
 		log_warnx("spool %s: %s", cfg->server.spool, err);
 		exit(1);
 	}
 	smtpd_set_spool(main_sd, spool);
+
+	char jail[4096];
+	snprintf(jail, sizeof(jail), "%s/%s", cfg->server.spool, CONFINE_EMPTY_SUBDIR);
+	char what[160];
+	snprintf(what, sizeof(what), "listener %s", inst->name);
+	struct confine conf = {
+		.user = confine_root ? user : NULL,
+		.chroot = confine_root ? jail : NULL,
+		.what = what,
+	};
+	struct confine_result cres;
+	if (confine_apply(&conf, &cres, &err) == -1) {
+		log_warnx("confinement: %s", err);
+		exit(1);
+	}
+	if (cres.switched)
+		log_info("confined: chroot %s, user %s (uid %lu, gid %lu)",
+		    cres.chrooted ? jail : "none", user, (unsigned long)cres.uid,
+		    (unsigned long)cres.gid);
+	if (supervised || notify_fd >= 0) {
+		/* die with the supervisor; set after the switch, which clears it */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+			log_warn("prctl PR_SET_PDEATHSIG");
+		if (getppid() != ppid)
+			fatalx("supervisor exited during start-up");
+	}
 	if (smtpd_async_commit(main_sd, &err) == -1)
 		log_warnx("%s: committing on the event loop instead", err);
 

@@ -658,16 +658,22 @@ cmd_signal(struct conn *c, int argc, char **argv)
 	conn_finish(c, c->exitcode, NULL);
 }
 
-/* last TAIL_BYTES of the instance's log, starting at a line */
-static void
+/* last TAIL_BYTES of the instance's log, starting at a line; -1 when the log
+   exists but is refused or unreadable (a missing log is just empty) */
+static int
 tail_send(struct conn *c, const char *inst)
 {
 	const char *path = sv_log_path(c->sv, inst);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = sv_log_openat(c->sv, inst, O_RDONLY);
 	if (fd == -1) {
-		if (errno != ENOENT)
+		if (errno != ENOENT) {
 			log_warn("open %s", path);
-		return;
+			conn_line(c, "%s: ERROR (cannot open %s: %s)", inst, path,
+			    errno == ELOOP || errno == EPERM ?
+			    "not a plain file, refused" : strerror(errno));
+			return -1;
+		}
+		return 0;
 	}
 	struct stat st;
 	char buf[TAIL_BYTES + 1];
@@ -677,7 +683,7 @@ tail_send(struct conn *c, const char *inst)
 	ssize_t n = pread(fd, buf, TAIL_BYTES, off);
 	close(fd);
 	if (n <= 0)
-		return;
+		return 0;
 	buf[n] = '\0';
 	char *p = buf;
 	if (off > 0) {
@@ -692,6 +698,7 @@ tail_send(struct conn *c, const char *inst)
 			*nl++ = '\0';
 		conn_text(c, p);
 	}
+	return 0;
 }
 
 static void
@@ -710,7 +717,10 @@ cmd_tail(struct conn *c, int argc, char **argv)
 		conn_finish(c, CTL_EXIT_UNKNOWN, NULL);
 		return;
 	}
-	tail_send(c, in->name);
+	if (tail_send(c, in->name) == -1) {
+		conn_finish(c, CTL_EXIT_ERROR, NULL);
+		return;
+	}
 	if (!follow) {
 		conn_finish(c, 0, NULL);
 		return;
@@ -924,6 +934,20 @@ cmd_version(struct conn *c, int argc, char **argv)
 	conn_finish(c, 0, NULL);
 }
 
+/* reopen every log file, for logrotate's postrotate (also SIGUSR2) */
+static void
+cmd_reopen(struct conn *c, int argc, char **argv)
+{
+	(void)argv;
+	if (argc != 1) {
+		conn_finish(c, CTL_EXIT_USAGE, "Error: reopen takes no argument");
+		return;
+	}
+	sv_reopen_logs(c->sv);
+	conn_line(c, "reopened the logs in %s", sv_config(c->sv)->server.logs);
+	conn_finish(c, 0, NULL);
+}
+
 static const struct {
 	const char *verb;
 	void (*fn)(struct conn *, int, char **);
@@ -939,6 +963,7 @@ static const struct {
 	{ "pid", cmd_pid },
 	{ "signal", cmd_signal },
 	{ "tail", cmd_tail },
+	{ "reopen", cmd_reopen },
 	{ "check", cmd_check },
 	{ "audit", cmd_audit },
 	{ "audit-expect", cmd_audit },

@@ -2,7 +2,8 @@
  * relayvisord: the supervisor. Loads and validates the configuration, binds every
  * instance's sockets and the control socket, then runs the listeners and answers
  * relayvisorctl. -n stays in the foreground (make run, systemd Type=notify);
- * otherwise it daemonises and writes relayvisord.pid next to the control socket.
+ * otherwise it daemonises. Either way relayvisord.pid next to the control socket
+ * is held locked for its life: one supervisor per configuration.
  *
  * Environment: RELAYVISOR_SMTPD overrides the listener executable (default:
  * relayvisor-smtpd next to relayvisord's own executable), e.g. for a wrapper.
@@ -106,8 +107,8 @@ main(int argc, char **argv)
 	if (!foreground) {
 		daemonise();
 		log_init("relayvisord", false);
-		sv_write_pidfile(sv);
 	}
+	sv_write_pidfile(sv);
 	sv_run(sv);
 	sv_free(sv);
 	log_info("exiting");

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,8 +31,11 @@
 #include <unistd.h>
 
 #include "common/childproto.h"
+#include "common/confine.h"
+#include "common/fsdir.h"
 #include "common/log.h"
 #include "profiles/audit.h"
+#include "common/spool.h"
 #include "supervisor/control.h"
 
 struct sv {
@@ -49,7 +53,10 @@ struct sv {
 	int control_fd;
 	char *control_path;
 	char *pidfile;
-	ev_signal sigterm_w, sigint_w, sighup_w;
+	int pid_fd;			/* the pid file, flock()ed for our lifetime */
+	char *logs_path;		/* the directory logs_fd was opened as */
+	int logs_fd;			/* server.logs, root's: log files only via openat */
+	ev_signal sigterm_w, sigint_w, sighup_w, sigusr2_w;
 	ev_prepare house_w;
 	bool shutting_down;
 	bool sd_notified;
@@ -65,30 +72,6 @@ static void proc_notify_cb(struct ev_loop *loop, ev_io *w, int revents);
 static int proc_notify_read(struct sv_proc *p);
 static void stats_bank(struct sv_proc *p);
 static void proc_out_cb(struct ev_loop *loop, ev_io *w, int revents);
-
-/* mkdir -p; existing directories are fine; parents get 0755 so that the
-   children's user can reach the spool */
-static int
-mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *p = buf + 1; ; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-			*p = '\0';
-			if (mkdir(buf, c == '\0' ? mode : 0755) == -1 && errno != EEXIST)
-				return -1;
-			*p = c;
-			if (c == '\0')
-				break;
-		}
-	}
-	return 0;
-}
 
 static char *
 dir_of(const char *path)
@@ -139,6 +122,148 @@ sv_log_path(struct sv *sv, const char *instance)
 	static char buf[PATH_MAX];
 	snprintf(buf, sizeof(buf), "%s/%s.log", sv->cfg->server.logs, instance);
 	return buf;
+}
+
+/*
+ * logs/<instance>.log (suffix e.g. ".1"), opened through the logs directory's
+ * descriptor with O_NOFOLLOW, and only when it is a plain file with one link:
+ * a symlink or a hard link planted there never makes root write or read
+ * another file.
+ */
+int
+sv_log_openat(struct sv *sv, const char *instance, int flags)
+{
+	char name[NAME_MAX + 1];
+	if (sv->logs_fd == -1) {
+		errno = EBADF;
+		return -1;
+	}
+	if (snprintf(name, sizeof(name), "%s.log", instance) >= (int)sizeof(name)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	int fd = openat(sv->logs_fd, name, flags | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC |
+	    O_NONBLOCK, 0640);
+	if (fd == -1)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl != -1)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return fd;
+}
+
+/* (re)open an instance's log for appending */
+static void
+inst_log_open(struct sv_instance *in)
+{
+	if (in->log_fd != -1)
+		close(in->log_fd);
+	in->log_size = 0;
+	in->log_fd = sv_log_openat(in->sv, in->name, O_WRONLY | O_APPEND | O_CREAT);
+	if (in->log_fd == -1) {
+		log_warn("open %s%s", sv_log_path(in->sv, in->name), errno == ELOOP ||
+		    errno == EPERM ? " (not a plain file: a symlink or hard link? "
+		    "refused)" : "");
+		return;
+	}
+	struct stat st;
+	if (fstat(in->log_fd, &st) == 0)
+		in->log_size = (uint64_t)st.st_size;
+}
+
+/* supervisord's rotation: NAME.log -> NAME.log.1 -> ... -> NAME.log.N */
+static void
+inst_log_rotate(struct sv_instance *in)
+{
+	struct sv *sv = in->sv;
+	unsigned n = sv->cfg->server.log_backups;
+	if (n == 0) {
+		if (in->log_fd != -1 && ftruncate(in->log_fd, 0) == -1)
+			log_warn("truncate %s", sv_log_path(sv, in->name));
+		in->log_size = 0;
+		return;
+	}
+	char from[NAME_MAX + 16], to[NAME_MAX + 16];
+	for (unsigned i = n; i >= 1; i--) {
+		if (i == 1)
+			snprintf(from, sizeof(from), "%s.log", in->name);
+		else
+			snprintf(from, sizeof(from), "%s.log.%u", in->name, i - 1);
+		snprintf(to, sizeof(to), "%s.log.%u", in->name, i);
+		if (renameat(sv->logs_fd, from, sv->logs_fd, to) == -1 && errno != ENOENT)
+			log_warn("rename %s/%s to %s", sv->logs_path, from, to);
+	}
+	inst_log_open(in);
+	log_info("%s: log rotated at %llu bytes", in->name,
+	    (unsigned long long)sv->cfg->server.log_max_bytes);
+}
+
+/* the logs directory: created root's 0750, or an existing one checked */
+static int
+sv_logs_setup(struct sv *sv, const char *path, const char **error_r)
+{
+	if (fsdir_ensure(path, geteuid(), getegid(), 0750, NULL, error_r) == -1)
+		return -1;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1) {
+		static char err[PATH_MAX + 64];
+		snprintf(err, sizeof(err), "open %s: %s", path, strerror(errno));
+		*error_r = err;
+		return -1;
+	}
+	if (sv->logs_fd != -1)
+		close(sv->logs_fd);
+	sv->logs_fd = fd;
+	free(sv->logs_path);
+	sv->logs_path = xstrdup(path);
+	return 0;
+}
+
+void
+sv_reopen_logs(struct sv *sv)
+{
+	const char *error;
+	/* the directory itself may have been removed or replaced: start over */
+	if (sv_logs_setup(sv, sv->cfg->server.logs, &error) == -1)
+		log_warnx("logs: %s", error);
+	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next)
+		inst_log_open(in);
+	for (struct sv_instance *in = sv->retired; in != NULL; in = in->next)
+		inst_log_open(in);
+	log_info("logs reopened in %s", sv->cfg->server.logs);
+}
+
+/* one line into the instance's log; rotation by size, and a log (or its
+   directory) that was removed behind our back is noticed within a second */
+static void
+inst_log_write(struct sv_instance *in, const char *buf, size_t len)
+{
+	struct sv *sv = in->sv;
+	time_t now = time(NULL);
+	if (now != in->log_checked) {
+		in->log_checked = now;
+		struct stat st;
+		if (in->log_fd == -1 || (fstat(in->log_fd, &st) == 0 && st.st_nlink == 0)) {
+			log_warnx("%s: log file gone, reopening", sv_log_path(sv, in->name));
+			sv_reopen_logs(sv);
+		}
+	}
+	if (in->log_fd == -1)
+		return;
+	if (write(in->log_fd, buf, len) == -1) {
+		log_warn("write %s", sv_log_path(sv, in->name));
+		return;
+	}
+	in->log_size += len;
+	if (sv->cfg->server.log_max_bytes > 0 &&
+	    in->log_size >= sv->cfg->server.log_max_bytes)
+		inst_log_rotate(in);
 }
 
 /* ---- instances ---- */
@@ -258,10 +383,7 @@ inst_new(struct sv *sv, const struct instance *ci, const struct sv_instance *old
 		p->child_w.data = p->startsecs_t.data = p->stopwait_t.data = p;
 		p->backoff_t.data = p->notify_io.data = p->out_io.data = p;
 	}
-	const char *lp = sv_log_path(sv, in->name);
-	in->log_fd = open(lp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (in->log_fd == -1)
-		log_warn("open %s", lp);
+	inst_log_open(in);
 	return in;
 }
 
@@ -360,31 +482,39 @@ child_exec(struct sv *sv, struct sv_proc *p, int cfgfd, int notifyfd, int outfd)
 			_exit(127);
 	close_range((unsigned)(n + 5), ~0U, 0);
 
-	char buf[32];
-	snprintf(buf, sizeof(buf), "%d", n);
-	setenv("LISTEN_FDS", buf, 1);
-	snprintf(buf, sizeof(buf), "%ld", (long)getpid());
-	setenv("LISTEN_PID", buf, 1);
-	snprintf(buf, sizeof(buf), "%d", n + 3);
-	setenv(CHILD_ENV_CONFIG_FD, buf, 1);
-	snprintf(buf, sizeof(buf), "%d", n + 4);
-	setenv(CHILD_ENV_NOTIFY_FD, buf, 1);
-	unsetenv("LISTEN_FDNAMES");
-	unsetenv("NOTIFY_SOCKET");
-
+	/* a clean environment: what childproto.h defines, a PATH, and the
+	   sanitizers' options; nothing else of ours reaches the child */
+	char e_fds[32], e_pid[32], e_cfg[64], e_notify[64], e_user[128];
+	char *envp[16];
+	int ne = 0;
+	envp[ne++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	snprintf(e_fds, sizeof(e_fds), "LISTEN_FDS=%d", n);
+	envp[ne++] = e_fds;
+	snprintf(e_pid, sizeof(e_pid), "LISTEN_PID=%ld", (long)getpid());
+	envp[ne++] = e_pid;
+	snprintf(e_cfg, sizeof(e_cfg), "%s=%d", CHILD_ENV_CONFIG_FD, n + 3);
+	envp[ne++] = e_cfg;
+	snprintf(e_notify, sizeof(e_notify), "%s=%d", CHILD_ENV_NOTIFY_FD, n + 4);
+	envp[ne++] = e_notify;
 	if (sv->switch_user) {
-		if (initgroups(sv->run_user, sv->run_gid) == -1 ||
-		    setgid(sv->run_gid) == -1 || setuid(sv->run_uid) == -1) {
-			fprintf(stderr, "relayvisord: cannot switch to user %s: %s\n",
-			    sv->run_user, strerror(errno));
-			_exit(127);
-		}
+		snprintf(e_user, sizeof(e_user), "%s=%s", CONFINE_ENV_USER, sv->run_user);
+		envp[ne++] = e_user;
 	}
-	/* after setuid: a credential change clears the parent-death signal */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != sv->pid)
+	static const char *const pass[] = { "TZ=", "ASAN_OPTIONS=", "UBSAN_OPTIONS=",
+	    "LSAN_OPTIONS=" };
+	for (char **e = environ; *e != NULL && ne < 15; e++)
+		for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++)
+			if (strncmp(*e, pass[i], strlen(pass[i])) == 0)
+				envp[ne++] = *e;
+	envp[ne] = NULL;
+
+	/* executed as root when we are: the child opens what it needs, then
+	   confines itself (common/confine.h); no exec may ever gain privileges */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
+	    prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != sv->pid)
 		_exit(127);
 	char *argv[] = { "relayvisor-smtpd", "--instance", in->name, NULL };
-	execv(sv->smtpd_path, argv);
+	execve(sv->smtpd_path, argv, envp);
 	fprintf(stderr, "relayvisord: exec %s: %s\n", sv->smtpd_path, strerror(errno));
 	_exit(127);
 }
@@ -698,8 +828,7 @@ proc_out_line(struct sv_proc *p, const char *line, size_t len)
 	char buf[sizeof(p->outbuf) + 2];
 	memcpy(buf, line, len);
 	buf[len] = '\n';
-	if (in->log_fd != -1 && write(in->log_fd, buf, len + 1) == -1)
-		log_warn("write %s", sv_log_path(in->sv, in->name));
+	inst_log_write(in, buf, len + 1);
 	if (in->sv->foreground && write(STDERR_FILENO, buf, len + 1) == -1)
 		log_warn("write stderr");
 	buf[len] = '\0';
@@ -1179,8 +1308,11 @@ sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out, const char **er
 	struct config *old_cfg = sv->cfg;
 	sv->instances = head;
 	sv->cfg = ncfg;
+	bool logs_moved = strcmp(old_cfg->server.logs, ncfg->server.logs) != 0;
 	config_free(old_cfg);
 	audit_log_config(sv->cfg);
+	if (logs_moved)
+		sv_reopen_logs(sv);
 	/* start after the swap: children get the new snapshot */
 	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next) {
 		for (unsigned i = 0; i < in->n_procs; i++) {
@@ -1203,6 +1335,11 @@ sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)loop;
 	(void)revents;
 	struct sv *sv = w->data;
+	if (w->signum == SIGUSR2) {
+		log_info("SIGUSR2: reopening the logs");
+		sv_reopen_logs(sv);
+		return;
+	}
 	if (w->signum == SIGHUP) {
 		log_info("SIGHUP: reloading %s", sv->confdir);
 		const char *error;
@@ -1247,34 +1384,119 @@ sv_setup_user(struct sv *sv, const char **error_r)
 	return 0;
 }
 
+/*
+ * The directories root keeps: the spool (spool_prepare: root's, its tmp the
+ * listeners'), the logs (root's: listeners never write there, their output comes
+ * through pipes) and the control socket's. Existing ones are checked, never
+ * chowned (common/fsdir.h).
+ */
 static int
 sv_setup_dirs(struct sv *sv, const char **error_r)
 {
-	static char err[PATH_MAX + 64];
+	static char err[PATH_MAX + 300];
 	const struct server *s = &sv->cfg->server;
-	const char *owned[] = { s->spool, s->logs };
-	for (size_t i = 0; i < 2; i++) {
-		if (mkdir_p(owned[i], 0750) == -1) {
-			snprintf(err, sizeof(err), "mkdir %s: %s", owned[i], strerror(errno));
-			*error_r = err;
-			return -1;
-		}
-		if (sv->switch_user && chown(owned[i], sv->run_uid, sv->run_gid) == -1) {
-			snprintf(err, sizeof(err), "chown %s: %s", owned[i], strerror(errno));
-			*error_r = err;
-			return -1;
-		}
+	uid_t uid = sv->switch_user ? sv->run_uid : geteuid();
+	gid_t gid = sv->switch_user ? sv->run_gid : getegid();
+	const char *e;
+	if (spool_prepare(s->spool, uid, gid, &e) == -1) {
+		snprintf(err, sizeof(err), "spool: %s", e);
+		*error_r = err;
+		return -1;
+	}
+	if (sv_logs_setup(sv, s->logs, &e) == -1) {
+		snprintf(err, sizeof(err), "logs: %s", e);
+		*error_r = err;
+		return -1;
 	}
 	char *cdir = dir_of(s->control);
-	int r = mkdir_p(cdir, 0755);
+	int r = fsdir_ensure(cdir, geteuid(), getegid(), 0755, NULL, &e);
 	if (r == -1)
-		snprintf(err, sizeof(err), "mkdir %s: %s", cdir, strerror(errno));
+		snprintf(err, sizeof(err), "control: %s", e);
 	free(cdir);
 	if (r == -1) {
 		*error_r = err;
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * One supervisor per configuration: relayvisord.pid next to the control socket,
+ * flock()ed for our whole life. A second relayvisord finds it locked and stops
+ * before binding anything; a pid file left by a kill -9 is not locked and is
+ * simply replaced. The file at the path is always one we hold locked: first
+ * the one we opened (rechecked to be still the one at the path), then the
+ * complete one renamed over it (sv_write_pidfile), so nobody reads it half-written.
+ */
+static int
+sv_lock(struct sv *sv, const char **error_r)
+{
+	static char err[PATH_MAX + 128];
+	char *dir = dir_of(sv->cfg->server.control);
+	if (asprintf(&sv->pidfile, "%s/relayvisord.pid", dir) == -1)
+		fatal("asprintf");
+	free(dir);
+	for (int attempt = 0; attempt < 100; attempt++) {
+		int fd = open(sv->pidfile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd == -1) {
+			snprintf(err, sizeof(err), "open %s: %s", sv->pidfile, strerror(errno));
+			*error_r = err;
+			return -1;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+			int e = errno;
+			close(fd);
+			if (e != EWOULDBLOCK) {
+				snprintf(err, sizeof(err), "flock %s: %s", sv->pidfile,
+				    strerror(e));
+				*error_r = err;
+				return -1;
+			}
+			/* the holder may be between its open and its rename: the pid
+			   shows up in the file that replaces the empty one */
+			long pid = 0;
+			for (int i = 0; i < 200 && pid <= 0; i++) {
+				FILE *fp = fopen(sv->pidfile, "re");
+				if (fp != NULL) {
+					if (fscanf(fp, "%ld", &pid) != 1)
+						pid = 0;
+					fclose(fp);
+				}
+				if (pid <= 0)
+					usleep(10000);
+			}
+			if (pid > 0)
+				snprintf(err, sizeof(err), "already running (pid %ld, %s)",
+				    pid, sv->cfg->server.control);
+			else
+				snprintf(err, sizeof(err), "already running (pid unknown, "
+				    "%s)", sv->cfg->server.control);
+			*error_r = err;
+			free(sv->pidfile);
+			sv->pidfile = NULL;
+			return -1;
+		}
+		struct stat a, b;
+		if (fstat(fd, &a) == 0 && stat(sv->pidfile, &b) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			char old[32];
+			ssize_t n = pread(fd, old, sizeof(old) - 1, 0);
+			if (n > 0) {
+				old[n] = '\0';
+				old[strcspn(old, "\n")] = '\0';
+				log_warnx("stale pid file %s (pid %s, not running): replacing it",
+				    sv->pidfile, old);
+			}
+			sv->pid_fd = fd;
+			return 0;
+		}
+		/* someone replaced the file between our open and our lock */
+		close(fd);
+	}
+	snprintf(err, sizeof(err), "%s keeps changing: is another relayvisord starting?",
+	    sv->pidfile);
+	*error_r = err;
+	return -1;
 }
 
 static void
@@ -1307,6 +1529,8 @@ sv_new(const char *confdir, bool foreground, const char **error_r)
 	sv->confdir = xstrdup(confdir);
 	sv->foreground = foreground;
 	sv->control_fd = -1;
+	sv->pid_fd = -1;
+	sv->logs_fd = -1;
 	sv->pid = getpid();
 	struct config_diags diags = { 0 };
 	sv->cfg = config_load_dir(confdir, &diags);
@@ -1320,7 +1544,8 @@ sv_new(const char *confdir, bool foreground, const char **error_r)
 	}
 	config_diags_free(&diags);
 	sv_find_smtpd(sv);
-	if (sv_setup_user(sv, error_r) == -1 || sv_setup_dirs(sv, error_r) == -1) {
+	if (sv_setup_user(sv, error_r) == -1 || sv_setup_dirs(sv, error_r) == -1 ||
+	    sv_lock(sv, error_r) == -1) {
 		sv_free(sv);
 		return NULL;
 	}
@@ -1348,24 +1573,29 @@ sv_new(const char *confdir, bool foreground, const char **error_r)
 int
 sv_write_pidfile(struct sv *sv)
 {
-	char *dir = dir_of(sv->control_path);
-	size_t len = strlen(dir) + 32;
-	sv->pidfile = malloc(len);
-	if (sv->pidfile == NULL)
-		fatal("malloc");
-	snprintf(sv->pidfile, len, "%s/relayvisord.pid", dir);
-	free(dir);
 	sv->pid = getpid();
-	FILE *fp = fopen(sv->pidfile, "we");
-	if (fp == NULL) {
-		log_warn("open %s", sv->pidfile);
+	char *tmp;
+	if (asprintf(&tmp, "%s.%ld.tmp", sv->pidfile, (long)sv->pid) == -1)
+		fatal("asprintf");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_warn("open %s", tmp);
+		free(tmp);
 		return -1;
 	}
-	fprintf(fp, "%ld\n", (long)sv->pid);
-	if (fclose(fp) == EOF) {
+	char buf[32];
+	int len = snprintf(buf, sizeof(buf), "%ld\n", (long)sv->pid);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1 || write(fd, buf, (size_t)len) != len ||
+	    rename(tmp, sv->pidfile) == -1) {
 		log_warn("write %s", sv->pidfile);
+		unlink(tmp);
+		close(fd);
+		free(tmp);
 		return -1;
 	}
+	free(tmp);
+	close(sv->pid_fd);
+	sv->pid_fd = fd;
 	return 0;
 }
 
@@ -1384,6 +1614,9 @@ sv_run(struct sv *sv)
 	ev_signal_start(sv->loop, &sv->sigterm_w);
 	ev_signal_start(sv->loop, &sv->sigint_w);
 	ev_signal_start(sv->loop, &sv->sighup_w);
+	ev_signal_init(&sv->sigusr2_w, sig_cb, SIGUSR2);
+	sv->sigusr2_w.data = sv;
+	ev_signal_start(sv->loop, &sv->sigusr2_w);
 	ev_prepare_init(&sv->house_w, house_cb);
 	sv->house_w.data = sv;
 	ev_prepare_start(sv->loop, &sv->house_w);
@@ -1398,8 +1631,6 @@ sv_run(struct sv *sv)
 				sv_proc_event(&in->procs[i], EV_START);
 	ev_run(sv->loop, 0);
 	control_stop_listening(sv);
-	if (sv->pidfile != NULL && unlink(sv->pidfile) == -1)
-		log_warn("unlink %s", sv->pidfile);
 }
 
 void
@@ -1425,6 +1656,15 @@ sv_free(struct sv *sv)
 	}
 	if (sv->control_fd != -1)
 		close(sv->control_fd);
+	/* still holding the lock: the file is ours to remove */
+	if (sv->pid_fd != -1) {
+		if (unlink(sv->pidfile) == -1)
+			log_warn("unlink %s", sv->pidfile);
+		close(sv->pid_fd);
+	}
+	if (sv->logs_fd != -1)
+		close(sv->logs_fd);
+	free(sv->logs_path);
 	if (sv->cfg != NULL)
 		config_free(sv->cfg);
 	free(sv->confdir);

@@ -68,6 +68,8 @@ struct sv_instance {
 	int log_fd;			/* logs/<name>.log */
 	char bind_error[256];		/* why its sockets could not be bound, "" */
 	struct child_stats totals;	/* counters of its exited processes */
+	uint64_t log_size;		/* its size, for rotation at log_max_bytes */
+	time_t log_checked;		/* last check that it still exists */
 	bool retired;			/* replaced or removed: stop, never respawn */
 	bool await_successor;		/* stop only once the successor is ready */
 };
@@ -117,8 +119,13 @@ int sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out,
 /* stop everything and exit the loop once the last child is gone */
 void sv_shutdown(struct sv *sv);
 bool sv_shutting_down(const struct sv *sv);
-/* path of logs/<instance>.log (static buffer) */
+/* path of logs/<instance>.log (static buffer), for messages */
 const char *sv_log_path(struct sv *sv, const char *instance);
+/* open logs/<instance>.log through the logs directory's descriptor, never
+   following a link; -1 with errno (EPERM: not a plain file with one link) */
+int sv_log_openat(struct sv *sv, const char *instance, int flags);
+/* reopen every log (SIGUSR2, relayvisorctl reopen), re-creating the directory */
+void sv_reopen_logs(struct sv *sv);
 
 /* hooks the control server implements (control.c) */
 void control_state_changed(struct sv *sv);
