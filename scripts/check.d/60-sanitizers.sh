@@ -41,16 +41,24 @@ if [ -z "$line" ]; then
 	tail -30 "$out"; failed=$((failed + 1))
 else
 	echo "asan $line"
-	grep -E '^(FAIL|ERROR):' "$out" | head -20
+	# a failure is reported whole, as in the plain run: every traceback, the
+	# log tails of the processes it ran, and any leaked process
+	if ! echo "$line" | grep -q ' 0 failed'; then
+		grep -E '\.\.\. (FAIL|ERROR)$' "$out"
+		sed -n '/^======================================================================$/,/^integration: /p' \
+			"$out" | head -1500
+		grep -A20 '^LEAK:' "$out"
+	fi
 	p=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed.*/\1/')
 	f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
 	passed=$((passed + p)); failed=$((failed + f))
 fi
-# every report file is a finding
-n=$(find "$reports" -type f | wc -l)
+# every report file is a finding (a confined listener opens its report file
+# before its chroot, so an empty one is no report)
+n=$(find "$reports" -type f -size +0 | wc -l)
 if [ "$n" -gt 0 ]; then
 	echo "sanitizer reports: $n"
-	for r in $(find "$reports" -type f | head -5); do echo "== $r"; head -40 "$r"; done
+	for r in $(find "$reports" -type f -size +0 | head -5); do echo "== $r"; head -40 "$r"; done
 	failed=$((failed + 1))
 else
 	echo "sanitizer reports: none"

@@ -11,6 +11,51 @@ import tempfile
 import time
 import unittest
 
+# Logs of what the current test ran, for the report of a failing test (run.py):
+# every ConfDir is registered; its *.log files are read at failure time, or from
+# the snapshot taken when the directory was removed.
+_confdirs = []		# live ConfDirs
+_snapshots = []		# (label, text) of ConfDirs removed during the current test
+LOG_TAIL_LINES = 40
+
+
+def test_started(test_id):
+    del _snapshots[:]
+
+
+def _tails_of(top):
+    out = []
+    for dirpath, _dirs, files in os.walk(top):
+        for name in sorted(files):
+            if not name.endswith(".log") and ".log." not in name:
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    size = f.tell()
+                    f.seek(max(0, size - 16384))
+                    lines = f.read().decode(errors="replace").splitlines()
+            except OSError:
+                continue
+            if lines:
+                out.append((path, "\n".join(lines[-LOG_TAIL_LINES:])))
+    return out
+
+
+def log_tails():
+    """Text: the tail of every log of the live and just-removed ConfDirs."""
+    parts = list(_snapshots)
+    for c in _confdirs:
+        parts.extend(_tails_of(c.top))
+    if not parts:
+        return ""
+    text = "\n---- log tails (last %d lines each) ----\n" % LOG_TAIL_LINES
+    for label, body in parts:
+        text += "== %s\n%s\n" % (label, body)
+    return text
+
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("RV_BIN") or os.path.join(ROOT, "bin")
 SMTPD = os.path.join(BIN, "relayvisor-smtpd")
@@ -52,12 +97,16 @@ class ConfDir:
         self.var = os.path.join(self.top, "var")
         for name, text in files.items():
             self.write(name, text)
+        _confdirs.append(self)
 
     def write(self, name, text):
         with open(os.path.join(self.dir, name), "w") as f:
             f.write(text)
 
     def cleanup(self):
+        if self in _confdirs:
+            _confdirs.remove(self)
+            _snapshots.extend(_tails_of(self.top))
         shutil.rmtree(self.top, ignore_errors=True)
 
 
