@@ -88,6 +88,13 @@ struct sanitizer_sandbox_args {
 void __sanitizer_sandbox_on_notify(struct sanitizer_sandbox_args *args)
     __attribute__((weak));
 void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
+void __lsan_do_leak_check(void) __attribute__((weak));
+
+bool
+confine_leak_check_blind(const struct confine_result *res)
+{
+	return res->chrooted && __lsan_do_leak_check != NULL;
+}
 
 static void
 confine_sanitizer_prepare(void)
