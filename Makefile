@@ -54,7 +54,7 @@ $(BINDIR)/$(PROG_ctl): LDLIBS += $(EDIT_LIBS)
 UNIT_SRC  := $(sort $(wildcard tests/unit/check_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all check unit-bins run install clean deps fuzz fuzz-bins fuzz-link sanitize
+.PHONY: all check unit-bins run install install-user clean deps fuzz fuzz-bins fuzz-link sanitize
 all: $(BINS)
 
 $(B)/librelayvisor.a: $(LIB_OBJ)
@@ -125,14 +125,65 @@ run: deps
 	@mkdir -p var
 	exec $(BINDIR)/relayvisord -n -c conf.d
 
+# install: programs, man pages, the systemd unit, docs and examples; the
+# configuration (/etc/relayvisor/conf.d, /etc/logrotate.d/relayvisor) only on the
+# first install, so a file the administrator removed or moved never comes back;
+# the system user and group relayvisor (server.user of the installed
+# configuration), unless DESTDIR is set (a staging tree, e.g. for a package).
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/relayvisor
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR := /etc/relayvisor
+RUN_USER   := relayvisor
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
-		$(DESTDIR)/etc/relayvisor/conf.d
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/examples/conf.d $(DESTDIR)$(DOCDIR)/examples/logrotate \
+		$(DESTDIR)$(DOCDIR)/examples/fail2ban/filter.d $(DESTDIR)$(DOCDIR)/examples/fail2ban/jail.d
 	install -m 0755 $(BINDIR)/relayvisorctl $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BINDIR)/relayvisord $(BINDIR)/relayvisor-smtpd $(DESTDIR)$(PREFIX)/sbin/
-	for f in conf.d/*.yaml; do \
-		[ -e $(DESTDIR)/etc/relayvisor/$$f ] || install -m 0644 $$f $(DESTDIR)/etc/relayvisor/conf.d/; \
-	done
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' contrib/systemd/relayvisord.service \
+		>$(DESTDIR)$(UNITDIR)/relayvisord.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/relayvisord.service
+	install -m 0644 README.md contrib/pflogsumm.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 contrib/etc/conf.d/*.yaml conf.d/20-instances.yaml \
+		$(DESTDIR)$(DOCDIR)/examples/conf.d/
+	install -m 0644 contrib/logrotate/relayvisor $(DESTDIR)$(DOCDIR)/examples/logrotate/
+	install -m 0644 contrib/fail2ban/filter.d/relayvisor.conf \
+		$(DESTDIR)$(DOCDIR)/examples/fail2ban/filter.d/
+	install -m 0644 contrib/fail2ban/jail.d/relayvisor.conf \
+		$(DESTDIR)$(DOCDIR)/examples/fail2ban/jail.d/
+	@if [ -e $(DESTDIR)$(SYSCONFDIR) ]; then \
+		echo "install: $(DESTDIR)$(SYSCONFDIR) exists: configuration left as it is" \
+		     "(examples in $(DOCDIR)/examples)"; \
+	else \
+		echo "install: first install: configuration to $(DESTDIR)$(SYSCONFDIR)/conf.d"; \
+		install -d $(DESTDIR)$(SYSCONFDIR)/conf.d $(DESTDIR)/etc/logrotate.d && \
+		install -m 0644 $(DESTDIR)$(DOCDIR)/examples/conf.d/*.yaml \
+			$(DESTDIR)$(SYSCONFDIR)/conf.d/ && \
+		{ [ -e $(DESTDIR)/etc/logrotate.d/relayvisor ] || \
+		  install -m 0644 contrib/logrotate/relayvisor $(DESTDIR)/etc/logrotate.d/; }; \
+	fi
+	@if [ -n "$(DESTDIR)" ]; then \
+		echo "install: DESTDIR set: user $(RUN_USER) not created"; \
+	else \
+		$(MAKE) --no-print-directory install-user; \
+	fi
+
+# the system user and group the installed configuration names; idempotent
+install-user:
+	@if ! getent group $(RUN_USER) >/dev/null; then \
+		echo "install: creating system group $(RUN_USER)"; \
+		groupadd --system $(RUN_USER); \
+	fi
+	@if ! getent passwd $(RUN_USER) >/dev/null; then \
+		echo "install: creating system user $(RUN_USER)"; \
+		useradd --system --gid $(RUN_USER) --home-dir /var/lib/relayvisor \
+			--no-create-home --shell /usr/sbin/nologin \
+			--comment "relayvisor SMTP listeners" $(RUN_USER); \
+	fi
 
 clean:
 	rm -rf $(B) $(BINDIR)

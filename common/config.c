@@ -72,7 +72,7 @@ static const struct cfg_key server_keys[] = {
 	KEY(server, control, "control", T_SOCKPATH),
 	KEY(server, control_group, "control_group", T_GROUP),
 	KEY(server, logs, "logs", T_STRING),
-	KEYR(server, log_max_bytes, "log_max_bytes", T_SIZE, 0, 1024.0 * 1024 * 1024 * 1024),
+	KEYR(server, log_max_bytes, "log_max_bytes", T_SIZE, 0, 65536.0 * 1024 * 1024),
 	KEYR(server, log_backups, "log_backups", T_UINT, 0, 1000),
 	KEY(server, local_domains, "local_domains", T_DOMAINS),
 	KEY(server, local_recipients, "local_recipients", T_LOCALPARTS),

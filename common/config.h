@@ -185,4 +185,11 @@ int config_check_report(const char *dir, FILE *diag, FILE *out);
    the README test compares this list with the documented keys */
 const char *const *config_known_keys(void);
 
+/* the configuration directory when none is named: ./conf.d where it exists
+   (a source tree, make run), else the installed RELAYVISOR_SYSCONFDIR/conf.d */
+#ifndef RELAYVISOR_SYSCONFDIR
+#define RELAYVISOR_SYSCONFDIR "/etc/relayvisor"
+#endif
+const char *config_default_dir(void);
+
 #endif

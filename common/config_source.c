@@ -487,3 +487,12 @@ config_source_memfd(const struct config_source *src, const char **error_r)
 	}
 	return fd;
 }
+
+const char *
+config_default_dir(void)
+{
+	struct stat st;
+	if (stat("./conf.d", &st) == 0 || errno != ENOENT)
+		return "./conf.d";
+	return RELAYVISOR_SYSCONFDIR "/conf.d";
+}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/ctlproto.h"
 #include "ctl/ctl.h"
 
@@ -15,17 +16,18 @@ usage(FILE *fp)
 {
 	fprintf(fp, "usage: relayvisorctl [-c CONFDIR | -s SOCKET] [COMMAND [ARGS]]\n"
 	    "  -c CONFDIR  configuration directory, for server.control and\n"
-	    "              server.spool (default ./conf.d)\n"
+	    "              server.spool (default ./conf.d, or\n"
+	    "              " RELAYVISOR_SYSCONFDIR "/conf.d where ./conf.d does not exist)\n"
 	    "  -s SOCKET   the control socket (no configuration read)\n"
 	    "Commands (\"relayvisorctl help\" for details): status start stop restart\n"
-	    "reread update reload avail pid signal tail check stats queue audit shutdown\n"
-	    "version help\n");
+	    "reread update reload avail pid signal tail reopen check stats queue audit\n"
+	    "shutdown version help\n");
 }
 
 int
 main(int argc, char **argv)
 {
-	struct ctl_ctx ctx = { .confdir = "./conf.d", .out = stdout };
+	struct ctl_ctx ctx = { .confdir = config_default_dir(), .out = stdout };
 	int ch;
 	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
 		usage(stdout);

@@ -25,7 +25,8 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp, "usage: relayvisord [-c DIR] [-n] [-t] [-d] [--help] [--version]\n"
-	    "  -c DIR     configuration directory (default ./conf.d)\n"
+	    "  -c DIR     configuration directory (default ./conf.d, or\n"
+	    "             " RELAYVISOR_SYSCONFDIR "/conf.d where ./conf.d does not exist)\n"
 	    "  -n         stay in the foreground, log to stderr\n"
 	    "  -t         check the configuration and exit (0 ok, 1 errors);\n"
 	    "             problems go to stderr, the summary line to stdout\n"
@@ -62,7 +63,7 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *confdir = "./conf.d";
+	const char *confdir = config_default_dir();
 	bool foreground = false, test = false;
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:ntdhV", longopts, NULL)) != -1) {
