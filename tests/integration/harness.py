@@ -144,7 +144,12 @@ class Smtpd:
         self.proc = subprocess.Popen([SMTPD, "-c", confdir.dir, "--instance", instance],
                                      stdout=self.log, stderr=self.log, env=e)
         if wait:
-            wait_port(*wait)
+            # the caller gets no object to stop when this raises: stop it here
+            try:
+                wait_port(*wait)
+            except BaseException:
+                self.stop()
+                raise
 
     def logtext(self):
         with open(self.logpath, "r", errors="replace") as f:

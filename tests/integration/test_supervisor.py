@@ -75,7 +75,12 @@ class Sup:
                                      stdout=self.log, stderr=self.log, env=e)
         self.sock = os.path.join(conf.top, "var", "run", "relayvisor.sock")
         if wait:
-            self.wait_running()
+            # the caller gets no object to stop when this raises: stop it here
+            try:
+                self.wait_running()
+            except BaseException:
+                self.stop()
+                raise
 
     def ctl(self, *args, timeout=20):
         p = subprocess.run([CTL, "-c", self.conf.dir, *args], stdout=subprocess.PIPE,
