@@ -113,11 +113,15 @@ fsdir_ensure(const char *path, uid_t uid, gid_t gid, mode_t mode, bool *created_
 		return -1;
 	}
 	if ((st.st_mode & 022) != 0) {
+		/* a shared directory such as /tmp: the fix is another directory */
+		bool shared = (st.st_mode & S_ISVTX) != 0;
 		snprintf(fsdir_err, sizeof(fsdir_err), "%s is writable by %s (mode "
-		    "%04o) (fix: chmod go-w %s)", path,
+		    "%04o) (fix: %s%s)", path,
 		    (st.st_mode & 022) == 022 ? "group and others" :
 		    (st.st_mode & 002) ? "others" : "its group",
-		    (unsigned)(st.st_mode & 07777), path);
+		    (unsigned)(st.st_mode & 07777),
+		    shared ? "use a directory of relayvisor's own below " : "chmod go-w ",
+		    path);
 		*error_r = fsdir_err;
 		return -1;
 	}
