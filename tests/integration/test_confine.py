@@ -10,6 +10,7 @@ import signal
 import smtplib
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -104,13 +105,16 @@ class PrivateTree(Base):
                 env = f.read()
             self.assertNotIn(b"RV_SECRET_OF_ROOT", env)
             self.assertNotIn(b"RV_SUITE_TOKEN", env)
-            # what the listener sees as /etc/passwd: nothing
-            if shutil.which("nsenter"):
-                p = subprocess.run(["nsenter", "-t", str(pid), "-r", "-S", str(nobody.pw_uid),
-                                    "-G", str(nobody.pw_gid), "/proc/self/exe", "-c",
-                                    "open('/etc/passwd')"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                self.assertNotEqual(p.returncode, 0)
+            # the listener's view of the file system, as its uid: no /etc/passwd
+            probe = ("import os, sys\n"
+                     "assert os.path.exists('/etc/passwd')\n"
+                     "os.chroot('/proc/%d/root'); os.chdir('/')\n"
+                     "os.setgroups([]); os.setgid(%d); os.setuid(%d)\n"
+                     "try:\n    open('/etc/passwd')\nexcept FileNotFoundError:\n"
+                     "    sys.exit(0)\nsys.exit(1)\n" % (pid, nobody.pw_gid, nobody.pw_uid))
+            p = subprocess.run([sys.executable, "-c", probe], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+            self.assertEqual(p.returncode, 0, p.stdout.decode())
         spool = os.path.join(self.conf.top, "var", "spool")
         self.assertEqual(os.stat(spool).st_uid, 0)
         self.assertEqual(stat.S_IMODE(os.stat(spool).st_mode), 0o700)
