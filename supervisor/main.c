@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -35,17 +36,46 @@ usage(FILE *fp)
 	    "(default: relayvisor-smtpd next to relayvisord).\n");
 }
 
-/* detach: the parent returns to the shell once the child runs on its own */
+/*
+ * Daemon mode, first half: fork at once, so that the pid in relayvisord.pid and
+ * every lock are the daemon's own. The parent waits until the child reports
+ * that it serves (daemonise_done) and exits 0, or exits with the child's status
+ * when it failed; the child's errors reach the terminal meanwhile.
+ */
+static int daemon_pipe = -1;
+
 static void
-daemonise(void)
+daemonise_begin(void)
 {
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) == -1)
+		fatal("pipe");
 	pid_t pid = fork();
 	if (pid == -1)
 		fatal("fork");
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(p[1]);
+		char c;
+		ssize_t n;
+		while ((n = read(p[0], &c, 1)) == -1 && errno == EINTR)
+			;
+		if (n == 1)
+			_exit(0);
+		int st;
+		while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+			;
+		_exit(WIFEXITED(st) && WEXITSTATUS(st) != 0 ? WEXITSTATUS(st) : 1);
+	}
+	close(p[0]);
+	daemon_pipe = p[1];
 	if (setsid() == -1)
 		fatal("setsid");
+}
+
+/* second half: detach from the terminal and let the parent go */
+static void
+daemonise_done(void)
+{
 	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (fd == -1)
 		fatal("open /dev/null");
@@ -53,6 +83,10 @@ daemonise(void)
 		fatal("dup2 /dev/null");
 	if (fd > 2)
 		close(fd);
+	if (write(daemon_pipe, "1", 1) != 1)
+		log_warn("daemon start-up pipe");
+	close(daemon_pipe);
+	daemon_pipe = -1;
 }
 
 int
@@ -99,6 +133,8 @@ main(int argc, char **argv)
 		return config_check_report(confdir, stderr, stdout);
 
 	log_init("relayvisord", true);
+	if (!foreground)
+		daemonise_begin();
 	const char *error;
 	struct sv *sv = sv_new(confdir, foreground, &error);
 	if (sv == NULL) {
@@ -106,10 +142,9 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (!foreground) {
-		daemonise();
 		log_init("relayvisord", false);
+		daemonise_done();
 	}
-	sv_write_pidfile(sv);
 	sv_run(sv);
 	sv_free(sv);
 	log_info("exiting");

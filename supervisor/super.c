@@ -1424,77 +1424,74 @@ sv_setup_dirs(struct sv *sv, const char **error_r)
  * One supervisor per configuration: relayvisord.pid next to the control socket,
  * flock()ed for our whole life. A second relayvisord finds it locked and stops
  * before binding anything; a pid file left by a kill -9 is not locked and is
- * simply replaced. The file at the path is always one we hold locked: first
- * the one we opened (rechecked to be still the one at the path), then the
- * complete one renamed over it (sv_write_pidfile), so nobody reads it half-written.
+ * simply replaced. The file is written whole under a temporary name, locked,
+ * then renamed into place, so a reader never sees it empty. The check and the
+ * rename happen under a lock of the directory, so two supervisors starting at
+ * once cannot both pass the check.
  */
 static int
 sv_lock(struct sv *sv, const char **error_r)
 {
 	static char err[PATH_MAX + 128];
 	char *dir = dir_of(sv->cfg->server.control);
-	if (asprintf(&sv->pidfile, "%s/relayvisord.pid", dir) == -1)
+	char *tmp = NULL;
+	if (asprintf(&sv->pidfile, "%s/relayvisord.pid", dir) == -1 ||
+	    asprintf(&tmp, "%s/.relayvisord.pid.%ld", dir, (long)getpid()) == -1)
 		fatal("asprintf");
-	free(dir);
-	for (int attempt = 0; attempt < 100; attempt++) {
-		int fd = open(sv->pidfile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-		if (fd == -1) {
-			snprintf(err, sizeof(err), "open %s: %s", sv->pidfile, strerror(errno));
-			*error_r = err;
-			return -1;
-		}
-		if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd == -1 || flock(dfd, LOCK_EX) == -1) {
+		snprintf(err, sizeof(err), "lock %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	int fd = open(sv->pidfile, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 && errno != ENOENT) {
+		snprintf(err, sizeof(err), "open %s: %s", sv->pidfile, strerror(errno));
+		goto fail;
+	}
+	if (fd != -1) {
+		char old[32] = "";
+		ssize_t n = read(fd, old, sizeof(old) - 1);
+		old[n > 0 ? n : 0] = '\0';
+		old[strcspn(old, "\n")] = '\0';
+		if (flock(fd, LOCK_SH | LOCK_NB) == -1) {
 			int e = errno;
 			close(fd);
-			if (e != EWOULDBLOCK) {
+			if (e == EWOULDBLOCK)
+				snprintf(err, sizeof(err), "already running (pid %s, %s)",
+				    old[0] != '\0' ? old : "unknown", sv->cfg->server.control);
+			else
 				snprintf(err, sizeof(err), "flock %s: %s", sv->pidfile,
 				    strerror(e));
-				*error_r = err;
-				return -1;
-			}
-			/* the holder may be between its open and its rename: the pid
-			   shows up in the file that replaces the empty one */
-			long pid = 0;
-			for (int i = 0; i < 200 && pid <= 0; i++) {
-				FILE *fp = fopen(sv->pidfile, "re");
-				if (fp != NULL) {
-					if (fscanf(fp, "%ld", &pid) != 1)
-						pid = 0;
-					fclose(fp);
-				}
-				if (pid <= 0)
-					usleep(10000);
-			}
-			if (pid > 0)
-				snprintf(err, sizeof(err), "already running (pid %ld, %s)",
-				    pid, sv->cfg->server.control);
-			else
-				snprintf(err, sizeof(err), "already running (pid unknown, "
-				    "%s)", sv->cfg->server.control);
-			*error_r = err;
-			free(sv->pidfile);
-			sv->pidfile = NULL;
-			return -1;
+			goto fail;
 		}
-		struct stat a, b;
-		if (fstat(fd, &a) == 0 && stat(sv->pidfile, &b) == 0 &&
-		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-			char old[32];
-			ssize_t n = pread(fd, old, sizeof(old) - 1, 0);
-			if (n > 0) {
-				old[n] = '\0';
-				old[strcspn(old, "\n")] = '\0';
-				log_warnx("stale pid file %s (pid %s, not running): replacing it",
-				    sv->pidfile, old);
-			}
-			sv->pid_fd = fd;
-			return 0;
-		}
-		/* someone replaced the file between our open and our lock */
 		close(fd);
+		log_warnx("stale pid file %s (pid %s, not running): replacing it",
+		    sv->pidfile, old[0] != '\0' ? old : "unknown");
 	}
-	snprintf(err, sizeof(err), "%s keeps changing: is another relayvisord starting?",
-	    sv->pidfile);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	char buf[32];
+	int len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (fd == -1 || flock(fd, LOCK_EX | LOCK_NB) == -1 ||
+	    write(fd, buf, (size_t)len) != len || rename(tmp, sv->pidfile) == -1) {
+		snprintf(err, sizeof(err), "write %s: %s", sv->pidfile, strerror(errno));
+		if (fd != -1) {
+			unlink(tmp);
+			close(fd);
+		}
+		goto fail;
+	}
+	sv->pid_fd = fd;
+	close(dfd);
+	free(dir);
+	free(tmp);
+	return 0;
+fail:
+	if (dfd != -1)
+		close(dfd);
+	free(dir);
+	free(tmp);
+	free(sv->pidfile);
+	sv->pidfile = NULL;
 	*error_r = err;
 	return -1;
 }
@@ -1568,35 +1565,6 @@ sv_new(const char *confdir, bool foreground, const char **error_r)
 		return NULL;
 	}
 	return sv;
-}
-
-int
-sv_write_pidfile(struct sv *sv)
-{
-	sv->pid = getpid();
-	char *tmp;
-	if (asprintf(&tmp, "%s.%ld.tmp", sv->pidfile, (long)sv->pid) == -1)
-		fatal("asprintf");
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd == -1) {
-		log_warn("open %s", tmp);
-		free(tmp);
-		return -1;
-	}
-	char buf[32];
-	int len = snprintf(buf, sizeof(buf), "%ld\n", (long)sv->pid);
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1 || write(fd, buf, (size_t)len) != len ||
-	    rename(tmp, sv->pidfile) == -1) {
-		log_warn("write %s", sv->pidfile);
-		unlink(tmp);
-		close(fd);
-		free(tmp);
-		return -1;
-	}
-	free(tmp);
-	close(sv->pid_fd);
-	sv->pid_fd = fd;
-	return 0;
 }
 
 void

@@ -80,14 +80,14 @@ struct sv_out {
 	void *arg;
 };
 
-/* start-up: load config, prepare directories, bind sockets. -1 with *error_r
-   (diagnostics already printed to stderr). */
+/* start-up: load config, prepare directories, take relayvisord.pid (one
+   supervisor per configuration), bind sockets. NULL with *error_r
+   (diagnostics already printed to stderr). Called in the process that will run
+   the loop: daemon mode forks first. */
 struct sv *sv_new(const char *confdir, bool foreground, const char **error_r);
 /* after daemonising: create the loop watchers, start autostart instances */
 void sv_run(struct sv *sv);
 void sv_free(struct sv *sv);
-/* daemon mode: write relayvisord.pid next to the control socket */
-int sv_write_pidfile(struct sv *sv);
 /* the control server closed the listening socket */
 void sv_control_closed(struct sv *sv);
 

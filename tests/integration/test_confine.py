@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BIN, ConfDir, free_port, swaks
+from harness import BIN, ConfDir, free_port, stop_process, swaks
 from test_supervisor import Sup, TestCase, config_files, pid_alive
 
 ROOT = os.geteuid() == 0
@@ -151,6 +151,35 @@ class OneSupervisor(Base):
         with open(pidfile) as f:
             self.assertEqual(f.read(), "%d\n" % sup.proc.pid)
         self.assertEqual(sup.ctl("pid")[1].strip(), str(sup.proc.pid))
+        # daemon mode too: the parent waits for the verdict and exits with it
+        p = subprocess.run([sup.proc.args[0], "-c", conf.dir], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(p.returncode, 1, p.stdout.decode())
+        self.assertIn("already running (pid %d," % sup.proc.pid, p.stdout.decode())
+        self.assertEqual(sup.status(), before)
+
+    def test_two_started_at_once_one_wins(self):
+        conf = self.setup_conf([("mx", free_port(), "locked-down", "")])
+        logs = [open(os.path.join(conf.top, "sup%d.log" % i), "wb") for i in range(2)]
+        procs = [subprocess.Popen([Sup.__init__.__globals__["SUPERVISOR"], "-n", "-c",
+                                   conf.dir], stdout=logs[i], stderr=logs[i])
+                 for i in range(2)]
+        for p in procs:
+            self.later(lambda p=p: stop_process(p))
+        for f in logs:
+            self.later(f.close)
+        loser = wait_until(lambda: next((p for p in procs if p.poll() is not None), None),
+                           timeout=30, what="one of the two to give up")
+        winner = procs[1 - procs.index(loser)]
+        self.assertEqual(loser.returncode, 1)
+        with open(logs[procs.index(loser)].name) as f:
+            self.assertIn("already running (pid %d," % winner.pid, f.read())
+        pidfile = os.path.join(conf.top, "var", "run", "relayvisord.pid")
+        wait_until(lambda: os.path.exists(pidfile), what="the pid file")
+        with open(pidfile) as f:
+            self.assertEqual(f.read(), "%d\n" % winner.pid)
+        time.sleep(0.5)     # give the winner a chance to die, if it were to
+        self.assertIsNone(winner.poll())
 
     def test_stale_pidfile_and_socket_replaced(self):
         port = free_port()

@@ -1203,7 +1203,7 @@ START_TEST(test_known_keys)
 			ck_assert_str_ne(k[i], k[n]);
 	}
 	ck_assert(host && backoff && lan && !section);
-	ck_assert_uint_eq(n, 8 + 1 + 8 + 23);
+	ck_assert_uint_eq(n, 10 + 1 + 8 + 23);
 	ck_assert_ptr_eq(config_known_keys(), k);
 }
 END_TEST
