@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -64,12 +65,55 @@ fsdir_ensure(const char *path, uid_t uid, gid_t gid, mode_t mode, bool *created_
 		*created_r = false;
 	if (fsdir_parents(path, error_r) == -1)
 		return -1;
-	if (mkdir(path, 0700) == 0)
-		created = true;
-	else if (errno != EEXIST) {
-		snprintf(fsdir_err, sizeof(fsdir_err), "mkdir %s: %s", path, strerror(errno));
+	/* created whole under a temporary name, then renamed into place, so that a
+	   second process starting at the same moment never sees it half made */
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.%ld.new", path, (long)getpid()) >=
+	    (int)sizeof(tmp)) {
+		snprintf(fsdir_err, sizeof(fsdir_err), "%.64s...: path too long", path);
 		*error_r = fsdir_err;
 		return -1;
+	}
+	struct stat lst;
+	if (lstat(path, &lst) == -1 && errno == ENOENT) {
+		if (mkdir(tmp, 0700) == -1) {
+			snprintf(fsdir_err, sizeof(fsdir_err), "mkdir %s: %s", tmp,
+			    strerror(errno));
+			*error_r = fsdir_err;
+			return -1;
+		}
+		int tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (tfd == -1 || (geteuid() == 0 && fchown(tfd, uid, gid) == -1) ||
+		    fchmod(tfd, mode) == -1) {
+			snprintf(fsdir_err, sizeof(fsdir_err), "chown/chmod %s: %s", tmp,
+			    strerror(errno));
+			if (tfd != -1)
+				close(tfd);
+			rmdir(tmp);
+			*error_r = fsdir_err;
+			return -1;
+		}
+		close(tfd);
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+			created = true;
+		else {
+			int e = errno;
+			rmdir(tmp);
+			if (e != EEXIST) {
+				snprintf(fsdir_err, sizeof(fsdir_err), "rename %s to %s: %s",
+				    tmp, path, strerror(e));
+				*error_r = fsdir_err;
+				return -1;
+			}
+			/* someone else made it meanwhile: check theirs below */
+		}
+	}
+	if (created) {
+		log_info("created %s (owner %s, mode %04o)", path, fsdir_user_name(uid),
+		    (unsigned)mode);
+		if (created_r != NULL)
+			*created_r = true;
+		return 0;
 	}
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1) {
@@ -78,22 +122,6 @@ fsdir_ensure(const char *path, uid_t uid, gid_t gid, mode_t mode, bool *created_
 		    "directory itself)" : "");
 		*error_r = fsdir_err;
 		return -1;
-	}
-	if (created) {
-		if ((geteuid() == 0 && fchown(fd, uid, gid) == -1) ||
-		    fchmod(fd, mode) == -1) {
-			snprintf(fsdir_err, sizeof(fsdir_err), "chown/chmod %s: %s", path,
-			    strerror(errno));
-			close(fd);
-			*error_r = fsdir_err;
-			return -1;
-		}
-		log_info("created %s (owner %s, mode %04o)", path, fsdir_user_name(uid),
-		    (unsigned)mode);
-		close(fd);
-		if (created_r != NULL)
-			*created_r = true;
-		return 0;
 	}
 	struct stat st;
 	int r = fstat(fd, &st);
