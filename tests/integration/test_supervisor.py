@@ -380,7 +380,13 @@ class SupervisorTest(TestCase):
             time.sleep(0.01)
         self.assertEqual([k for k in kids if pid_alive(k)], [])
         # no orphan holds the ports: nothing listens on them any more (a bind
-        # test could collide with some other process's ephemeral client port)
+        # test could collide with some other process's ephemeral client port).
+        # A killed listener's leader is a zombie at once, but its commit thread
+        # may still finish an fsync on a busy disk, and the sockets close only
+        # with the last thread: wait for that, an orphan would hold them forever
+        deadline = time.monotonic() + 15
+        while any(listening(p) for p in (p1, p2)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for port in (p1, p2):
             self.assertFalse(listening(port), "port %d still has a listener" % port)
 
