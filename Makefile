@@ -21,7 +21,10 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=c11 $(WARN) $(YAML_CFLAGS) $(CFLAGS)
 CPPFLAGS += -D_GNU_SOURCE -DRELAYVISOR_VERSION='"$(VERSION)"' -I. -MMD -MP
-LDLIBS   := -lev -lcidr -llmdb $(YAML_LIBS) -lm -pthread
+# TLS (common/tls.c) is OpenSSL 3 (Debian libssl-dev); password hashes are
+# libxcrypt's crypt(3) (Debian libcrypt-dev)
+SSL_LIBS := $(shell pkg-config --libs libssl libcrypto 2>/dev/null || echo -lssl -lcrypto)
+LDLIBS   := -lev -lcidr -llmdb $(YAML_LIBS) $(SSL_LIBS) -lcrypt -lm -pthread
 
 .DEFAULT_GOAL := all
 
@@ -81,7 +84,16 @@ $(B)/tests/check_ctl_%: $(B)/tests/check_ctl_%.o $(B)/libctl.a $(B)/librelayviso
 $(B)/tests/check_%: $(B)/tests/check_%.o $(B)/librelayvisor.a
 	$(TEST_LINK)
 
-unit-bins: $(UNIT_BINS)
+# helper programs the integration tests drive (tests/tools/<name>.c -> build/tests/<name>)
+TOOL_SRC  := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
+$(B)/tests/tools/%.o: tests/tools/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(XCFLAGS) -c -o $@ $<
+$(TOOL_BINS): $(B)/tests/%: $(B)/tests/tools/%.o $(B)/librelayvisor.a
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit-bins: $(UNIT_BINS) $(TOOL_BINS)
 
 # libFuzzer targets (clang): tests/fuzz/fuzz_<name>.c, seeds in tests/fuzz/corpus/<name>/.
 # `make fuzz FUZZ_SECONDS=600` runs each target; new inputs go to build/fuzz/corpus-<name>

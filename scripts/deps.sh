@@ -7,7 +7,8 @@ set -eu
 
 pkgs="libev-dev libyaml-dev libcidr-dev liblmdb-dev libedit-dev check pkg-config make gcc
       swaks libio-socket-inet6-perl python3 postfix fail2ban pflogsumm clang libclang-rt-14-dev
-      iproute2 procps psmisc mandoc man-db"
+      iproute2 procps psmisc mandoc man-db
+      libssl-dev libcrypt-dev openssl dovecot-core"
 
 missing=""
 for p in $pkgs; do
@@ -36,4 +37,9 @@ if command -v systemctl >/dev/null 2>&1; then
 	systemctl disable --now fail2ban >/dev/null 2>&1 || true
 fi
 pkill -x fail2ban-server >/dev/null 2>&1 || true
+# dovecot-core's package starts a system Dovecot; the tests start their own (private
+# configuration, no network port), so the system one stays off.
+if command -v systemctl >/dev/null 2>&1; then
+	systemctl disable --now dovecot >/dev/null 2>&1 || true
+fi
 echo "deps.sh: done" >&2
