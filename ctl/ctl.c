@@ -53,6 +53,9 @@ static const struct {
 	    "\texit 0 ok, 1 an instance relays for strangers (or live answers differ),\n"
 	    "\t4 no connection" },
 	{ "queue", "[show QID]", "List the spool, or show one message (no daemon needed)" },
+	{ "passwd", "[--stdin] USER FILE", "Set USER's password in a password file\n"
+	    "\t(yescrypt; asks twice on a terminal, --stdin reads one line; no daemon\n"
+	    "\tneeded, reload makes it live)" },
 	{ "shutdown", "", "Stop every process and relayvisord" },
 	{ "version", "", "relayvisord's version" },
 	{ "help", "[VERB]", "This text" },
@@ -324,6 +327,8 @@ ctl_command(struct ctl_ctx *ctx, int argc, char **argv)
 		return ctl_queue(ctx, argc, argv);
 	if (strcmp(argv[0], "audit") == 0)
 		return ctl_audit(ctx, argc, argv);
+	if (strcmp(argv[0], "passwd") == 0)
+		return ctl_passwd(ctx, argc, argv);
 	return ctl_remote(ctx, argc, argv);
 }
 

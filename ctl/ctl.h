@@ -31,6 +31,8 @@ extern volatile sig_atomic_t ctl_interrupted;
 void ctl_help(FILE *out, const char *verb);
 /* `audit` (ctl/audit.c): returns the exit code */
 int ctl_audit(struct ctl_ctx *ctx, int argc, char **argv);
+/* `passwd` (ctl/passwd.c): returns the exit code */
+int ctl_passwd(struct ctl_ctx *ctx, int argc, char **argv);
 void ctl_ctx_free(struct ctl_ctx *ctx);
 
 /* split a line of the prompt into words (in place); returns argc */

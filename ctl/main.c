@@ -20,8 +20,10 @@ usage(FILE *fp)
 	    "              " RELAYVISOR_SYSCONFDIR "/conf.d where ./conf.d does not exist)\n"
 	    "  -s SOCKET   the control socket (no configuration read)\n"
 	    "Commands (\"relayvisorctl help\" for details): status start stop restart\n"
-	    "reread update reload avail pid signal tail reopen check stats queue audit\n"
-	    "shutdown version help\n");
+	    "reread update reload avail pid signal tail reopen check stats queue audit
+"
+	    "passwd shutdown version help
+");
 }
 
 int
