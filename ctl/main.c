@@ -20,10 +20,8 @@ usage(FILE *fp)
 	    "              " RELAYVISOR_SYSCONFDIR "/conf.d where ./conf.d does not exist)\n"
 	    "  -s SOCKET   the control socket (no configuration read)\n"
 	    "Commands (\"relayvisorctl help\" for details): status start stop restart\n"
-	    "reread update reload avail pid signal tail reopen check stats queue audit
-"
-	    "passwd shutdown version help
-");
+	    "reread update reload avail pid signal tail reopen check stats queue audit\n"
+	    "passwd shutdown version help\n");
 }
 
 int
