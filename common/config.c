@@ -26,8 +26,8 @@
 #include <yaml.h>
 
 #include "common/xmalloc.h"
-#include "profiles/address.h"
-#include "profiles/net.h"
+#include "common/address.h"
+#include "common/net.h"
 
 enum cfg_type {
 	T_STRING,	/* non-empty, no whitespace-only */

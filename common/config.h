@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-struct netlist;		/* profiles/net.h */
+struct netlist;		/* common/net.h */
 
 /* where a value came from, 1-based as printed */
 struct cfg_mark {

@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "common/spool.h"
 #include "instances/session.h"
-#include "profiles/net.h"
+#include "common/net.h"
 
 /* connections taken from the kernel per accept callback, so one busy socket
    cannot starve the sessions */

@@ -19,8 +19,8 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
-#include "profiles/address.h"
-#include "profiles/net.h"
+#include "common/address.h"
+#include "common/net.h"
 #include "profiles/policy.h"
 
 const struct audit_case audit_corpus[] = {

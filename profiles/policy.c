@@ -6,7 +6,7 @@
  * because something is missing answers ERROR, which is a 451: it never permits.
  *
  * What the SMTP client said in HELO is not an input: it never grants anything.
- * The recipient arrives parsed and canonical (profiles/address.c): its domain is the
+ * The recipient arrives parsed and canonical (common/address.c): its domain is the
  * one after the last '@' outside quotes, and a local part holding '@', '%' or '!'
  * is never re-read as a route.
  */
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "profiles/net.h"
+#include "common/net.h"
 
 /* what the checks share while one RCPT is decided */
 struct rcpt_state {

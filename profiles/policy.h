@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 #include "common/config.h"
-#include "profiles/address.h"
+#include "common/address.h"
 
 enum policy_answer { POLICY_DUNNO, POLICY_OK, POLICY_REJECT, POLICY_ERROR };
 

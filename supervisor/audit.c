@@ -14,7 +14,7 @@
 
 #include "common/ctlproto.h"
 #include "profiles/audit.h"
-#include "profiles/net.h"
+#include "common/net.h"
 #include "supervisor/super.h"
 
 /* one record: fields joined by TAB, any TAB or newline inside a field blanked */

@@ -36,8 +36,8 @@
 
 #include "common/ctlproto.h"
 #include "common/log.h"
-#include "profiles/address.h"
-#include "profiles/net.h"
+#include "common/address.h"
+#include "common/net.h"
 #include "profiles/policy.h"
 #include "supervisor/audit.h"
 #include "supervisor/super.h"

@@ -1,12 +1,12 @@
 /*
- * profiles/address.c: RFC 5321 paths, valid and invalid, with the canonical form and
+ * common/address.c: RFC 5321 paths, valid and invalid, with the canonical form and
  * flags the relay policy relies on; the length limits exactly at and one over; the
  * end offset handed back for ESMTP parameters; pattern matching for always_relay_*.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "profiles/address.h"
+#include "common/address.h"
 #include "tests/unit/testmain.h"
 
 enum {

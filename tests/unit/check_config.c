@@ -14,7 +14,7 @@
 #include <arpa/inet.h>
 
 #include "common/config.h"
-#include "profiles/net.h"
+#include "common/net.h"
 #include "tests/unit/testmain.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))

@@ -1,12 +1,12 @@
 /*
- * profiles/net.c: entry syntax, matching (IPv4, IPv6, wildcards, CIDR, IPv4-mapped
+ * common/net.c: entry syntax, matching (IPv4, IPv6, wildcards, CIDR, IPv4-mapped
  * clients), the covers-all and over-wide predicates, loopback detection and ntop.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 
-#include "profiles/net.h"
+#include "common/net.h"
 #include "tests/unit/testmain.h"
 
 static const char *const good_entries[] = {

@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "common/config.h"
-#include "profiles/address.h"
-#include "profiles/net.h"
+#include "common/address.h"
+#include "common/net.h"
 #include "profiles/policy.h"
 #include "tests/unit/testmain.h"
 

@@ -5,7 +5,7 @@
  * An IPv4-mapped IPv6 address, as client or as entry, is treated as the IPv4 address
  * it carries, so a dual-stack socket still matches IPv4 LAN entries.
  */
-#include "profiles/net.h"
+#include "common/net.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
