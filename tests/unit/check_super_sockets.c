@@ -14,7 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "supervisor/super.h"
+#include "common/sock.h"
+#include "supervisor/sockets.h"
 #include "tests/unit/testmain.h"
 
 static struct sockaddr_storage
