@@ -34,6 +34,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 #define CHILD_ENV_CONFIG_FD "RELAYVISOR_CONFIG_FD"
@@ -42,6 +43,10 @@
 #define CHILD_MSG_STATS "STATS"
 #define CHILD_MSG_MAX 512
 #define CHILD_EXIT_CONFIG 78
+
+/* the signals a child treats as a graceful stop: what `stopsignal` may name
+   (HUP is ignored by a child, KILL drops every session) */
+#define CHILD_STOP_SIGNALS SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2
 
 /* one counter of a kind's STATS record */
 struct childproto_field {

@@ -27,6 +27,8 @@
 #include "common/xmalloc.h"
 #include "common/address.h"
 #include "common/net.h"
+#include "common/signame.h"
+#include "common/childproto.h"
 
 /* ---- value syntax ---- */
 
@@ -196,24 +198,15 @@ valid_localpart(const char *s)
 	return true;
 }
 
-static const struct {
-	const char *name;
-	int sig;
-} signals[] = {
-	/* exactly the signals a listener treats as a graceful stop
-	   (instances/main.c): HUP is ignored there, KILL drops every session */
-	{ "TERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
-	{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
-};
-
 bool
 parse_signal(const char *s, int *sig)
 {
-	if (strncasecmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
-		if (strcasecmp(s, signals[i].name) == 0) {
-			*sig = signals[i].sig;
+	int n = signame_parse(s);
+	/* exactly the signals a child treats as a graceful stop */
+	static const int stop[] = { CHILD_STOP_SIGNALS };
+	for (size_t i = 0; i < sizeof(stop) / sizeof(stop[0]); i++) {
+		if (n == stop[i]) {
+			*sig = n;
 			return true;
 		}
 	}

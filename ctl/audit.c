@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/ctlproto.h"
+#include "common/net.h"
 #include "common/xmalloc.h"
 
 #define MAX_FIELDS 16
@@ -275,27 +276,6 @@ smtp_close(struct smtp *s)
 	s->fd = -1;
 }
 
-static int
-parse_ip(const char *ip, unsigned port, struct sockaddr_storage *ss, socklen_t *len)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		v4->sin_port = htons((uint16_t)port);
-		*len = sizeof(*v4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*v6);
-		return 0;
-	}
-	return -1;
-}
-
 /* connect from source (NULL: the kernel's choice) and read the greeting */
 static int
 smtp_open(struct smtp *s, const char *ip, unsigned port, const char *source,
@@ -312,11 +292,11 @@ smtp_open(struct smtp *s, const char *ip, unsigned port, const char *source,
 		to = "127.0.0.1";
 	else if (strcmp(ip, "::") == 0)
 		to = "::1";
-	if (parse_ip(to, port, &ss, &sl) == -1) {
+	if (net_sockaddr_parse(to, (uint16_t)port, &ss, &sl) == -1) {
 		snprintf(err, elen, "bad address %s", ip);
 		return -1;
 	}
-	if (source != NULL && (parse_ip(source, 0, &src, &srcl) == -1 ||
+	if (source != NULL && (net_sockaddr_parse(source, 0, &src, &srcl) == -1 ||
 	    src.ss_family != ss.ss_family)) {
 		snprintf(err, elen, "--source %s is not of the listener's address family",
 		    source);
@@ -877,7 +857,7 @@ ctl_audit(struct ctl_ctx *ctx, int argc, char **argv)
 			json = true;
 		} else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) {
 			source = argv[++i];
-			if (parse_ip(source, 0, &ss, &sl) == -1) {
+			if (net_sockaddr_parse(source, 0, &ss, &sl) == -1) {
 				fprintf(ctx->out, "Error: --source wants an IPv4 or IPv6 "
 				    "address\n");
 				return CTL_EXIT_USAGE;

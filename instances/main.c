@@ -162,7 +162,7 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
  * QUIT, USR1, USR2: common/config.c) is a graceful stop. HUP is ignored: reload
  * belongs to the supervisor, which hands a new process the new configuration.
  */
-static const int stop_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 };
+static const int stop_signals[] = { CHILD_STOP_SIGNALS };
 #define N_STOP_SIGNALS (sizeof(stop_signals) / sizeof(stop_signals[0]))
 
 static void

@@ -113,23 +113,6 @@ audit_expand(const char *tmpl, const struct audit_vars *v, char *buf, size_t len
 	return true;
 }
 
-static int
-ip_to_sockaddr(const char *ip, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		return 0;
-	}
-	return -1;
-}
-
 const char *
 audit_greeting(const struct config *cfg, const struct instance *inst,
     const struct sockaddr *client)
@@ -236,7 +219,7 @@ audit_run_client(const struct config *cfg, const struct instance *inst,
 	struct audit_outcome o;
 
 	memset(c, 0, sizeof(*c));
-	if (ip_to_sockaddr(ip, &ss) == -1)
+	if (net_sockaddr_parse(ip, 0, &ss, NULL) == -1)
 		return -1;
 	const struct sockaddr *sa = (const struct sockaddr *)&ss;
 	snprintf(c->label, sizeof(c->label), "%s", label);
@@ -366,7 +349,7 @@ pick_stranger(const struct config *cfg, const struct instance *inst,
 {
 	for (size_t i = 0; i < n; i++) {
 		struct sockaddr_storage ss;
-		if (ip_to_sockaddr(cand[i], &ss) == 0 &&
+		if (net_sockaddr_parse(cand[i], 0, &ss, NULL) == 0 &&
 		    !policy_client_in_lan(cfg, inst, (const struct sockaddr *)&ss))
 			return cand[i];
 	}
@@ -384,7 +367,7 @@ matrix_row(const struct config *cfg, const struct instance *inst, const char *la
 	memset(row, 0, sizeof(*row));
 	snprintf(row->client, sizeof(row->client), "%s", label);
 	snprintf(row->ip, sizeof(row->ip), "%s", ip);
-	if (ip_to_sockaddr(ip, &ss) == -1)
+	if (net_sockaddr_parse(ip, 0, &ss, NULL) == -1)
 		return;
 	audit_vars_init(cfg, inst, &v);
 	snprintf(local, sizeof(local), "<audit@%s>", v.local);

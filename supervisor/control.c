@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "common/ctlproto.h"
+#include "common/signame.h"
 #include "supervisor/ctlconn.h"
 #include "common/log.h"
 #include "common/address.h"
@@ -456,14 +457,7 @@ signal_parse(const char *s)
 	long n = strtol(s, &end, 10);
 	if (*s != '\0' && *end == '\0')
 		return n > 0 && n < NSIG ? (int)n : -1;
-	if (strncasecmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (int i = 1; i < NSIG; i++) {
-		const char *abbr = sigabbrev_np(i);
-		if (abbr != NULL && strcasecmp(abbr, s) == 0)
-			return i;
-	}
-	return -1;
+	return signame_parse(s);
 }
 
 static void
@@ -574,23 +568,6 @@ cmd_tail(struct conn *c, int argc, char **argv)
 	conn_flush(c);
 }
 
-static int
-ip_parse(const char *s, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		return 0;
-	}
-	return -1;
-}
-
 /* "a@b" or "<a@b>" */
 static int
 addr_arg(const char *s, struct mailaddr *a, const char **error_r)
@@ -654,7 +631,7 @@ cmd_check(struct conn *c, int argc, char **argv)
 		return;
 	}
 	struct sockaddr_storage ss;
-	if (ip_parse(client, &ss) == -1) {
+	if (net_sockaddr_parse(client, 0, &ss, NULL) == -1) {
 		conn_finish(c, CTL_EXIT_USAGE, "Error: --client wants an IPv4 or IPv6 address");
 		return;
 	}
