@@ -90,6 +90,12 @@ struct instance {
 	char *syslog_name;		/* default "relayvisor/<name>" */
 };
 
+/* server: paths when the configuration names none (relayvisorctl uses them
+   too, for a configuration too broken to load) */
+#define CONFIG_DEFAULT_SPOOL "./var/spool"
+#define CONFIG_DEFAULT_CONTROL "./var/run/relayvisor.sock"
+#define CONFIG_DEFAULT_LOGS "./var/log"
+
 struct server {
 	char *hostname;			/* default gethostname() */
 	char *user;			/* NULL: children keep the supervisor's uid */

@@ -136,5 +136,7 @@ char * listen_parse(struct loader *ld, const char *text, struct listen_addr *la)
 bool listen_same(const struct listen_addr *a, const struct listen_addr *b);
 /* config_verify.c */
 void verify(struct loader *ld);
+/* config_keys.c */
+void server_path_defaults(struct server *s);
 
 #endif

@@ -157,3 +157,15 @@ server_defaults(struct server *s)
 	s->log_backups = 10;
 }
 
+/* the paths a configuration left out, once every file is read */
+void
+server_path_defaults(struct server *s)
+{
+	if (s->spool == NULL)
+		s->spool = xstrdup(CONFIG_DEFAULT_SPOOL);
+	if (s->control == NULL)
+		s->control = xstrdup(CONFIG_DEFAULT_CONTROL);
+	if (s->logs == NULL)
+		s->logs = xstrdup(CONFIG_DEFAULT_LOGS);
+}
+

@@ -104,12 +104,7 @@ verify_server(struct loader *ld)
 		host[sizeof(host) - 1] = '\0';
 		s->hostname = xstrdup(host);
 	}
-	if (s->spool == NULL)
-		s->spool = xstrdup("./var/spool");
-	if (s->control == NULL)
-		s->control = xstrdup("./var/run/relayvisor.sock");
-	if (s->logs == NULL)
-		s->logs = xstrdup("./var/log");
+	server_path_defaults(s);
 }
 
 /* the pattern (canonical: "user@dom", "@dom", "@.dom") matches some address of

@@ -10,7 +10,7 @@
  * simulation or an Internet-facing instance fails Mailtraq's checklist, 2 on bad
  * arguments, 4 when relayvisord cannot be reached or a name is unknown.
  */
-#include "ctl/ctl.h"
+#include "ctl/audit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -123,33 +123,10 @@ num(const struct rec *r, int i)
 static int
 request(struct ctl_ctx *ctx, int argc, char **argv, struct recs *rs)
 {
-	const char *error;
-	char req[CTLPROTO_LINE_MAX + 1];
-	int len = ctlproto_request_format(argc, argv, req, sizeof(req), &error);
-	if (len == -1) {
-		fprintf(ctx->out, "Error: %s\n", error);
-		return CTL_EXIT_USAGE;
-	}
-	if (ctl_resolve_socket(ctx, &error) == -1) {
-		fprintf(ctx->out, "Error: %s\n", error);
-		return CTL_EXIT_UNKNOWN;
-	}
-	int fd = ctlproto_connect(ctx->socket, &error);
-	if (fd == -1) {
-		fprintf(ctx->out, "unix://%s %s\n", ctx->socket, error);
-		return CTL_EXIT_UNKNOWN;
-	}
-	for (int off = 0; off < len; ) {
-		ssize_t n = send(fd, req + off, (size_t)(len - off), MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			fprintf(ctx->out, "unix://%s %s\n", ctx->socket, strerror(errno));
-			close(fd);
-			return CTL_EXIT_UNKNOWN;
-		}
-		off += (int)n;
-	}
+	int failed;
+	int fd = ctl_request_send(ctx, argc, argv, &failed);
+	if (fd == -1)
+		return failed;
 	FILE *fp = fdopen(fd, "r");
 	if (fp == NULL) {
 		close(fd);
