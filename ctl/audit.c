@@ -149,16 +149,8 @@ request(struct ctl_ctx *ctx, int argc, char **argv, struct recs *rs)
 			else
 				recs_add(rs, r.text);
 			break;
-		case CTL_LINE_OK:
-			code = r.exitcode;
-			break;
-		case CTL_LINE_ERR:
-			fprintf(ctx->out, "%s\n", r.text);
-			code = r.exitcode;
-			break;
-		case CTL_LINE_BAD:
-			fprintf(ctx->out, "ERROR: bad reply line: %s\n", line);
-			code = CTL_EXIT_ERROR;
+		default:
+			code = ctl_reply_status(ctx, &r, line);
 			break;
 		}
 	}

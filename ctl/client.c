@@ -106,3 +106,21 @@ ctl_request_send(struct ctl_ctx *ctx, int argc, char **argv, int *code_r)
 	}
 	return fd;
 }
+
+int
+ctl_reply_status(struct ctl_ctx *ctx, const struct ctl_reply_line *r, const char *raw)
+{
+	switch (r->kind) {
+	case CTL_LINE_OK:
+		return r->exitcode;
+	case CTL_LINE_ERR:
+		fprintf(ctx->out, "%s\n", r->text);
+		return r->exitcode;
+	case CTL_LINE_BAD:
+		fprintf(ctx->out, "ERROR: bad reply line: %s\n", raw);
+		return CTL_EXIT_ERROR;
+	case CTL_LINE_DATA:
+		break;
+	}
+	return -1;
+}

@@ -7,6 +7,8 @@
 
 #include <stdio.h>
 
+#include "common/ctlproto.h"
+
 struct ctl_ctx {
 	const char *confdir;	/* -c */
 	const char *socket;	/* -s, or server.control of the configuration */
@@ -23,6 +25,9 @@ int ctl_resolve_socket(struct ctl_ctx *ctx, const char **error_r);
 /* format and send one request; the connected fd to read the reply from, or -1
    with the message printed to ctx->out and *code_r the exit code */
 int ctl_request_send(struct ctl_ctx *ctx, int argc, char **argv, int *code_r);
+/* a reply's status line (OK, ERR, BAD) shown as relayvisorctl shows it; its
+   exit code, -1 for a data line (the caller's to show) */
+int ctl_reply_status(struct ctl_ctx *ctx, const struct ctl_reply_line *r, const char *raw);
 void ctl_ctx_free(struct ctl_ctx *ctx);
 
 #endif

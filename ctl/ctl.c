@@ -124,16 +124,8 @@ ctl_remote(struct ctl_ctx *ctx, int argc, char **argv)
 			case CTL_LINE_DATA:
 				fprintf(ctx->out, "%s\n", r.text);
 				break;
-			case CTL_LINE_OK:
-				code = r.exitcode;
-				break;
-			case CTL_LINE_ERR:
-				fprintf(ctx->out, "%s\n", r.text);
-				code = r.exitcode;
-				break;
-			case CTL_LINE_BAD:
-				fprintf(ctx->out, "ERROR: bad reply line: %s\n", buf + start);
-				code = CTL_EXIT_ERROR;
+			default:
+				code = ctl_reply_status(ctx, &r, buf + start);
 				break;
 			}
 		}

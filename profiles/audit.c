@@ -138,55 +138,47 @@ audit_simulate_pair(const struct config *cfg, const struct instance *inst,
     const struct sockaddr *client, const char *mail, const char *rcpt,
     struct audit_outcome *o)
 {
-	struct mailaddr sender, to;
-	const char *err;
-	size_t end;
+	struct policy_verdict v;
 
 	o->mail[0] = o->rcpt[0] = '\0';
 	o->accepted = o->relayed = false;
-	if (!policy_client_allowed(cfg, inst, client)) {
+	policy_evaluate(cfg, inst, client, mail, rcpt, &v);
+	if (v.stage == POLICY_AT_CONNECT) {
 		o->stage = AUDIT_AT_CONNECT;
 		o->rule = "access";
 		return;
 	}
 	o->stage = AUDIT_AT_MAIL;
 	o->rule = "syntax";
-	if (address_parse_path(mail, strlen(mail), &sender, &end, &err) == -1) {
+	if (v.stage == POLICY_AT_MAIL) {
 		snprintf(o->mail, sizeof(o->mail), "501 5.1.7 Bad sender address syntax");
 		return;
 	}
-	if (params_refused(mail + end, o->mail, sizeof(o->mail)))
+	if (params_refused(mail + v.mail_end, o->mail, sizeof(o->mail)))
 		return;
 	snprintf(o->mail, sizeof(o->mail), "250 2.1.0 Ok");
 	o->stage = AUDIT_AT_RCPT;
-	if (address_parse_path(rcpt, strlen(rcpt), &to, &end, &err) == -1 || to.null) {
+	if (v.stage == POLICY_AT_RCPT || v.rcpt.null) {
 		snprintf(o->rcpt, sizeof(o->rcpt), "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
-	if (params_refused(rcpt + end, o->rcpt, sizeof(o->rcpt)))
+	if (params_refused(rcpt + v.rcpt_end, o->rcpt, sizeof(o->rcpt)))
 		return;
 
-	/* the context relayvisor-smtpd's proceed_rcpt builds */
-	struct policy_ctx ctx = {
-		.cfg = cfg, .inst = inst, .client = client, .sender = &sender,
-		.authenticated = false,
-	};
-	struct policy_result res;
-	if (policy_check_rcpt(&ctx, &to, &res) == -1)
-		res.answer = POLICY_ERROR;
-	o->rule = res.rule != NULL ? res.rule : "error";
-	if (res.answer == POLICY_OK) {
+	const struct policy_result *res = &v.res;
+	o->rule = res->rule != NULL ? res->rule : "error";
+	if (res->answer == POLICY_OK) {
 		snprintf(o->rcpt, sizeof(o->rcpt), "250 2.1.5 Ok");
 		o->accepted = true;
-		o->relayed = !res.local;
+		o->relayed = !res->local;
 		return;
 	}
-	if (res.code < 400 || res.code > 599 || res.enhanced[0] == '\0')
+	if (res->code < 400 || res->code > 599 || res->enhanced[0] == '\0')
 		snprintf(o->rcpt, sizeof(o->rcpt),
-		    "451 4.3.5 <%s>: Server configuration error", to.text);
+		    "451 4.3.5 <%s>: Server configuration error", v.rcpt.text);
 	else
-		snprintf(o->rcpt, sizeof(o->rcpt), "%d %s %s", res.code, res.enhanced,
-		    res.text);
+		snprintf(o->rcpt, sizeof(o->rcpt), "%d %s %s", res->code, res->enhanced,
+		    res->text);
 }
 
 void

@@ -381,3 +381,30 @@ policy_client_allowed(const struct config *cfg, const struct instance *inst,
 	}
 	return false;
 }
+
+void
+policy_evaluate(const struct config *cfg, const struct instance *inst,
+    const struct sockaddr *client, const char *mail, const char *rcpt,
+    struct policy_verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->stage = POLICY_AT_CONNECT;
+	if (!policy_client_allowed(cfg, inst, client))
+		return;
+	v->stage = POLICY_AT_MAIL;
+	if (address_parse_path(mail, strlen(mail), &v->sender, &v->mail_end,
+	    &v->syntax_error) == -1)
+		return;
+	v->stage = POLICY_AT_RCPT;
+	if (address_parse_path(rcpt, strlen(rcpt), &v->rcpt, &v->rcpt_end,
+	    &v->syntax_error) == -1)
+		return;
+	v->stage = POLICY_DECIDED;
+	/* the context relayvisor-smtpd's proceed_rcpt builds */
+	struct policy_ctx ctx = {
+		.cfg = cfg, .inst = inst, .client = client, .sender = &v->sender,
+		.authenticated = false,
+	};
+	if (policy_check_rcpt(&ctx, &v->rcpt, &v->res) == -1)
+		v->res.answer = POLICY_ERROR;
+}

@@ -568,16 +568,14 @@ cmd_tail(struct conn *c, int argc, char **argv)
 	conn_flush(c);
 }
 
-/* "a@b" or "<a@b>" */
-static int
-addr_arg(const char *s, struct mailaddr *a, const char **error_r)
+/* "a@b" or "<a@b>", as the path "<a@b>" */
+static void
+path_arg(const char *s, char *buf, size_t size)
 {
-	char buf[ADDR_PATH_MAX + 16];
 	if (s[0] == '<')
-		snprintf(buf, sizeof(buf), "%s", s);
+		snprintf(buf, size, "%s", s);
 	else
-		snprintf(buf, sizeof(buf), "<%s>", s);
-	return address_parse(buf, a, error_r);
+		snprintf(buf, size, "<%s>", s);
 }
 
 /* audit, audit-expect, check --corpus: supervisor/audit.c */
@@ -635,7 +633,14 @@ cmd_check(struct conn *c, int argc, char **argv)
 		conn_finish(c, CTL_EXIT_USAGE, "Error: --client wants an IPv4 or IPv6 address");
 		return;
 	}
-	if (!policy_client_allowed(cfg, inst, (struct sockaddr *)&ss)) {
+	/* the listener's own steps (profiles/policy.h), on "<from>" and "<to>" */
+	char mail[ADDR_PATH_MAX + 16], rcpt[ADDR_PATH_MAX + 16];
+	path_arg(from, mail, sizeof(mail));
+	path_arg(to, rcpt, sizeof(rcpt));
+	struct policy_verdict v;
+	policy_evaluate(cfg, inst, (struct sockaddr *)&ss, mail, rcpt, &v);
+	switch (v.stage) {
+	case POLICY_AT_CONNECT: {
 		/* word for word what the listener greets such a client with
 		   (instances/session.c, session_start) */
 		char ip[64];
@@ -646,29 +651,29 @@ cmd_check(struct conn *c, int argc, char **argv)
 		conn_finish(c, CTL_EXIT_ERROR, NULL);
 		return;
 	}
-	struct mailaddr sender, rcpt;
-	const char *error;
-	if (addr_arg(from, &sender, &error) == -1) {
-		conn_line(c, "501 5.1.7 Bad sender address syntax: %s (rule: syntax)", error);
+	case POLICY_AT_MAIL:
+	case POLICY_AT_RCPT:
+	case POLICY_DECIDED:
+		break;
+	}
+	/* a whole address each: nothing may follow the path */
+	const char *error = v.syntax_error;
+	if (v.stage == POLICY_AT_MAIL || mail[v.mail_end] != '\0') {
+		conn_line(c, "501 5.1.7 Bad sender address syntax: %s (rule: syntax)",
+		    v.stage == POLICY_AT_MAIL ? error : "garbage after address");
 		conn_finish(c, CTL_EXIT_ERROR, NULL);
 		return;
 	}
-	if (addr_arg(to, &rcpt, &error) == -1) {
+	if (v.stage == POLICY_AT_RCPT || rcpt[v.rcpt_end] != '\0') {
 		conn_line(c, "501 5.1.3 Bad recipient address syntax: %s (rule: syntax)",
-		    error);
+		    v.stage == POLICY_AT_RCPT ? error : "garbage after address");
 		conn_finish(c, CTL_EXIT_ERROR, NULL);
 		return;
 	}
-	struct policy_ctx ctx = {
-		.cfg = cfg, .inst = inst, .client = (struct sockaddr *)&ss,
-		.sender = &sender, .authenticated = false,
-	};
-	struct policy_result res;
-	memset(&res, 0, sizeof(res));
-	policy_check_rcpt(&ctx, &rcpt, &res);
-	conn_line(c, "%d %s %s (rule: %s)", res.code, res.enhanced, res.text,
-	    res.rule != NULL ? res.rule : "none");
-	conn_finish(c, res.answer == POLICY_OK ? 0 : CTL_EXIT_ERROR, NULL);
+	const struct policy_result *res = &v.res;
+	conn_line(c, "%d %s %s (rule: %s)", res->code, res->enhanced, res->text,
+	    res->rule != NULL ? res->rule : "none");
+	conn_finish(c, res->answer == POLICY_OK ? 0 : CTL_EXIT_ERROR, NULL);
 }
 
 static void
