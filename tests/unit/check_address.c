@@ -8,6 +8,7 @@
 
 #include "common/address.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/testutil.h"
 
 enum {
 	F_NULL = 1 << 0,
@@ -480,7 +481,6 @@ START_TEST(test_pattern_syntax)
 }
 END_TEST
 
-#define N(t) ((int)(sizeof(t) / sizeof((t)[0])))
 
 static Suite *
 address_suite(void)

@@ -8,6 +8,7 @@
 
 #include "common/net.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/testutil.h"
 
 static const char *const good_entries[] = {
 	"127.0.0.1", "192.168.1.*", "10.*.*.*", "*.*.*.*", "192.168.*.*",
@@ -243,7 +244,6 @@ START_TEST(test_sockaddr)
 }
 END_TEST
 
-#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static Suite *
 net_suite(void)

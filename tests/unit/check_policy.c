@@ -20,8 +20,8 @@
 #include "common/net.h"
 #include "profiles/policy.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/testutil.h"
 
-#define N(t) ((int)(sizeof(t) / sizeof((t)[0])))
 
 /* what a test's profile looks like; lists are NULL-terminated, NULL = empty */
 struct opts {
