@@ -90,8 +90,10 @@ ctl_remote(struct ctl_ctx *ctx, int argc, char **argv)
 	size_t have = 0;
 	int code = -1;
 	while (code == -1) {
-		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
-		if (n == -1 && errno == EINTR && ctl_interrupted) {
+		/* the flag, not only EINTR: a Ctrl-C that lands while lines stream
+		   in (not inside read) must not wait for the stream to pause */
+		ssize_t n = ctl_interrupted ? -1 : read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n == -1 && ctl_interrupted) {
 			/* Ctrl-C at the prompt: leave `tail -f` (or the wait for a
 			   reply; the daemon finishes what it was asked regardless) */
 			ctl_interrupted = 0;
