@@ -75,13 +75,15 @@ $(B)/tests/%.o: tests/unit/%.c
 # A test links librelayvisor.a, plus the program archive its name starts with:
 # check_smtpd_* -> libinstances.a, check_super_* -> libsupervisor.a, check_ctl_* -> libctl.a
 TEST_LINK = $(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
-$(B)/tests/check_smtpd_%: $(B)/tests/check_smtpd_%.o $(B)/libinstances.a $(B)/librelayvisor.a
+# every unit binary links the shared helpers (tests/unit/testutil.[ch])
+TESTUTIL := $(B)/tests/testutil.o
+$(B)/tests/check_smtpd_%: $(B)/tests/check_smtpd_%.o $(TESTUTIL) $(B)/libinstances.a $(B)/librelayvisor.a
 	$(TEST_LINK)
-$(B)/tests/check_super_%: $(B)/tests/check_super_%.o $(B)/libsupervisor.a $(B)/librelayvisor.a
+$(B)/tests/check_super_%: $(B)/tests/check_super_%.o $(TESTUTIL) $(B)/libsupervisor.a $(B)/librelayvisor.a
 	$(TEST_LINK)
-$(B)/tests/check_ctl_%: $(B)/tests/check_ctl_%.o $(B)/libctl.a $(B)/librelayvisor.a
+$(B)/tests/check_ctl_%: $(B)/tests/check_ctl_%.o $(TESTUTIL) $(B)/libctl.a $(B)/librelayvisor.a
 	$(TEST_LINK) $(EDIT_LIBS)
-$(B)/tests/check_%: $(B)/tests/check_%.o $(B)/librelayvisor.a
+$(B)/tests/check_%: $(B)/tests/check_%.o $(TESTUTIL) $(B)/librelayvisor.a
 	$(TEST_LINK)
 
 # helper programs the integration tests drive (tests/tools/<name>.c -> build/tests/<name>)

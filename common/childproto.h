@@ -1,27 +1,41 @@
 /*
- * What the supervisor and a listener child say to each other. Both ends include
- * this header, so they cannot drift apart (Postfix master_proto.h).
+ * What the supervisor and a supervised child say to each other. Both ends include
+ * this header and link childproto.c, which formats and parses every message, so
+ * they cannot drift apart (Postfix master_proto.h).
  *
- * A supervised child is started as
+ * A supervised child is started as its service kind's executable (the service
+ * table, supervisor/service.c), e.g.
  *     relayvisor-smtpd --instance NAME
  * with, in its environment:
- *   LISTEN_FDS=n, LISTEN_PID=<its pid>   the instance's listening sockets, fds 3..3+n-1,
+ *   LISTEN_FDS=n, LISTEN_PID=<its pid>   the service's listening sockets, fds 3..3+n-1,
  *                                        in the order of the instance's listen: list
+ *                                        (n = 0 for a kind without sockets)
  *   RELAYVISOR_CONFIG_FD=k               a memfd with the validated configuration
  *                                        snapshot (config_source_read_fd)
  *   RELAYVISOR_NOTIFY_FD=m               one end of a SOCK_SEQPACKET socketpair
  * Messages on the notify socket, one per packet, ASCII:
  *   child -> supervisor  "READY"              once it serves (then it is RUNNING)
  *   supervisor -> child  "STATS"              child answers with one packet:
- *   child -> supervisor  "STATS connections=N active=N accepted=N relay_refused=N
- *                          refused=N bytes=N" (counters since the child started)
+ *   child -> supervisor  "STATS name=N name=N ..."  its kind's counters since the
+ *                                        child started, in the order of the kind's
+ *                                        field list below; a child also sends one
+ *                                        unasked as its last words at a clean exit
  * Signals: SIGTERM is a graceful stop: the child closes its listening sockets, lets
  * open sessions finish (each gets "421 4.3.2" at its next command once idle), and exits
  * 0 when none is left. SIGKILL follows after stopwaitsecs.
  * Exit codes: 0 clean stop, 78 (EX_CONFIG) configuration error: not respawned.
+ *
+ * A new kind of child declares its counters as a new field list here (an enum of
+ * indexes and a childproto_field table), used by the child to format and by the
+ * supervisor's service table row to parse, bank and print them.
  */
 #ifndef RELAYVISOR_CHILDPROTO_H
 #define RELAYVISOR_CHILDPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdint.h>
 
 #define CHILD_ENV_CONFIG_FD "RELAYVISOR_CONFIG_FD"
 #define CHILD_ENV_NOTIFY_FD "RELAYVISOR_NOTIFY_FD"
@@ -29,5 +43,53 @@
 #define CHILD_MSG_STATS "STATS"
 #define CHILD_MSG_MAX 512
 #define CHILD_EXIT_CONFIG 78
+
+/* the signals a child treats as a graceful stop: what `stopsignal` may name
+   (HUP is ignored by a child, KILL drops every session) */
+#define CHILD_STOP_SIGNALS SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2
+
+/* one counter of a kind's STATS record */
+struct childproto_field {
+	const char *name;	/* on the wire ("accepted") and, upper-cased, in `stats` */
+	int width;		/* its column in `relayvisorctl stats` */
+	bool gauge;		/* a level (open sessions), not a count: never banked
+				   into the totals once the process is gone */
+};
+
+/* the most counters a kind may have */
+#define CHILDPROTO_STATS_MAX 16
+
+struct childproto_stats {
+	uint64_t v[CHILDPROTO_STATS_MAX];
+};
+
+/* what a kind counts: its field table and how many */
+struct childproto_fieldset {
+	const struct childproto_field *fields;
+	size_t n;
+};
+
+/* the listener's (relayvisor-smtpd) counters, indexes into its STATS record */
+enum smtpd_stat {
+	SMTPD_STAT_CONNECTIONS,
+	SMTPD_STAT_ACTIVE,
+	SMTPD_STAT_ACCEPTED,
+	SMTPD_STAT_RELAY_REFUSED,
+	SMTPD_STAT_REFUSED,
+	SMTPD_STAT_BYTES,
+	SMTPD_STAT_N
+};
+extern const struct childproto_fieldset childproto_smtpd_stats;
+
+/* "STATS name=N ..." for the fields of set, into buf; snprintf's result */
+int childproto_stats_format(char *buf, size_t size,
+    const struct childproto_fieldset *set, const struct childproto_stats *s);
+/* a STATS record into s (zeroed first); unknown names are ignored (an older or
+   newer child), a field it lacks stays 0; -1 when msg is not a STATS record */
+int childproto_stats_parse(const char *msg, const struct childproto_fieldset *set,
+    struct childproto_stats *s);
+/* to += from, gauges included unless counts_only */
+void childproto_stats_add(const struct childproto_fieldset *set,
+    struct childproto_stats *to, const struct childproto_stats *from, bool counts_only);
 
 #endif

@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-struct netlist;		/* profiles/net.h */
+struct netlist;		/* common/net.h */
 
 /* where a value came from, 1-based as printed */
 struct cfg_mark {
@@ -89,6 +89,12 @@ struct instance {
 					   smtpd_min_data_rate) */
 	char *syslog_name;		/* default "relayvisor/<name>" */
 };
+
+/* server: paths when the configuration names none (relayvisorctl uses them
+   too, for a configuration too broken to load) */
+#define CONFIG_DEFAULT_SPOOL "./var/spool"
+#define CONFIG_DEFAULT_CONTROL "./var/run/relayvisor.sock"
+#define CONFIG_DEFAULT_LOGS "./var/log"
 
 struct server {
 	char *hostname;			/* default gethostname() */

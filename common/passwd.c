@@ -18,7 +18,7 @@
 #include <openssl/crypto.h>
 
 #include "common/xmalloc.h"
-#include "profiles/address.h"
+#include "common/address.h"
 
 struct passwd_db {
 	struct passwd_entry *v;

@@ -10,7 +10,7 @@
  * simulation or an Internet-facing instance fails Mailtraq's checklist, 2 on bad
  * arguments, 4 when relayvisord cannot be reached or a name is unknown.
  */
-#include "ctl/ctl.h"
+#include "ctl/audit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/ctlproto.h"
+#include "common/net.h"
 #include "common/xmalloc.h"
 
 #define MAX_FIELDS 16
@@ -122,33 +123,10 @@ num(const struct rec *r, int i)
 static int
 request(struct ctl_ctx *ctx, int argc, char **argv, struct recs *rs)
 {
-	const char *error;
-	char req[CTLPROTO_LINE_MAX + 1];
-	int len = ctlproto_request_format(argc, argv, req, sizeof(req), &error);
-	if (len == -1) {
-		fprintf(ctx->out, "Error: %s\n", error);
-		return CTL_EXIT_USAGE;
-	}
-	if (ctl_resolve_socket(ctx, &error) == -1) {
-		fprintf(ctx->out, "Error: %s\n", error);
-		return CTL_EXIT_UNKNOWN;
-	}
-	int fd = ctlproto_connect(ctx->socket, &error);
-	if (fd == -1) {
-		fprintf(ctx->out, "unix://%s %s\n", ctx->socket, error);
-		return CTL_EXIT_UNKNOWN;
-	}
-	for (int off = 0; off < len; ) {
-		ssize_t n = send(fd, req + off, (size_t)(len - off), MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			fprintf(ctx->out, "unix://%s %s\n", ctx->socket, strerror(errno));
-			close(fd);
-			return CTL_EXIT_UNKNOWN;
-		}
-		off += (int)n;
-	}
+	int failed;
+	int fd = ctl_request_send(ctx, argc, argv, &failed);
+	if (fd == -1)
+		return failed;
 	FILE *fp = fdopen(fd, "r");
 	if (fp == NULL) {
 		close(fd);
@@ -171,16 +149,8 @@ request(struct ctl_ctx *ctx, int argc, char **argv, struct recs *rs)
 			else
 				recs_add(rs, r.text);
 			break;
-		case CTL_LINE_OK:
-			code = r.exitcode;
-			break;
-		case CTL_LINE_ERR:
-			fprintf(ctx->out, "%s\n", r.text);
-			code = r.exitcode;
-			break;
-		case CTL_LINE_BAD:
-			fprintf(ctx->out, "ERROR: bad reply line: %s\n", line);
-			code = CTL_EXIT_ERROR;
+		default:
+			code = ctl_reply_status(ctx, &r, line);
 			break;
 		}
 	}
@@ -275,27 +245,6 @@ smtp_close(struct smtp *s)
 	s->fd = -1;
 }
 
-static int
-parse_ip(const char *ip, unsigned port, struct sockaddr_storage *ss, socklen_t *len)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		v4->sin_port = htons((uint16_t)port);
-		*len = sizeof(*v4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*v6);
-		return 0;
-	}
-	return -1;
-}
-
 /* connect from source (NULL: the kernel's choice) and read the greeting */
 static int
 smtp_open(struct smtp *s, const char *ip, unsigned port, const char *source,
@@ -312,11 +261,11 @@ smtp_open(struct smtp *s, const char *ip, unsigned port, const char *source,
 		to = "127.0.0.1";
 	else if (strcmp(ip, "::") == 0)
 		to = "::1";
-	if (parse_ip(to, port, &ss, &sl) == -1) {
+	if (net_sockaddr_parse(to, (uint16_t)port, &ss, &sl) == -1) {
 		snprintf(err, elen, "bad address %s", ip);
 		return -1;
 	}
-	if (source != NULL && (parse_ip(source, 0, &src, &srcl) == -1 ||
+	if (source != NULL && (net_sockaddr_parse(source, 0, &src, &srcl) == -1 ||
 	    src.ss_family != ss.ss_family)) {
 		snprintf(err, elen, "--source %s is not of the listener's address family",
 		    source);
@@ -877,7 +826,7 @@ ctl_audit(struct ctl_ctx *ctx, int argc, char **argv)
 			json = true;
 		} else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) {
 			source = argv[++i];
-			if (parse_ip(source, 0, &ss, &sl) == -1) {
+			if (net_sockaddr_parse(source, 0, &ss, &sl) == -1) {
 				fprintf(ctx->out, "Error: --source wants an IPv4 or IPv6 "
 				    "address\n");
 				return CTL_EXIT_USAGE;

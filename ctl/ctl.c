@@ -5,6 +5,7 @@
  * read, so it takes a millisecond or two.
  */
 #include "ctl/ctl.h"
+#include "ctl/audit.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -78,98 +79,24 @@ ctl_help(FILE *out, const char *verb)
 		fprintf(out, "*** No help on %s\n", verb);
 }
 
-void
-ctl_ctx_free(struct ctl_ctx *ctx)
-{
-	free(ctx->socket_buf);
-	free(ctx->spool);
-}
-
-/* the configuration, possibly with errors: its server: section is all we need */
-static int
-ctl_load_server(struct ctl_ctx *ctx, const char **error_r)
-{
-	static char err[512];
-	struct config_source *src;
-	const char *error;
-	if (config_source_read_dir(ctx->confdir, &src, &error) == -1) {
-		snprintf(err, sizeof(err), "%s: %s", ctx->confdir, error);
-		*error_r = err;
-		return -1;
-	}
-	struct config_diags diags = { 0 };
-	struct config *cfg = config_load(src, &diags);
-	config_diags_free(&diags);
-	if (cfg == NULL) {
-		snprintf(err, sizeof(err), "%s: cannot load the configuration",
-		    ctx->confdir);
-		*error_r = err;
-		return -1;
-	}
-	free(ctx->socket_buf);
-	free(ctx->spool);
-	ctx->socket_buf = strdup(cfg->server.control != NULL ? cfg->server.control :
-	    "./var/run/relayvisor.sock");
-	ctx->spool = strdup(cfg->server.spool != NULL ? cfg->server.spool :
-	    "./var/spool");
-	config_free(cfg);
-	if (ctx->socket_buf == NULL || ctx->spool == NULL) {
-		*error_r = strerror(ENOMEM);
-		return -1;
-	}
-	return 0;
-}
-
-int
-ctl_resolve_socket(struct ctl_ctx *ctx, const char **error_r)
-{
-	if (ctx->socket != NULL)
-		return 0;
-	if (ctl_load_server(ctx, error_r) == -1)
-		return -1;
-	ctx->socket = ctx->socket_buf;
-	return 0;
-}
-
 /* one request, reply lines to ctx->out; the status line's exit code */
 static int
 ctl_remote(struct ctl_ctx *ctx, int argc, char **argv)
 {
-	const char *error;
-	char req[CTLPROTO_LINE_MAX + 1];
-	int len = ctlproto_request_format(argc, argv, req, sizeof(req), &error);
-	if (len == -1) {
-		fprintf(ctx->out, "Error: %s\n", error);
-		return CTL_EXIT_USAGE;
-	}
-	if (ctl_resolve_socket(ctx, &error) == -1) {
-		fprintf(ctx->out, "Error: %s\n", error);
-		return CTL_EXIT_UNKNOWN;
-	}
-	int fd = ctlproto_connect(ctx->socket, &error);
-	if (fd == -1) {
-		fprintf(ctx->out, "unix://%s %s\n", ctx->socket, error);
-		return CTL_EXIT_UNKNOWN;
-	}
-	for (int off = 0; off < len; ) {
-		ssize_t n = send(fd, req + off, (size_t)(len - off), MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			fprintf(ctx->out, "unix://%s %s\n", ctx->socket, strerror(errno));
-			close(fd);
-			return CTL_EXIT_UNKNOWN;
-		}
-		off += (int)n;
-	}
+	int failed;
+	int fd = ctl_request_send(ctx, argc, argv, &failed);
+	if (fd == -1)
+		return failed;
 	bool follow = strcmp(argv[0], "tail") == 0 && argc > 1 &&
 	    strcmp(argv[1], "-f") == 0;
 	static char buf[CTLPROTO_LINE_MAX * 4];
 	size_t have = 0;
 	int code = -1;
 	while (code == -1) {
-		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
-		if (n == -1 && errno == EINTR && ctl_interrupted) {
+		/* the flag, not only EINTR: a Ctrl-C that lands while lines stream
+		   in (not inside read) must not wait for the stream to pause */
+		ssize_t n = ctl_interrupted ? -1 : read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n == -1 && ctl_interrupted) {
 			/* Ctrl-C at the prompt: leave `tail -f` (or the wait for a
 			   reply; the daemon finishes what it was asked regardless) */
 			ctl_interrupted = 0;
@@ -202,16 +129,8 @@ ctl_remote(struct ctl_ctx *ctx, int argc, char **argv)
 			case CTL_LINE_DATA:
 				fprintf(ctx->out, "%s\n", r.text);
 				break;
-			case CTL_LINE_OK:
-				code = r.exitcode;
-				break;
-			case CTL_LINE_ERR:
-				fprintf(ctx->out, "%s\n", r.text);
-				code = r.exitcode;
-				break;
-			case CTL_LINE_BAD:
-				fprintf(ctx->out, "ERROR: bad reply line: %s\n", buf + start);
-				code = CTL_EXIT_ERROR;
+			default:
+				code = ctl_reply_status(ctx, &r, buf + start);
 				break;
 			}
 		}

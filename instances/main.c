@@ -36,10 +36,10 @@
 #include "common/config.h"
 #include "common/confine.h"
 #include "common/log.h"
+#include "common/sock.h"
 #include "common/spool.h"
 #include "instances/smtpd.h"
 
-#define LISTEN_BACKLOG 511	/* as Postfix and nginx */
 #define LISTEN_FDS_START 3
 
 static struct smtpd *main_sd;
@@ -102,34 +102,6 @@ load_config(const char *dir)
 	return cfg;
 }
 
-static int
-bind_listen(const struct listen_addr *la)
-{
-	int one = 1;
-	int fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-	if (fd == -1) {
-		log_warn("socket %s", la->text);
-		return -1;
-	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
-		log_warn("setsockopt SO_REUSEADDR %s", la->text);
-	if (la->ss.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
-		log_warn("setsockopt IPV6_V6ONLY %s", la->text);
-	if (bind(fd, (const struct sockaddr *)&la->ss, la->sslen) == -1) {
-		log_warn("bind %s", la->text);
-		close(fd);
-		return -1;
-	}
-	if (listen(fd, LISTEN_BACKLOG) == -1) {
-		log_warn("listen %s", la->text);
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* 10 000 idle sessions need 10 000 descriptors */
 static void
 raise_fd_limit(void)
@@ -190,7 +162,7 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
  * QUIT, USR1, USR2: common/config.c) is a graceful stop. HUP is ignored: reload
  * belongs to the supervisor, which hands a new process the new configuration.
  */
-static const int stop_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 };
+static const int stop_signals[] = { CHILD_STOP_SIGNALS };
 #define N_STOP_SIGNALS (sizeof(stop_signals) / sizeof(stop_signals[0]))
 
 static void
@@ -320,9 +292,12 @@ main(int argc, char **argv)
 		}
 	} else {
 		for (size_t i = 0; i < inst->n_listen; i++) {
-			int fd = bind_listen(&inst->listen[i]);
-			if (fd == -1)
+			const char *error;
+			int fd = sock_listen(&inst->listen[i], &error);
+			if (fd == -1) {
+				log_warnx("%s", error);
 				exit(1);
+			}
 			if (smtpd_add_listener(main_sd, fd, inst->listen[i].text, &err) == -1)
 				fatal("listener %s: %s", inst->listen[i].text, err);
 		}

@@ -33,8 +33,8 @@
 #include "common/spool.h"
 #include "instances/reader.h"
 #include "instances/smtpd.h"
-#include "profiles/address.h"
-#include "profiles/net.h"
+#include "common/address.h"
+#include "common/net.h"
 #include "profiles/policy.h"
 
 #define SESSION_IN_CAP SMTPD_INBUF

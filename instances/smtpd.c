@@ -12,10 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/childproto.h"
 #include "common/log.h"
 #include "common/spool.h"
 #include "instances/session.h"
-#include "profiles/net.h"
+#include "common/net.h"
 
 /* connections taken from the kernel per accept callback, so one busy socket
    cannot starve the sessions */
@@ -322,10 +323,15 @@ smtpd_session_gone(struct smtpd *sd)
 int
 smtpd_stats_format(const struct smtpd *sd, char *buf, size_t len)
 {
-	return snprintf(buf, len, "%s connections=%" PRIu64 " active=%u accepted=%"
-	    PRIu64 " relay_refused=%" PRIu64 " refused=%" PRIu64 " bytes=%" PRIu64,
-	    "STATS", sd->stats.connections, sd->n_sessions, sd->stats.accepted,
-	    sd->stats.relay_refused, sd->stats.refused, sd->stats.bytes);
+	struct childproto_stats s = { .v = {
+		[SMTPD_STAT_CONNECTIONS] = sd->stats.connections,
+		[SMTPD_STAT_ACTIVE] = sd->n_sessions,
+		[SMTPD_STAT_ACCEPTED] = sd->stats.accepted,
+		[SMTPD_STAT_RELAY_REFUSED] = sd->stats.relay_refused,
+		[SMTPD_STAT_REFUSED] = sd->stats.refused,
+		[SMTPD_STAT_BYTES] = sd->stats.bytes,
+	} };
+	return childproto_stats_format(buf, len, &childproto_smtpd_stats, &s);
 }
 
 void

@@ -100,7 +100,7 @@ void smtpd_stop(struct smtpd *sd);
    sessions); otherwise one group commit here plus resuming the sessions it
    answered (unit tests call it to stand for a loop pass) */
 void smtpd_commit(struct smtpd *sd);
-/* "STATS connections=N active=N accepted=N relay_refused=N refused=N bytes=N" */
+/* its STATS record (common/childproto.h, childproto_smtpd_stats) */
 int smtpd_stats_format(const struct smtpd *sd, char *buf, size_t len);
 
 /* for session.c */

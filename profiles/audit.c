@@ -19,8 +19,8 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
-#include "profiles/address.h"
-#include "profiles/net.h"
+#include "common/address.h"
+#include "common/net.h"
 #include "profiles/policy.h"
 
 const struct audit_case audit_corpus[] = {
@@ -113,23 +113,6 @@ audit_expand(const char *tmpl, const struct audit_vars *v, char *buf, size_t len
 	return true;
 }
 
-static int
-ip_to_sockaddr(const char *ip, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		return 0;
-	}
-	return -1;
-}
-
 const char *
 audit_greeting(const struct config *cfg, const struct instance *inst,
     const struct sockaddr *client)
@@ -155,55 +138,47 @@ audit_simulate_pair(const struct config *cfg, const struct instance *inst,
     const struct sockaddr *client, const char *mail, const char *rcpt,
     struct audit_outcome *o)
 {
-	struct mailaddr sender, to;
-	const char *err;
-	size_t end;
+	struct policy_verdict v;
 
 	o->mail[0] = o->rcpt[0] = '\0';
 	o->accepted = o->relayed = false;
-	if (!policy_client_allowed(cfg, inst, client)) {
+	policy_evaluate(cfg, inst, client, mail, rcpt, &v);
+	if (v.stage == POLICY_AT_CONNECT) {
 		o->stage = AUDIT_AT_CONNECT;
 		o->rule = "access";
 		return;
 	}
 	o->stage = AUDIT_AT_MAIL;
 	o->rule = "syntax";
-	if (address_parse_path(mail, strlen(mail), &sender, &end, &err) == -1) {
+	if (v.stage == POLICY_AT_MAIL) {
 		snprintf(o->mail, sizeof(o->mail), "501 5.1.7 Bad sender address syntax");
 		return;
 	}
-	if (params_refused(mail + end, o->mail, sizeof(o->mail)))
+	if (params_refused(mail + v.mail_end, o->mail, sizeof(o->mail)))
 		return;
 	snprintf(o->mail, sizeof(o->mail), "250 2.1.0 Ok");
 	o->stage = AUDIT_AT_RCPT;
-	if (address_parse_path(rcpt, strlen(rcpt), &to, &end, &err) == -1 || to.null) {
+	if (v.stage == POLICY_AT_RCPT || v.rcpt.null) {
 		snprintf(o->rcpt, sizeof(o->rcpt), "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
-	if (params_refused(rcpt + end, o->rcpt, sizeof(o->rcpt)))
+	if (params_refused(rcpt + v.rcpt_end, o->rcpt, sizeof(o->rcpt)))
 		return;
 
-	/* the context relayvisor-smtpd's proceed_rcpt builds */
-	struct policy_ctx ctx = {
-		.cfg = cfg, .inst = inst, .client = client, .sender = &sender,
-		.authenticated = false,
-	};
-	struct policy_result res;
-	if (policy_check_rcpt(&ctx, &to, &res) == -1)
-		res.answer = POLICY_ERROR;
-	o->rule = res.rule != NULL ? res.rule : "error";
-	if (res.answer == POLICY_OK) {
+	const struct policy_result *res = &v.res;
+	o->rule = res->rule != NULL ? res->rule : "error";
+	if (res->answer == POLICY_OK) {
 		snprintf(o->rcpt, sizeof(o->rcpt), "250 2.1.5 Ok");
 		o->accepted = true;
-		o->relayed = !res.local;
+		o->relayed = !res->local;
 		return;
 	}
-	if (res.code < 400 || res.code > 599 || res.enhanced[0] == '\0')
+	if (res->code < 400 || res->code > 599 || res->enhanced[0] == '\0')
 		snprintf(o->rcpt, sizeof(o->rcpt),
-		    "451 4.3.5 <%s>: Server configuration error", to.text);
+		    "451 4.3.5 <%s>: Server configuration error", v.rcpt.text);
 	else
-		snprintf(o->rcpt, sizeof(o->rcpt), "%d %s %s", res.code, res.enhanced,
-		    res.text);
+		snprintf(o->rcpt, sizeof(o->rcpt), "%d %s %s", res->code, res->enhanced,
+		    res->text);
 }
 
 void
@@ -236,7 +211,7 @@ audit_run_client(const struct config *cfg, const struct instance *inst,
 	struct audit_outcome o;
 
 	memset(c, 0, sizeof(*c));
-	if (ip_to_sockaddr(ip, &ss) == -1)
+	if (net_sockaddr_parse(ip, 0, &ss, NULL) == -1)
 		return -1;
 	const struct sockaddr *sa = (const struct sockaddr *)&ss;
 	snprintf(c->label, sizeof(c->label), "%s", label);
@@ -366,7 +341,7 @@ pick_stranger(const struct config *cfg, const struct instance *inst,
 {
 	for (size_t i = 0; i < n; i++) {
 		struct sockaddr_storage ss;
-		if (ip_to_sockaddr(cand[i], &ss) == 0 &&
+		if (net_sockaddr_parse(cand[i], 0, &ss, NULL) == 0 &&
 		    !policy_client_in_lan(cfg, inst, (const struct sockaddr *)&ss))
 			return cand[i];
 	}
@@ -384,7 +359,7 @@ matrix_row(const struct config *cfg, const struct instance *inst, const char *la
 	memset(row, 0, sizeof(*row));
 	snprintf(row->client, sizeof(row->client), "%s", label);
 	snprintf(row->ip, sizeof(row->ip), "%s", ip);
-	if (ip_to_sockaddr(ip, &ss) == -1)
+	if (net_sockaddr_parse(ip, 0, &ss, NULL) == -1)
 		return;
 	audit_vars_init(cfg, inst, &v);
 	snprintf(local, sizeof(local), "<audit@%s>", v.local);

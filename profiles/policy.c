@@ -6,7 +6,7 @@
  * because something is missing answers ERROR, which is a 451: it never permits.
  *
  * What the SMTP client said in HELO is not an input: it never grants anything.
- * The recipient arrives parsed and canonical (profiles/address.c): its domain is the
+ * The recipient arrives parsed and canonical (common/address.c): its domain is the
  * one after the last '@' outside quotes, and a local part holding '@', '%' or '!'
  * is never re-read as a route.
  */
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "profiles/net.h"
+#include "common/net.h"
 
 /* what the checks share while one RCPT is decided */
 struct rcpt_state {
@@ -75,17 +75,10 @@ literal_addr(const char *domain, int *family, unsigned char addr[16])
 	memcpy(buf, domain + 1, len - 2);
 	buf[len - 2] = '\0';
 	if (strncasecmp(buf, "ipv6:", 5) == 0) {
-		struct in6_addr a6;
-		if (inet_pton(AF_INET6, buf + 5, &a6) != 1)
-			return false;
-		if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-			*family = AF_INET;
-			memcpy(addr, &a6.s6_addr[12], 4);
-		} else {
-			*family = AF_INET6;
-			memcpy(addr, &a6, 16);
-		}
-		return true;
+		struct sockaddr_storage ss;
+		return net_sockaddr_parse(buf + 5, 0, &ss, NULL) == 0 &&
+		    ss.ss_family == AF_INET6 &&
+		    net_sockaddr_unmap((struct sockaddr *)&ss, family, addr);
 	}
 	*family = AF_INET;
 	return inet_pton(AF_INET, buf, addr) == 1;
@@ -94,20 +87,10 @@ literal_addr(const char *domain, int *family, unsigned char addr[16])
 static bool
 sockaddr_equals(const struct sockaddr *sa, int family, const unsigned char addr[16])
 {
-	if (sa == NULL)
-		return false;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-		return family == AF_INET && memcmp(&sin->sin_addr, addr, 4) == 0;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
-			return family == AF_INET &&
-			    memcmp(&sin6->sin6_addr.s6_addr[12], addr, 4) == 0;
-		return family == AF_INET6 && memcmp(&sin6->sin6_addr, addr, 16) == 0;
-	}
-	return false;
+	int f;
+	unsigned char a[16];
+	return net_sockaddr_unmap(sa, &f, a) && f == family &&
+	    memcmp(a, addr, family == AF_INET ? 4 : 16) == 0;
 }
 
 /*
@@ -397,4 +380,31 @@ policy_client_allowed(const struct config *cfg, const struct instance *inst,
 		    netlist_match(inst->access_list, client);
 	}
 	return false;
+}
+
+void
+policy_evaluate(const struct config *cfg, const struct instance *inst,
+    const struct sockaddr *client, const char *mail, const char *rcpt,
+    struct policy_verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->stage = POLICY_AT_CONNECT;
+	if (!policy_client_allowed(cfg, inst, client))
+		return;
+	v->stage = POLICY_AT_MAIL;
+	if (address_parse_path(mail, strlen(mail), &v->sender, &v->mail_end,
+	    &v->syntax_error) == -1)
+		return;
+	v->stage = POLICY_AT_RCPT;
+	if (address_parse_path(rcpt, strlen(rcpt), &v->rcpt, &v->rcpt_end,
+	    &v->syntax_error) == -1)
+		return;
+	v->stage = POLICY_DECIDED;
+	/* the context relayvisor-smtpd's proceed_rcpt builds */
+	struct policy_ctx ctx = {
+		.cfg = cfg, .inst = inst, .client = client, .sender = &v->sender,
+		.authenticated = false,
+	};
+	if (policy_check_rcpt(&ctx, &v->rcpt, &v->res) == -1)
+		v->res.answer = POLICY_ERROR;
 }

@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 #include "common/config.h"
-#include "profiles/address.h"
+#include "common/address.h"
 
 enum policy_answer { POLICY_DUNNO, POLICY_OK, POLICY_REJECT, POLICY_ERROR };
 
@@ -46,6 +46,27 @@ struct policy_result {
  */
 int policy_check_rcpt(const struct policy_ctx *ctx, const struct mailaddr *rcpt,
     struct policy_result *res);
+/*
+ * The steps relayvisor-smtpd takes for one client and one MAIL/RCPT pair, in its
+ * order: the access check at connect (policy_client_allowed), MAIL's path
+ * (address_parse_path), RCPT's path, then policy_check_rcpt() with the context
+ * the session builds at RCPT. The one entry point for whoever asks "what would
+ * the listener answer" without a session: `relayvisorctl check` and the audit.
+ * mail and rcpt are paths as sent ("<a@b>", then maybe parameters: *_end says
+ * where the path ended).
+ */
+enum policy_stage { POLICY_AT_CONNECT, POLICY_AT_MAIL, POLICY_AT_RCPT, POLICY_DECIDED };
+struct policy_verdict {
+	enum policy_stage stage;	/* the step that refused; DECIDED: res holds
+					   policy_check_rcpt's answer */
+	const char *syntax_error;	/* at MAIL or RCPT: why the path was refused */
+	size_t mail_end, rcpt_end;
+	struct mailaddr sender, rcpt;
+	struct policy_result res;
+};
+void policy_evaluate(const struct config *cfg, const struct instance *inst,
+    const struct sockaddr *client, const char *mail, const char *rcpt,
+    struct policy_verdict *v);
 /* domain (canonical, as in struct mailaddr) is one of server.local_domains */
 bool policy_domain_is_local(const struct config *cfg, const char *domain);
 /* client is in the LAN of the instance's profile */

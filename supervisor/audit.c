@@ -14,7 +14,7 @@
 
 #include "common/ctlproto.h"
 #include "profiles/audit.h"
-#include "profiles/net.h"
+#include "common/net.h"
 #include "supervisor/super.h"
 
 /* one record: fields joined by TAB, any TAB or newline inside a field blanked */
@@ -215,23 +215,6 @@ cmd_audit(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 	return 0;
 }
 
-static int
-parse_ip(const char *s, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		return 0;
-	}
-	return -1;
-}
-
 /* audit-expect NAME IP */
 static int
 cmd_expect(struct sv *sv, int argc, char **argv, const struct sv_out *out,
@@ -247,7 +230,7 @@ cmd_expect(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 	const struct instance *inst = config_instance(cfg, argv[1]);
 	if (inst == NULL)
 		return unknown(out, argv[1]);
-	if (parse_ip(argv[2], &ss) == -1) {
+	if (net_sockaddr_parse(argv[2], 0, &ss, NULL) == -1) {
 		*error_r = "Error: audit-expect wants an IPv4 or IPv6 address";
 		return CTL_EXIT_USAGE;
 	}
@@ -310,7 +293,7 @@ cmd_check_corpus(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 	const struct instance *inst = config_instance(cfg, argv[1]);
 	if (inst == NULL)
 		return unknown(out, argv[1]);
-	if (parse_ip(client, &ss) == -1) {
+	if (net_sockaddr_parse(client, 0, &ss, NULL) == -1) {
 		*error_r = "Error: --client wants an IPv4 or IPv6 address";
 		return CTL_EXIT_USAGE;
 	}

@@ -1,22 +1,20 @@
 /*
- * The control server (control.h). One request per connection; replies are data
- * lines and a closing status line (common/ctlproto.h). Output follows
- * supervisorctl: "%-33s%-10s%s" status lines, "NAME: started",
- * "NAME: ERROR (no such process)", exit 3 when a listed process is not running,
- * 4 for an unknown name.
+ * The control server's verbs (control.h): one function per verb, in the
+ * commands[] table at the end; the framing (socket, request line, status line)
+ * is ctlconn.c's. Output follows supervisorctl: "%-33s%-10s%s" status lines,
+ * "NAME: started", "NAME: ERROR (no such process)", exit 3 when a listed
+ * process is not running, 4 for an unknown name.
  *
  * `start` answers "NAME: started" as soon as the child said READY (it serves);
  * the status turns RUNNING once startsecs have also elapsed.
  *
- * An accepted request is carried out to the end whether or not its client stays:
- * a client that half-closes its socket (SHUT_WR) after the request still gets the
- * reply, and one that goes away (Ctrl-C, `timeout`) cannot leave a `restart`
- * stopped halfway: the connection lives on, its output discarded, until the
- * operation is done. Only `tail -f` ends when its client stops reading.
+ * A new ctl verb: a cmd_<verb> here and its row in commands[] (a long one gets a
+ * file of its own, as audit.c), its help line in ctl/ctl.c, and the man page.
  */
 #include "supervisor/control.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -35,127 +33,17 @@
 #include <unistd.h>
 
 #include "common/ctlproto.h"
+#include "common/signame.h"
+#include "supervisor/ctlconn.h"
 #include "common/log.h"
-#include "profiles/address.h"
-#include "profiles/net.h"
+#include "common/address.h"
+#include "common/net.h"
 #include "profiles/policy.h"
 #include "supervisor/audit.h"
 #include "supervisor/super.h"
 
 #define TAIL_BYTES 1600		/* what supervisorctl tail shows */
 #define STATS_TIMEOUT 1.0
-#define OUT_MAX (4 * 1024 * 1024)	/* a tail -f reader that never reads */
-
-enum wait_kind { WAIT_NONE, WAIT_START, WAIT_STOP, WAIT_RESTART, WAIT_STATS, WAIT_TAIL };
-
-struct target {
-	char name[96];
-	int phase;	/* restart: 0 stopping, 1 starting; others: 1 */
-	bool done;
-	char out[256];	/* its result lines, sent in target order at the end */
-};
-
-struct conn {
-	struct conn *next;
-	struct sv *sv;
-	int fd;
-	ev_io rio, wio;
-	ev_timer timer;
-	char in[CTLPROTO_LINE_MAX];
-	size_t inlen;
-	bool have_request;
-	char *out;
-	size_t outlen, outoff, outcap;
-	bool finished;		/* status line queued: close once flushed */
-	bool denied;		/* SO_PEERCRED said no: answer the request with that */
-	bool peer_gone;		/* cannot be written to any more: output discarded */
-	enum wait_kind wait;
-	struct target *targets;
-	size_t n_targets;
-	char stats_only[96];	/* stats NAME */
-	char tail_inst[96];
-	int exitcode;
-};
-
-static struct conn *conns;
-static ev_io accept_w;
-static bool listening;
-
-static void conn_free(struct conn *c);
-static void conn_peer_gone(struct conn *c);
-
-/* ---- output ---- */
-
-static void
-conn_flush(struct conn *c)
-{
-	struct ev_loop *loop = sv_loop(c->sv);
-	while (c->outoff < c->outlen) {
-		ssize_t n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN) {
-			ev_io_start(loop, &c->wio);
-			return;
-		}
-		if (n == -1) {
-			if (errno != EPIPE && errno != ECONNRESET)
-				log_warn("write control connection");
-			conn_peer_gone(c);
-			return;
-		}
-		c->outoff += (size_t)n;
-	}
-	c->outoff = c->outlen = 0;
-	ev_io_stop(loop, &c->wio);
-	if (c->finished)
-		conn_free(c);
-}
-
-static void
-conn_put(struct conn *c, const char *buf, size_t len)
-{
-	if (c->peer_gone)
-		return;
-	if (c->outlen + len > OUT_MAX)
-		return;		/* a reader this far behind loses lines */
-	if (c->outlen + len > c->outcap) {
-		size_t cap = c->outcap ? c->outcap : 4096;
-		while (cap < c->outlen + len)
-			cap *= 2;
-		char *p = realloc(c->out, cap);
-		if (p == NULL) {
-			log_warn("realloc");
-			return;
-		}
-		c->out = p;
-		c->outcap = cap;
-	}
-	memcpy(c->out + c->outlen, buf, len);
-	c->outlen += len;
-}
-
-static void
-conn_text(struct conn *c, const char *text)
-{
-	char buf[CTLPROTO_LINE_MAX + 8];
-	size_t n = ctlproto_data_format(text, buf, sizeof(buf));
-	conn_put(c, buf, n);
-}
-
-static void conn_line(struct conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-conn_line(struct conn *c, const char *fmt, ...)
-{
-	char text[CTLPROTO_LINE_MAX];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	conn_text(c, text);
-}
 
 static void target_line(struct target *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -177,74 +65,6 @@ static void
 sv_out_line(void *arg, const char *text)
 {
 	conn_text(arg, text);
-}
-
-static void
-conn_exit(struct conn *c, int code)
-{
-	if (code > c->exitcode)
-		c->exitcode = code;
-}
-
-/* queue the status line; the connection closes once it is written */
-static void
-conn_finish(struct conn *c, int exitcode, const char *error)
-{
-	char buf[CTLPROTO_LINE_MAX];
-	size_t n = ctlproto_status_format(exitcode, error, buf, sizeof(buf));
-	conn_put(c, buf, n);
-	c->finished = true;
-	c->wait = WAIT_NONE;
-	if (c->peer_gone)
-		conn_free(c);
-	else
-		conn_flush(c);
-}
-
-/* an operation that is still under way (start, stop, restart) */
-static bool
-conn_busy(const struct conn *c)
-{
-	return c->wait == WAIT_START || c->wait == WAIT_STOP || c->wait == WAIT_RESTART ||
-	    c->wait == WAIT_STATS;
-}
-
-/* the client cannot be written to any more: an operation under way goes on
-   without it (its output discarded); anything else ends here */
-static void
-conn_peer_gone(struct conn *c)
-{
-	struct ev_loop *loop = sv_loop(c->sv);
-	if (!conn_busy(c)) {
-		conn_free(c);
-		return;
-	}
-	if (!c->peer_gone)
-		log_info("control: client went away; finishing its request anyway");
-	c->peer_gone = true;
-	c->outlen = c->outoff = 0;
-	ev_io_stop(loop, &c->rio);
-	ev_io_stop(loop, &c->wio);
-}
-
-static void
-conn_free(struct conn *c)
-{
-	struct ev_loop *loop = sv_loop(c->sv);
-	ev_io_stop(loop, &c->rio);
-	ev_io_stop(loop, &c->wio);
-	ev_timer_stop(loop, &c->timer);
-	for (struct conn **pp = &conns; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
-	if (close(c->fd) == -1)
-		log_warn("close control connection");
-	free(c->targets);
-	free(c->out);
-	free(c);
 }
 
 /* ---- naming ---- */
@@ -514,43 +334,68 @@ cmd_start_stop(struct conn *c, int argc, char **argv)
 		waiters_check(c);
 }
 
+/* the header of a kind's table: its title, then its STATS fields upper-cased */
+static void
+stats_header(struct conn *c, const struct svc_kind *kind)
+{
+	const struct childproto_fieldset *set = kind->stats;
+	char line[CTLPROTO_LINE_MAX];
+	size_t off = (size_t)snprintf(line, sizeof(line), "%-20s", kind->stats_title);
+	for (size_t i = 0; i < set->n && off < sizeof(line); i++) {
+		char up[64];
+		size_t j = 0;
+		for (; set->fields[i].name[j] != '\0' && j < sizeof(up) - 1; j++)
+			up[j] = (char)toupper((unsigned char)set->fields[i].name[j]);
+		up[j] = '\0';
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " %*s",
+		    set->fields[i].width, up);
+	}
+	conn_text(c, line);
+}
+
+/* one table per kind of service (the service table's order; the listeners'
+   always, even empty), its columns the kind's STATS fields: exited processes'
+   counters, kept by the supervisor, plus the live ones' */
 static void
 stats_answer(struct conn *c)
 {
-	conn_line(c, "%-20s %11s %6s %8s %13s %7s %12s", "INSTANCE", "CONNECTIONS",
-	    "ACTIVE", "ACCEPTED", "RELAY_REFUSED", "REFUSED", "BYTES");
-	for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next) {
-		if (c->stats_only[0] != '\0' && strcmp(in->name, c->stats_only) != 0)
-			continue;
-		/* exited processes' counters, kept by the supervisor, plus the
-		   live ones' */
-		struct child_stats s = in->totals;
-		s.active = 0;
-		for (unsigned j = 0; j < in->n_procs; j++) {
-			const struct sv_proc *p = &in->procs[j];
-			if (p->pid <= 0)
-				continue;
-			s.connections += p->stats.connections;
-			s.active += p->stats.active;
-			s.accepted += p->stats.accepted;
-			s.relay_refused += p->stats.relay_refused;
-			s.refused += p->stats.refused;
-			s.bytes += p->stats.bytes;
+	for (size_t k = 0; svc_kinds[k] != NULL; k++) {
+		const struct svc_kind *kind = svc_kinds[k];
+		const struct childproto_fieldset *set = kind->stats;
+		bool any = false;
+		if (k == 0) {
+			stats_header(c, kind);
+			any = true;
 		}
-		conn_line(c, "%-20s %11llu %6llu %8llu %13llu %7llu %12llu", in->name,
-		    (unsigned long long)s.connections, (unsigned long long)s.active,
-		    (unsigned long long)s.accepted, (unsigned long long)s.relay_refused,
-		    (unsigned long long)s.refused, (unsigned long long)s.bytes);
+		for (struct sv_instance *in = sv_instances(c->sv); in != NULL;
+		    in = in->next) {
+			if (in->kind != kind || (c->stats_only[0] != '\0' &&
+			    strcmp(in->name, c->stats_only) != 0))
+				continue;
+			if (!any)
+				stats_header(c, kind);
+			any = true;
+			struct childproto_stats s = in->totals;
+			for (unsigned j = 0; j < in->n_procs; j++) {
+				const struct sv_proc *p = &in->procs[j];
+				if (p->pid > 0)
+					childproto_stats_add(set, &s, &p->stats, false);
+			}
+			char line[CTLPROTO_LINE_MAX];
+			size_t off = (size_t)snprintf(line, sizeof(line), "%-20s", in->name);
+			for (size_t i = 0; i < set->n && off < sizeof(line); i++)
+				off += (size_t)snprintf(line + off, sizeof(line) - off,
+				    " %*llu", set->fields[i].width,
+				    (unsigned long long)s.v[i]);
+			conn_text(c, line);
+		}
 	}
 	conn_finish(c, 0, NULL);
 }
 
 static void
-stats_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+stats_timeout(struct conn *c)
 {
-	(void)loop;
-	(void)revents;
-	struct conn *c = w->data;
 	log_warnx("stats: a child did not answer within %.0fs", STATS_TIMEOUT);
 	stats_answer(c);
 }
@@ -612,14 +457,7 @@ signal_parse(const char *s)
 	long n = strtol(s, &end, 10);
 	if (*s != '\0' && *end == '\0')
 		return n > 0 && n < NSIG ? (int)n : -1;
-	if (strncasecmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (int i = 1; i < NSIG; i++) {
-		const char *abbr = sigabbrev_np(i);
-		if (abbr != NULL && strcasecmp(abbr, s) == 0)
-			return i;
-	}
-	return -1;
+	return signame_parse(s);
 }
 
 static void
@@ -730,33 +568,14 @@ cmd_tail(struct conn *c, int argc, char **argv)
 	conn_flush(c);
 }
 
-static int
-ip_parse(const char *s, struct sockaddr_storage *ss)
+/* "a@b" or "<a@b>", as the path "<a@b>" */
+static void
+path_arg(const char *s, char *buf, size_t size)
 {
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		return 0;
-	}
-	return -1;
-}
-
-/* "a@b" or "<a@b>" */
-static int
-addr_arg(const char *s, struct mailaddr *a, const char **error_r)
-{
-	char buf[ADDR_PATH_MAX + 16];
 	if (s[0] == '<')
-		snprintf(buf, sizeof(buf), "%s", s);
+		snprintf(buf, size, "%s", s);
 	else
-		snprintf(buf, sizeof(buf), "<%s>", s);
-	return address_parse(buf, a, error_r);
+		snprintf(buf, size, "<%s>", s);
 }
 
 /* audit, audit-expect, check --corpus: supervisor/audit.c */
@@ -810,11 +629,18 @@ cmd_check(struct conn *c, int argc, char **argv)
 		return;
 	}
 	struct sockaddr_storage ss;
-	if (ip_parse(client, &ss) == -1) {
+	if (net_sockaddr_parse(client, 0, &ss, NULL) == -1) {
 		conn_finish(c, CTL_EXIT_USAGE, "Error: --client wants an IPv4 or IPv6 address");
 		return;
 	}
-	if (!policy_client_allowed(cfg, inst, (struct sockaddr *)&ss)) {
+	/* the listener's own steps (profiles/policy.h), on "<from>" and "<to>" */
+	char mail[ADDR_PATH_MAX + 16], rcpt[ADDR_PATH_MAX + 16];
+	path_arg(from, mail, sizeof(mail));
+	path_arg(to, rcpt, sizeof(rcpt));
+	struct policy_verdict v;
+	policy_evaluate(cfg, inst, (struct sockaddr *)&ss, mail, rcpt, &v);
+	switch (v.stage) {
+	case POLICY_AT_CONNECT: {
 		/* word for word what the listener greets such a client with
 		   (instances/session.c, session_start) */
 		char ip[64];
@@ -825,29 +651,29 @@ cmd_check(struct conn *c, int argc, char **argv)
 		conn_finish(c, CTL_EXIT_ERROR, NULL);
 		return;
 	}
-	struct mailaddr sender, rcpt;
-	const char *error;
-	if (addr_arg(from, &sender, &error) == -1) {
-		conn_line(c, "501 5.1.7 Bad sender address syntax: %s (rule: syntax)", error);
+	case POLICY_AT_MAIL:
+	case POLICY_AT_RCPT:
+	case POLICY_DECIDED:
+		break;
+	}
+	/* a whole address each: nothing may follow the path */
+	const char *error = v.syntax_error;
+	if (v.stage == POLICY_AT_MAIL || mail[v.mail_end] != '\0') {
+		conn_line(c, "501 5.1.7 Bad sender address syntax: %s (rule: syntax)",
+		    v.stage == POLICY_AT_MAIL ? error : "garbage after address");
 		conn_finish(c, CTL_EXIT_ERROR, NULL);
 		return;
 	}
-	if (addr_arg(to, &rcpt, &error) == -1) {
+	if (v.stage == POLICY_AT_RCPT || rcpt[v.rcpt_end] != '\0') {
 		conn_line(c, "501 5.1.3 Bad recipient address syntax: %s (rule: syntax)",
-		    error);
+		    v.stage == POLICY_AT_RCPT ? error : "garbage after address");
 		conn_finish(c, CTL_EXIT_ERROR, NULL);
 		return;
 	}
-	struct policy_ctx ctx = {
-		.cfg = cfg, .inst = inst, .client = (struct sockaddr *)&ss,
-		.sender = &sender, .authenticated = false,
-	};
-	struct policy_result res;
-	memset(&res, 0, sizeof(res));
-	policy_check_rcpt(&ctx, &rcpt, &res);
-	conn_line(c, "%d %s %s (rule: %s)", res.code, res.enhanced, res.text,
-	    res.rule != NULL ? res.rule : "none");
-	conn_finish(c, res.answer == POLICY_OK ? 0 : CTL_EXIT_ERROR, NULL);
+	const struct policy_result *res = &v.res;
+	conn_line(c, "%d %s %s (rule: %s)", res->code, res->enhanced, res->text,
+	    res->rule != NULL ? res->rule : "none");
+	conn_finish(c, res->answer == POLICY_OK ? 0 : CTL_EXIT_ERROR, NULL);
 }
 
 static void
@@ -864,11 +690,11 @@ cmd_reload(struct conn *c, int argc, char **argv)
 }
 
 static void
-avail_line(struct conn *c, const struct instance *ci, bool in_use)
+avail_line(struct conn *c, const struct svc_params *ci, bool in_use)
 {
 	char addrs[1024] = "";
 	size_t off = 0;
-	for (size_t i = 0; ci != NULL && i < ci->n_listen; i++) {
+	for (size_t i = 0; ci->listen != NULL && i < ci->n_listen; i++) {
 		int n = snprintf(addrs + off, sizeof(addrs) - off, "%s%s",
 		    i ? "," : "", ci->listen[i].text);
 		if (n < 0 || (size_t)n >= sizeof(addrs) - off)
@@ -895,13 +721,21 @@ cmd_avail(struct conn *c, int argc, char **argv)
 	bool bad = disk == NULL || diags.n_errors > 0;
 	config_diags_free(&diags);
 	if (!bad) {
-		for (size_t i = 0; i < disk->n_instances; i++)
-			avail_line(c, &disk->instances[i],
-			    sv_instance_find(c->sv, disk->instances[i].name) != NULL);
+		for (size_t k = 0; svc_kinds[k] != NULL; k++) {
+			size_t n = svc_kinds[k]->count(disk);
+			for (size_t i = 0; i < n; i++) {
+				struct svc_params sp;
+				svc_kinds[k]->params(disk, i, &sp);
+				avail_line(c, &sp, sv_instance_find(c->sv, sp.name) != NULL);
+			}
+		}
 	}
-	for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next)
-		if ((bad || config_instance(disk, in->name) == NULL) && in->cfg != NULL)
-			avail_line(c, in->cfg, true);
+	for (struct sv_instance *in = sv_instances(c->sv); in != NULL; in = in->next) {
+		const struct svc_kind *kind;
+		struct svc_params sp;
+		if ((bad || !svc_lookup(disk, in->name, &kind, &sp)) && in->configured)
+			avail_line(c, &in->sp, true);
+	}
 	if (disk != NULL)
 		config_free(disk);
 	if (bad) {
@@ -972,207 +806,94 @@ static const struct {
 	{ "version", cmd_version },
 };
 
+
 static void
-conn_dispatch(struct conn *c, const char *line, size_t len)
+control_request(struct conn *c, int argc, char **argv)
 {
-	struct ctl_request req;
-	const char *error;
-	if (c->denied) {
-		log_warnx("control: peer refused by the SO_PEERCRED check");
-		conn_finish(c, CTL_EXIT_UNKNOWN, "permission denied");
-		return;
-	}
-	if (ctlproto_request_parse(line, len, &req, &error) == -1) {
-		conn_finish(c, CTL_EXIT_USAGE, error);
-		return;
-	}
-	log_debug("control: %s", req.buf);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (strcmp(commands[i].verb, req.argv[0]) == 0) {
-			commands[i].fn(c, req.argc, req.argv);
+		if (strcmp(commands[i].verb, argv[0]) == 0) {
+			commands[i].fn(c, argc, argv);
 			return;
 		}
 	}
 	char msg[160];
-	snprintf(msg, sizeof(msg), "*** Unknown syntax: %.100s", req.argv[0]);
+	snprintf(msg, sizeof(msg), "*** Unknown syntax: %.100s", argv[0]);
 	conn_finish(c, CTL_EXIT_USAGE, msg);
 }
 
+/* ---- what the supervisor tells us (its observer) ---- */
+
 static void
-conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+conn_changed(struct conn *c, void *arg)
 {
-	(void)revents;
-	struct conn *c = w->data;
-	char scratch[512];
-	char *buf = c->have_request ? scratch : c->in + c->inlen;
-	size_t room = c->have_request ? sizeof(scratch) : sizeof(c->in) - c->inlen;
-	ssize_t n = read(c->fd, buf, room);
-	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n == -1) {
-		/* reset: nobody to answer; what was asked is still carried out */
-		if (errno != ECONNRESET)
-			log_warn("read control connection");
-		conn_peer_gone(c);
-		return;
+	(void)arg;
+	switch (c->wait) {
+	case WAIT_START:
+	case WAIT_STOP:
+	case WAIT_RESTART:
+		waiters_check(c);
+		break;
+	case WAIT_STATS:
+		if (!sv_stats_pending(c->sv))
+			stats_answer(c);
+		break;
+	case WAIT_NONE:
+	case WAIT_TAIL:
+		break;
 	}
-	if (n == 0) {
-		ev_io_stop(loop, w);
-		if (!c->have_request && c->inlen > 0) {
-			/* the request's last line without its LF, then SHUT_WR */
-			c->have_request = true;
-			conn_dispatch(c, c->in, c->inlen);
-		} else if (!c->have_request || c->wait == WAIT_TAIL) {
-			/* nothing asked, or `tail -f` whose reader stopped */
-			conn_free(c);
-		}
-		/* else a half-closed client: it still reads the reply */
-		return;
+}
+
+struct log_line {
+	const char *instance, *line;
+};
+
+static void
+conn_log_line(struct conn *c, void *arg)
+{
+	const struct log_line *l = arg;
+	if (c->wait == WAIT_TAIL && strcmp(c->tail_inst, l->instance) == 0) {
+		conn_text(c, l->line);
+		conn_flush(c);
 	}
-	if (c->have_request)
-		return;		/* one request per connection */
-	c->inlen += (size_t)n;
-	char *nl = memchr(c->in, '\n', c->inlen);
-	if (nl == NULL) {
-		if (c->inlen == sizeof(c->in)) {
-			c->have_request = true;
-			conn_finish(c, CTL_EXIT_USAGE, "request line too long");
-		}
-		return;
-	}
-	c->have_request = true;
-	conn_dispatch(c, c->in, (size_t)(nl - c->in) + 1);
 }
 
 static void
-conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+obs_started(void *arg)
 {
-	(void)loop;
-	(void)revents;
-	conn_flush(w->data);
-}
-
-/* root, our own uid, or a member of server.control_group */
-static bool
-peer_allowed(struct sv *sv, int fd)
-{
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == -1) {
-		log_warn("getsockopt SO_PEERCRED");
-		return false;
-	}
-	if (cr.uid == 0 || cr.uid == geteuid())
-		return true;
-	const char *group = sv_config(sv)->server.control_group;
-	if (group == NULL)
-		return false;
-	struct group *gr = getgrnam(group);
-	if (gr == NULL)
-		return false;
-	if (cr.gid == gr->gr_gid)
-		return true;
-	struct passwd *pw = getpwuid(cr.uid);
-	if (pw == NULL)
-		return false;
-	gid_t groups[256];
-	int ng = 256;
-	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ng) == -1)
-		return false;
-	for (int i = 0; i < ng; i++)
-		if (groups[i] == gr->gr_gid)
-			return true;
-	return false;
+	static const struct ctlconn_handlers h = { control_request, stats_timeout };
+	ctlconn_start(arg, &h);
 }
 
 static void
-accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+obs_stopping(void *arg)
 {
-	(void)revents;
-	struct sv *sv = w->data;
-	int fd = accept4(sv_control_fd(sv), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd == -1) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_warn("accept %s", sv_control_path(sv));
-		return;
-	}
-	struct conn *c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		log_warn("calloc");
-		close(fd);
-		return;
-	}
-	c->sv = sv;
-	c->fd = fd;
-	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
-	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
-	ev_init(&c->timer, stats_timeout_cb);
-	c->rio.data = c->wio.data = c->timer.data = c;
-	c->next = conns;
-	conns = c;
-	/* a refused peer still gets its request read, so that the answer is not
-	   lost to a reset of a connection with unread data */
-	c->denied = !peer_allowed(sv, fd);
-	ev_io_start(loop, &c->rio);
+	ctlconn_stop(arg);
+}
+
+static void
+obs_changed(void *arg)
+{
+	(void)arg;
+	ctlconn_each(conn_changed, NULL);
+}
+
+static void
+obs_log_line(void *arg, const char *instance, const char *line)
+{
+	(void)arg;
+	struct log_line l = { instance, line };
+	ctlconn_each(conn_log_line, &l);
 }
 
 void
-control_start(struct sv *sv)
+control_attach(struct sv *sv)
 {
-	ev_io_init(&accept_w, accept_cb, sv_control_fd(sv), EV_READ);
-	accept_w.data = sv;
-	ev_io_start(sv_loop(sv), &accept_w);
-	listening = true;
-}
-
-void
-control_stop_listening(struct sv *sv)
-{
-	if (!listening)
-		return;
-	listening = false;
-	ev_io_stop(sv_loop(sv), &accept_w);
-	if (close(sv_control_fd(sv)) == -1)
-		log_warn("close control socket");
-	sv_control_closed(sv);
-	if (unlink(sv_control_path(sv)) == -1 && errno != ENOENT)
-		log_warn("unlink %s", sv_control_path(sv));
-}
-
-void
-control_state_changed(struct sv *sv)
-{
-	(void)sv;
-	struct conn *next;
-	for (struct conn *c = conns; c != NULL; c = next) {
-		next = c->next;	/* c may be freed below */
-		switch (c->wait) {
-		case WAIT_START:
-		case WAIT_STOP:
-		case WAIT_RESTART:
-			waiters_check(c);
-			break;
-		case WAIT_STATS:
-			if (!sv_stats_pending(c->sv))
-				stats_answer(c);
-			break;
-		case WAIT_NONE:
-		case WAIT_TAIL:
-			break;
-		}
-	}
-}
-
-void
-control_log_line(struct sv *sv, const char *instance, const char *line)
-{
-	(void)sv;
-	struct conn *next;
-	for (struct conn *c = conns; c != NULL; c = next) {
-		next = c->next;
-		if (c->wait == WAIT_TAIL && strcmp(c->tail_inst, instance) == 0) {
-			conn_text(c, line);
-			conn_flush(c);
-		}
-	}
+	struct sv_observer obs = {
+		.started = obs_started,
+		.stopping = obs_stopping,
+		.changed = obs_changed,
+		.log_line = obs_log_line,
+		.arg = sv,
+	};
+	sv_observe(sv, &obs);
 }

@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "supervisor/control.h"
 #include "supervisor/super.h"
 
 static void
@@ -145,6 +146,7 @@ main(int argc, char **argv)
 		log_init("relayvisord", false);
 		daemonise_done();
 	}
+	control_attach(sv);
 	sv_run(sv);
 	sv_free(sv);
 	log_info("exiting");

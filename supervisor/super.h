@@ -1,8 +1,18 @@
 /*
- * relayvisord's core: the live configuration, the instances with their listening
- * sockets and processes, spawning children the childproto.h way, feeding their
- * output to logs/<instance>.log, reload, and orderly shutdown. The control server
- * (control.h) drives it through the functions below.
+ * relayvisord's core: the live configuration and the services it runs (one row
+ * of the service table, service.h, per kind; an instance of a kind is a struct
+ * sv_instance with its listening sockets, if the kind has any, and its
+ * processes). The files behind it, one job each:
+ *   super.c    start-up (directories, pid file, user), housekeeping, sd_notify,
+ *              shutdown, the observers
+ *   spawn.c    services and processes: sockets, fork/exec, the state machine's
+ *              actions, exits
+ *   childio.c  what comes from the children: notify socket (READY, STATS),
+ *              output pipes into logs/<name>.log, log rotation
+ *   reload.c   reload: validate, diff per service, hand over
+ * The control server (control.h) drives it through the functions below and
+ * learns of changes through the observer it registers (sv_observe): nothing
+ * here calls up into it.
  *
  * Process naming: an instance with procs: 1 has one process named like the
  * instance; with procs: N its processes are "NAME:00" .. "NAME:NN" (supervisord's
@@ -17,18 +27,13 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "common/childproto.h"
 #include "common/config.h"
 #include "supervisor/fsm.h"
+#include "supervisor/service.h"
 
 struct sv;
 struct sv_instance;
-
-/* a listener's counters (STATS); an instance's totals add those of its exited
-   processes (their last report, sent at a clean exit) to the live ones, so
-   `stats` survives restarts and reloads of the instance */
-struct child_stats {
-	uint64_t connections, active, accepted, relay_refused, refused, bytes;
-};
 
 struct sv_proc {
 	struct sv_instance *inst;
@@ -48,18 +53,17 @@ struct sv_proc {
 	char outbuf[4096];
 	size_t outlen;
 	bool stats_pending;
-	struct child_stats stats;
+	struct childproto_stats stats;	/* its kind's counters, last STATS */
 };
 
 struct sv_instance {
 	struct sv_instance *next;
 	struct sv *sv;
 	char *name;
-	const struct instance *cfg;	/* in sv->cfg; NULL once retired */
-	struct fsm_params fp;
-	double startsecs, stopwaitsecs;
-	int stopsignal;
-	bool autostart;
+	const struct svc_kind *kind;	/* its row in the service table */
+	struct svc_params sp;		/* pointers into sv->cfg; listen NULL and
+					   configured false once retired */
+	bool configured;
 	int *fds;			/* listening sockets, listen: order */
 	struct sockaddr_storage *addrs;
 	size_t n_fds;
@@ -67,7 +71,9 @@ struct sv_instance {
 	unsigned n_procs;
 	int log_fd;			/* logs/<name>.log */
 	char bind_error[256];		/* why its sockets could not be bound, "" */
-	struct child_stats totals;	/* counters of its exited processes */
+	struct childproto_stats totals;	/* counters of its exited processes (their
+					   last STATS, sent at a clean exit), so
+					   `stats` survives restarts and reloads */
 	uint64_t log_size;		/* its size, for rotation at log_max_bytes */
 	time_t log_checked;		/* last check that it still exists */
 	bool retired;			/* replaced or removed: stop, never respawn */
@@ -87,6 +93,18 @@ struct sv_out {
 struct sv *sv_new(const char *confdir, bool foreground, const char **error_r);
 /* after daemonising: create the loop watchers, start autostart instances */
 void sv_run(struct sv *sv);
+
+/* who wants to know (the control server): called from the loop, never from
+   inside a state transition */
+struct sv_observer {
+	void (*started)(void *arg);		/* the loop is about to run */
+	void (*stopping)(void *arg);		/* shutdown: stop taking requests */
+	void (*changed)(void *arg);		/* once per loop pass */
+	/* one line of a child's output (tail -f) */
+	void (*log_line)(void *arg, const char *instance, const char *line);
+	void *arg;
+};
+void sv_observe(struct sv *sv, const struct sv_observer *obs);
 void sv_free(struct sv *sv);
 /* the control server closed the listening socket */
 void sv_control_closed(struct sv *sv);
@@ -127,20 +145,11 @@ int sv_log_openat(struct sv *sv, const char *instance, int flags);
 /* reopen every log (SIGUSR2, relayvisorctl reopen), re-creating the directory */
 void sv_reopen_logs(struct sv *sv);
 
-/* hooks the control server implements (control.c) */
-void control_state_changed(struct sv *sv);
-void control_log_line(struct sv *sv, const char *instance, const char *line);
-
 /* an instance serves its listening sockets only while a process of it can
    serve or is coming: inst_listen (re)binds those that are closed (-1 with
    *error_r, also kept in in->bind_error); the supervisor closes them when every
    process has failed (BACKOFF, FATAL), so clients are refused at once and try
    the next MX instead of waiting in a backlog nobody reads */
 int sv_inst_listen(struct sv_instance *in, const char **error_r);
-/* sockets.c: bind one listening socket (SO_REUSEADDR, IPV6_V6ONLY) */
-int sock_listen(const struct listen_addr *la, const char **error_r);
-bool sock_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
-/* the control socket: stale one removed, mode 0600/0660 + group */
-int sock_control(const char *path, const char *group, const char **error_r);
 
 #endif

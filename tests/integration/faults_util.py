@@ -65,26 +65,9 @@ class Listener:
         return self.proc.returncode
 
 
-# ---- messages -------------------------------------------------------------
+# ---- messages (make_message, dot_stuff: messages.py) -----------------------
 
-def make_message(token, size, rng):
-    """CRLF lines < 1000 octets, some starting with a dot; about size octets."""
-    head = ("From: s@client.example\r\nTo: u@example.test\r\nSubject: fault %s\r\n"
-            "X-Test-Token: %s\r\n\r\n" % (token, token)).encode()
-    lines = [b"first line of " + token.encode()]
-    n = len(head)
-    i = 0
-    while n < size:
-        k = rng.randrange(10, 120)
-        if i % 9 == 4:
-            line = b"." + b"d" * k
-        else:
-            line = ("%06d " % i).encode() + bytes(rng.choice(b"abcdefXYZ -") for _ in range(k))
-        lines.append(line)
-        n += len(line) + 2
-        i += 1
-    lines.append(b"last line of " + token.encode())
-    return head + b"\r\n".join(lines) + b"\r\n"
+from messages import dot_stuff, make_message  # noqa: F401 (re-exported)
 
 
 def make_big_message(token, size):
@@ -95,10 +78,6 @@ def make_big_message(token, size):
     line = line[:70] + b"\r\n"
     body = line * max(1, (size - len(head)) // len(line))
     return head + body
-
-
-def dot_stuff(msg):
-    return b"\r\n".join(b"." + l if l.startswith(b".") else l for l in msg.split(b"\r\n"))
 
 
 # ---- the spool, through relayvisorctl (like mailq and postcat) ------------

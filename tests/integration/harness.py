@@ -63,11 +63,21 @@ SUPERVISOR = os.path.join(BIN, "relayvisord")
 CTL = os.path.join(BIN, "relayvisorctl")
 
 
+_handed_out = set()
+
+
 def free_port(host="127.0.0.1"):
+    """A port nothing listens on now, never one this suite run handed out before:
+    the kernel may give the same ephemeral port to two binds in a row, and two
+    listen addresses of one test must not collide."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_port(host, port, timeout=5.0):

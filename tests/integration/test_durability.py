@@ -26,6 +26,7 @@ import threading
 import time
 import unittest
 
+from messages import dot_stuff, make_message
 from harness import (CTL, SMTPD, ConfDir, Smtpd, TestCase, ctl, free_port, server_yaml,
                      split_received)
 
@@ -34,40 +35,6 @@ ROUNDS = 6
 CLIENTS = 8
 QUEUED = re.compile(rb"^250 2\.0\.0 Ok: queued as (\S+)\r$", re.M)
 TOKEN = re.compile(rb"X-Test-Token: (tok-\d+-\d+-\d+)")
-
-
-def make_message(token, size, rng):
-    """A message with CRLF line endings, lines < 1000 octets, some starting with a
-    dot (so dot-stuffing matters), some 8-bit octets; about size octets."""
-    head = ("From: sender@client.example\r\nTo: u@example.test\r\n"
-            "Subject: durability %s\r\nX-Test-Token: %s\r\n"
-            "Message-ID: <%s@client.example>\r\n\r\n" % (token, token, token)).encode()
-    lines = [b"first body line of " + token.encode()]
-    n = len(head)
-    i = 0
-    while n < size:
-        k = rng.randrange(0, 200)
-        if i % 7 == 3:
-            line = b"." + b"d" * k		# needs stuffing
-        elif i % 11 == 5:
-            line = b".."			# needs stuffing too
-        elif i % 13 == 7:
-            line = ("caf\u00e9 %d " % i).encode() + bytes([0xe2, 0x82, 0xac]) * 3
-        else:
-            line = ("%06d " % i).encode() + bytes(rng.choice(b"abcdefghij KLMNOP")
-                                                 for _ in range(k))
-        lines.append(line)
-        n += len(line) + 2
-        i += 1
-    lines.append(b"last line of " + token.encode())
-    return head + b"\r\n".join(lines) + b"\r\n"
-
-
-def dot_stuff(msg):
-    out = []
-    for line in msg.split(b"\r\n"):
-        out.append(b"." + line if line.startswith(b".") else line)
-    return b"\r\n".join(out)
 
 
 class Unexpected(Exception):
@@ -94,7 +61,7 @@ def client(host, port, ledger, rnd, cid, stop, seed):
         token = "tok-%d-%d-%d" % (rnd, cid, seq)
         seq += 1
         size = rng.choice([300, 2000, 20000, 90000, 300000])
-        msg = make_message(token, size, rng)
+        msg = make_message(token, size, rng, rich=True)
         with ledger.lock:
             ledger.msgs[token] = msg
         state = "before"

@@ -1,13 +1,14 @@
 /*
- * profiles/address.c: RFC 5321 paths, valid and invalid, with the canonical form and
+ * common/address.c: RFC 5321 paths, valid and invalid, with the canonical form and
  * flags the relay policy relies on; the length limits exactly at and one over; the
  * end offset handed back for ESMTP parameters; pattern matching for always_relay_*.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "profiles/address.h"
+#include "common/address.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/testutil.h"
 
 enum {
 	F_NULL = 1 << 0,
@@ -480,7 +481,6 @@ START_TEST(test_pattern_syntax)
 }
 END_TEST
 
-#define N(t) ((int)(sizeof(t) / sizeof((t)[0])))
 
 static Suite *
 address_suite(void)

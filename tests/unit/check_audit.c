@@ -14,7 +14,7 @@
 
 #include "common/config.h"
 #include "profiles/audit.h"
-#include "profiles/net.h"
+#include "common/net.h"
 #include "tests/unit/testmain.h"
 
 static const char server[] =

@@ -14,10 +14,10 @@
 #include <arpa/inet.h>
 
 #include "common/config.h"
-#include "profiles/net.h"
+#include "common/net.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/testutil.h"
 
-#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* load one or two files named conf.d/10-a.yaml and conf.d/20-b.yaml */
 static struct config *
@@ -853,8 +853,7 @@ check_report(const char *dir, char **diag, char **out)
    the other */
 START_TEST(test_check_report)
 {
-	char tmpl[] = "/tmp/rv-cfgtest.XXXXXX";
-	char *dir = mkdtemp(tmpl), *path, *out, *diag, *expect;
+	char *dir = testutil_tmpdir("cfgtest"), *path, *out, *diag, *expect;
 	FILE *fp;
 
 	ck_assert_ptr_nonnull(dir);
@@ -932,7 +931,7 @@ START_TEST(test_check_report)
 	free(out);
 	free(diag);
 	free(expect);
-	rmdir(dir);
+	testutil_rmtree(dir);
 
 	ck_assert_int_eq(check_report("/nonexistent/rv", &diag, &out), 1);
 	ck_assert_str_eq(diag, "error: opendir /nonexistent/rv: No such file or directory\n");

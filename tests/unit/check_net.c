@@ -1,13 +1,14 @@
 /*
- * profiles/net.c: entry syntax, matching (IPv4, IPv6, wildcards, CIDR, IPv4-mapped
+ * common/net.c: entry syntax, matching (IPv4, IPv6, wildcards, CIDR, IPv4-mapped
  * clients), the covers-all and over-wide predicates, loopback detection and ntop.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 
-#include "profiles/net.h"
+#include "common/net.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/testutil.h"
 
 static const char *const good_entries[] = {
 	"127.0.0.1", "192.168.1.*", "10.*.*.*", "*.*.*.*", "192.168.*.*",
@@ -243,7 +244,6 @@ START_TEST(test_sockaddr)
 }
 END_TEST
 
-#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static Suite *
 net_suite(void)

@@ -16,12 +16,12 @@
 #include <string.h>
 
 #include "common/config.h"
-#include "profiles/address.h"
-#include "profiles/net.h"
+#include "common/address.h"
+#include "common/net.h"
 #include "profiles/policy.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/testutil.h"
 
-#define N(t) ((int)(sizeof(t) / sizeof((t)[0])))
 
 /* what a test's profile looks like; lists are NULL-terminated, NULL = empty */
 struct opts {

@@ -14,8 +14,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "supervisor/super.h"
+#include "common/sock.h"
+#include "supervisor/sockets.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/testutil.h"
 
 static struct sockaddr_storage
 addr(const char *ip, unsigned port)
@@ -98,8 +100,7 @@ END_TEST
 
 START_TEST(test_control_socket)
 {
-	char dir[] = "/tmp/rv-ctlsock-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char *dir = testutil_tmpdir("ctlsock");
 	char path[128];
 	snprintf(path, sizeof(path), "%s/c.sock", dir);
 	/* a stale file from a crash is replaced */
@@ -118,8 +119,7 @@ START_TEST(test_control_socket)
 	ck_assert_ptr_nonnull(strstr(error, "another relayvisord"));
 	ck_assert_int_eq(sock_control(path, "no-such-group-rv", &error), -1);
 	close(fd);
-	unlink(path);
-	rmdir(dir);
+	testutil_rmtree(dir);
 }
 END_TEST
 

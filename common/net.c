@@ -5,7 +5,7 @@
  * An IPv4-mapped IPv6 address, as client or as entry, is treated as the IPv4 address
  * it carries, so a dual-stack socket still matches IPv4 LAN entries.
  */
-#include "profiles/net.h"
+#include "common/net.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -236,22 +236,84 @@ netlist_entry(const struct netlist *nl, size_t i)
 	return nl != NULL && i < nl->n ? nl->v[i].text : NULL;
 }
 
+int
+net_sockaddr_parse(const char *text, uint16_t port, struct sockaddr_storage *ss,
+    socklen_t *len_r)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+	socklen_t len;
+
+	memset(ss, 0, sizeof(*ss));
+	if (text == NULL)
+		return -1;
+	if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons(port);
+		len = sizeof(*v4);
+	} else if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons(port);
+		len = sizeof(*v6);
+	} else {
+		return -1;
+	}
+	if (len_r != NULL)
+		*len_r = len;
+	return 0;
+}
+
+bool
+net_sockaddr_unmap(const struct sockaddr *sa, int *family, unsigned char addr[16])
+{
+	if (sa == NULL)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		*family = AF_INET;
+		memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			*family = AF_INET;
+			memcpy(addr, a6->s6_addr + 12, 4);
+		} else {
+			*family = AF_INET6;
+			memcpy(addr, a6, 16);
+		}
+		return true;
+	}
+	return false;
+}
+
+bool
+net_sockaddr_same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+	int fa, fb;
+	unsigned char xa[16], xb[16];
+
+	return net_sockaddr_unmap(a, &fa, xa) && net_sockaddr_unmap(b, &fb, xb) &&
+	    fa == fb && memcmp(xa, xb, fa == AF_INET ? 4 : 16) == 0;
+}
+
 /* the client as a libcidr host address, IPv4-mapped unwrapped; NULL if not IP */
 static CIDR *
 net_client_cidr(const struct sockaddr *sa)
 {
-	if (sa->sa_family == AF_INET)
-		return cidr_from_inaddr(&((const struct sockaddr_in *)sa)->sin_addr);
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		if (IN6_IS_ADDR_V4MAPPED(a6)) {
-			struct in_addr a4;
-			memcpy(&a4, a6->s6_addr + 12, 4);
-			return cidr_from_inaddr(&a4);
-		}
-		return cidr_from_in6addr(a6);
+	int family;
+	unsigned char addr[16];
+
+	if (!net_sockaddr_unmap(sa, &family, addr))
+		return NULL;
+	if (family == AF_INET) {
+		struct in_addr a4;
+		memcpy(&a4, addr, 4);
+		return cidr_from_inaddr(&a4);
 	}
-	return NULL;
+	struct in6_addr a6;
+	memcpy(&a6, addr, 16);
+	return cidr_from_in6addr(&a6);
 }
 
 bool
@@ -278,16 +340,8 @@ netlist_match_str(const struct netlist *nl, const char *ip)
 {
 	struct sockaddr_storage ss;
 
-	memset(&ss, 0, sizeof(ss));
-	if (ip == NULL)
+	if (net_sockaddr_parse(ip, 0, &ss, NULL) == -1)
 		return false;
-	if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		ss.ss_family = AF_INET;
-	} else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		ss.ss_family = AF_INET6;
-	} else {
-		return false;
-	}
 	return netlist_match(nl, (struct sockaddr *)&ss);
 }
 
@@ -322,19 +376,11 @@ net_sockaddr_ntop(const struct sockaddr *sa, char *buf, size_t len)
 {
 	if (sa == NULL || len == 0)
 		return "?";
-	if (sa->sa_family == AF_INET) {
-		if (inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-		    buf, len) != NULL)
-			return buf;
-	} else if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		if (IN6_IS_ADDR_V4MAPPED(a6)) {
-			if (inet_ntop(AF_INET, a6->s6_addr + 12, buf, len) != NULL)
-				return buf;
-		} else if (inet_ntop(AF_INET6, a6, buf, len) != NULL) {
-			return buf;
-		}
-	}
+	int family;
+	unsigned char addr[16];
+	if (net_sockaddr_unmap(sa, &family, addr) &&
+	    inet_ntop(family, addr, buf, (socklen_t)len) != NULL)
+		return buf;
 	snprintf(buf, len, "?");
 	return buf;
 }

@@ -10,7 +10,7 @@
  * on. Control characters, NUL, 8-bit octets (no SMTPUTF8 yet), spaces outside quotes
  * and backslashes outside quotes are refused.
  */
-#include "profiles/address.h"
+#include "common/address.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct netlist;
@@ -37,6 +38,15 @@ bool net_entry_overwide(const char *entry);
 int netlist_public_span(const struct netlist *nl);
 /* every address of the sockaddr's family is loopback (127/8, ::1) */
 bool net_sockaddr_is_loopback(const struct sockaddr *sa);
+/* text ("192.0.2.7", "2001:db8::1") to a sockaddr with port; its length in
+   *len_r when not NULL; -1 when it is neither an IPv4 nor an IPv6 address */
+int net_sockaddr_parse(const char *text, uint16_t port, struct sockaddr_storage *ss,
+    socklen_t *len_r);
+/* the address a sockaddr carries, an IPv4-mapped IPv6 one unwrapped: family
+   AF_INET (4 octets) or AF_INET6 (16); false when it is not IP */
+bool net_sockaddr_unmap(const struct sockaddr *sa, int *family, unsigned char addr[16]);
+/* the same host (IPv4-mapped and plain IPv4 compare equal; ports ignored) */
+bool net_sockaddr_same_host(const struct sockaddr *a, const struct sockaddr *b);
 /* "192.0.2.7" / "2001:db8::1" (IPv4-mapped shown as IPv4); buf >= 64 */
 const char *net_sockaddr_ntop(const struct sockaddr *sa, char *buf, size_t len);
 

@@ -1,0 +1,71 @@
+/*
+ * The child protocol's messages (childproto.h), formatted by the children and
+ * parsed by the supervisor with the same field tables.
+ */
+#include "common/childproto.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct childproto_field smtpd_fields[SMTPD_STAT_N] = {
+	[SMTPD_STAT_CONNECTIONS] = { "connections", 11, false },
+	[SMTPD_STAT_ACTIVE] = { "active", 6, true },
+	[SMTPD_STAT_ACCEPTED] = { "accepted", 8, false },
+	[SMTPD_STAT_RELAY_REFUSED] = { "relay_refused", 13, false },
+	[SMTPD_STAT_REFUSED] = { "refused", 7, false },
+	[SMTPD_STAT_BYTES] = { "bytes", 12, false },
+};
+const struct childproto_fieldset childproto_smtpd_stats = { smtpd_fields, SMTPD_STAT_N };
+
+int
+childproto_stats_format(char *buf, size_t size, const struct childproto_fieldset *set,
+    const struct childproto_stats *s)
+{
+	size_t off = 0;
+	int n = snprintf(buf, size, "%s", CHILD_MSG_STATS);
+	if (n < 0)
+		return n;
+	off = (size_t)n;
+	for (size_t i = 0; i < set->n && i < CHILDPROTO_STATS_MAX; i++) {
+		n = snprintf(off < size ? buf + off : NULL, off < size ? size - off : 0,
+		    " %s=%" PRIu64, set->fields[i].name, s->v[i]);
+		if (n < 0)
+			return n;
+		off += (size_t)n;
+	}
+	return (int)off;
+}
+
+int
+childproto_stats_parse(const char *msg, const struct childproto_fieldset *set,
+    struct childproto_stats *s)
+{
+	size_t kl = strlen(CHILD_MSG_STATS);
+	memset(s, 0, sizeof(*s));
+	if (strncmp(msg, CHILD_MSG_STATS, kl) != 0 || (msg[kl] != ' ' && msg[kl] != '\0'))
+		return -1;
+	const char *p = msg + kl;
+	while ((p = strchr(p, ' ')) != NULL) {
+		p++;
+		const char *eq = strchr(p, '=');
+		if (eq == NULL)
+			break;
+		for (size_t i = 0; i < set->n && i < CHILDPROTO_STATS_MAX; i++) {
+			size_t nl = strlen(set->fields[i].name);
+			if ((size_t)(eq - p) == nl && strncmp(p, set->fields[i].name, nl) == 0)
+				s->v[i] = strtoull(eq + 1, NULL, 10);
+		}
+	}
+	return 0;
+}
+
+void
+childproto_stats_add(const struct childproto_fieldset *set, struct childproto_stats *to,
+    const struct childproto_stats *from, bool counts_only)
+{
+	for (size_t i = 0; i < set->n && i < CHILDPROTO_STATS_MAX; i++)
+		if (!counts_only || !set->fields[i].gauge)
+			to->v[i] += from->v[i];
+}

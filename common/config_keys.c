@@ -1,0 +1,171 @@
+/*
+ * The configuration's key tables (name, type, where the value goes, its range;
+ * Dovecot's setting_define) and the defaults set before parsing. A new config
+ * key: its field in config.h, its row here with its default, its check in
+ * config_verify.c if it needs the whole picture, its line in README's
+ * configuration reference and relayvisor.conf(5) (check_readme compares them),
+ * and, for a listener setting, its comparison in config_diff.c.
+ */
+
+#include "common/config_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <ifaddrs.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "common/xmalloc.h"
+#include "common/address.h"
+#include "common/net.h"
+
+#define KEY(st, field, name, type) { name, type, offsetof(struct st, field), 0, 0, NULL }
+#define KEYR(st, field, name, type, lo, hi) \
+	{ name, type, offsetof(struct st, field), lo, hi, NULL }
+#define KEYEND { NULL, T_STRING, 0, 0, 0, NULL }
+
+#define KEY(st, field, name, type) { name, type, offsetof(struct st, field), 0, 0, NULL }
+#define KEYR(st, field, name, type, lo, hi) \
+	{ name, type, offsetof(struct st, field), lo, hi, NULL }
+#define KEYEND { NULL, T_STRING, 0, 0, 0, NULL }
+
+const struct cfg_key server_keys[] = {
+	KEY(server, hostname, "hostname", T_HOSTNAME),
+	KEY(server, user, "user", T_USER),
+	KEY(server, spool, "spool", T_STRING),
+	KEY(server, control, "control", T_SOCKPATH),
+	KEY(server, control_group, "control_group", T_GROUP),
+	KEY(server, logs, "logs", T_STRING),
+	KEYR(server, log_max_bytes, "log_max_bytes", T_SIZE, 0, 65536.0 * 1024 * 1024),
+	KEYR(server, log_backups, "log_backups", T_UINT, 0, 1000),
+	KEY(server, local_domains, "local_domains", T_DOMAINS),
+	KEY(server, local_recipients, "local_recipients", T_LOCALPARTS),
+	KEYEND
+};
+
+const struct cfg_key profile_keys[] = {
+	KEY(profile, lan, "lan", T_PROFILE_LAN),
+	KEY(profile, relay_outside_lan, "relay_outside_lan", T_BOOL),
+	KEY(profile, relay_nonlocal_senders, "relay_nonlocal_senders", T_BOOL),
+	KEY(profile, always_relay_from, "always_relay_from", T_PATTERNS),
+	KEY(profile, always_relay_to, "always_relay_to", T_PATTERNS),
+	KEY(profile, require_auth, "require_auth", T_BOOL),
+	KEY(profile, accept_domain_literals, "accept_domain_literals", T_BOOL),
+	KEY(profile, open_relay_ok, "open_relay", T_OPEN_RELAY),
+	KEYEND
+};
+
+static const struct cfg_key backoff_keys[] = {
+	KEYR(instance, backoff_initial, "initial", T_DURATION, 0.1, 3600),
+	KEYR(instance, backoff_max, "max", T_DURATION, 0.1, 86400),
+	KEYEND
+};
+
+static const struct cfg_key timeout_keys[] = {
+	KEYR(instance, timeout_command, "command", T_DURATION, 1, 3600),
+	KEYR(instance, timeout_data, "data", T_DURATION, 1, 3600),
+	KEYR(instance, timeout_stress, "stress", T_DURATION, 1, 3600),
+	KEYEND
+};
+
+const struct cfg_key instance_keys[] = {
+	KEY(instance, listen, "listen", T_LISTEN),
+	KEY(instance, profile_name, "profile", T_STRING),
+	KEY(instance, access, "access", T_ACCESS),
+	KEYR(instance, procs, "procs", T_UINT, 1, 64),
+	KEY(instance, autostart, "autostart", T_BOOL),
+	KEY(instance, autorestart, "autorestart", T_AUTORESTART),
+	KEYR(instance, startsecs, "startsecs", T_DURATION, 0, 3600),
+	KEYR(instance, startretries, "startretries", T_UINT, 0, 100),
+	{ "backoff", T_SECTION, 0, 0, 0, backoff_keys },
+	KEY(instance, stopsignal, "stopsignal", T_SIGNAL),
+	KEYR(instance, stopwaitsecs, "stopwaitsecs", T_DURATION, 0, 3600),
+	KEYR(instance, max_connections, "max_connections", T_UINT, 1, 100000),
+	KEYR(instance, max_per_client, "max_per_client", T_UINT, 1, 100000),
+	KEYR(instance, max_recipients, "max_recipients", T_UINT, 1, 100000),
+	KEYR(instance, max_message_size, "max_message_size", T_SIZE, 1024,
+	    1024.0 * 1024 * 1024),
+	KEYR(instance, recipient_overshoot_limit, "recipient_overshoot_limit", T_UINT, 0,
+	    1000000),
+	KEYR(instance, max_errors, "max_errors", T_UINT, 1, 1000),
+	KEYR(instance, min_data_rate, "min_data_rate", T_SIZE, 1, 1024.0 * 1024 * 1024),
+	{ "timeouts", T_SECTION, 0, 0, 0, timeout_keys },
+	KEY(instance, syslog_name, "syslog_name", T_TAG),
+	KEYEND
+};
+
+const char *const toplevel_keys[] = {
+	"server", "lan", "profiles", "instances", NULL
+};
+
+/* ---- defaults ---- */
+
+void
+profile_defaults(struct profile *p, const char *name, struct cfg_mark mark)
+{
+	memset(p, 0, sizeof(*p));
+	p->name = xstrdup(name);
+	p->mark = mark;
+	p->relay_nonlocal_senders = true;
+}
+
+void
+instance_defaults(struct instance *inst, const char *name, struct cfg_mark mark)
+{
+	memset(inst, 0, sizeof(*inst));
+	inst->name = xstrdup(name);
+	inst->mark = mark;
+	inst->access = ACCESS_ANY;
+	inst->procs = 1;
+	inst->autostart = true;
+	inst->autorestart = AUTORESTART_UNEXPECTED;
+	inst->startsecs = 1;
+	inst->startretries = 3;
+	inst->backoff_initial = 1;
+	inst->backoff_max = 60;
+	inst->stopsignal = SIGTERM;
+	inst->stopwaitsecs = 10;
+	inst->max_connections = 1000;
+	inst->max_per_client = 50;
+	inst->max_recipients = 100;
+	inst->max_message_size = 10 * 1024 * 1024;
+	inst->max_errors = 20;
+	inst->recipient_overshoot_limit = 1000;
+	inst->min_data_rate = 500;
+	inst->timeout_stress = 10;
+	inst->timeout_command = 300;
+	inst->timeout_data = 180;
+}
+
+
+void
+server_defaults(struct server *s)
+{
+	s->log_max_bytes = (uint64_t)50 << 20;
+	s->log_backups = 10;
+}
+
+/* the paths a configuration left out, once every file is read */
+void
+server_path_defaults(struct server *s)
+{
+	if (s->spool == NULL)
+		s->spool = xstrdup(CONFIG_DEFAULT_SPOOL);
+	if (s->control == NULL)
+		s->control = xstrdup(CONFIG_DEFAULT_CONTROL);
+	if (s->logs == NULL)
+		s->logs = xstrdup(CONFIG_DEFAULT_LOGS);
+}
+

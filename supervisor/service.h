@@ -1,0 +1,82 @@
+/*
+ * The service table: every kind of process relayvisord runs is one row here
+ * (Postfix master.cf, Dovecot service {}). A row says which executable, whether
+ * the service has listening sockets, how many processes by default, which
+ * counters its STATS record carries, how it is confined, its restart policy, and
+ * which services of its kind a configuration asks for. The rest of the supervisor
+ * (spawn.c, childio.c, reload.c, the control verbs) works on struct svc_params
+ * and the row, whatever the kind: adding a kind of process is adding a row (and
+ * its configuration section), not a code path.
+ *
+ * The rows, today's first; the commented ones are what the next issues add, as a
+ * guide (they need a config section each: queue:, delivery:, auth:):
+ *
+ *   kind     program             sockets  procs        stats         confine      restart
+ *   smtpd    relayvisor-smtpd    listen:  procs: (1)   smtpd fields  user+chroot  instances.*
+ *   qmgr     relayvisor-qmgr     none     1 per host   qmgr fields   user+chroot  queue: or row defaults
+ *   deliver  relayvisor-deliver  none     delivery.procs  deliver f. user, no chroot (network client,
+ *                                                                     resolv.conf) delivery:
+ *   auth     relayvisor-auth     none     1 per host   auth fields   auth user    auth: or row defaults
+ *
+ *   - qmgr: .per_instance = false, .count returns 1 when delivery is configured,
+ *     .params fills name "qmgr" and the restart policy; .fds adds the spool's
+ *     commit-notification descriptor (common/spool.h) as RELAYVISOR_COMMIT_FD;
+ *     the spool is writable through the environment the child opens before
+ *     confine_apply(), like a listener's.
+ *   - deliver: .params gives procs from delivery.procs; no sockets; its confine
+ *     entry keeps no chroot (.chroot = false) because it resolves and connects.
+ *   - auth: .fds makes one socketpair per listener process (common/authproto.h,
+ *     RELAYVISOR_AUTH_FD on the listener's side): the row of the *listener* lists
+ *     it among its descriptors, the auth row serves the other ends.
+ */
+#ifndef RELAYVISOR_SERVICE_H
+#define RELAYVISOR_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/childproto.h"
+#include "common/config.h"
+#include "supervisor/fsm.h"
+
+/* one service a configuration asks for, as the supervisor runs it */
+struct svc_params {
+	const char *name;			/* "lan"; points into the config */
+	const struct listen_addr *listen;	/* sockets, NULL for a kind without */
+	size_t n_listen;
+	unsigned procs;				/* processes ("NAME:00" .. when > 1) */
+	bool autostart;
+	struct fsm_params fp;			/* restart policy */
+	double startsecs, stopwaitsecs;
+	int stopsignal;
+};
+
+struct svc_kind {
+	const char *kind;			/* "smtpd": in logs and `avail` */
+	const char *program;			/* executable, next to relayvisord */
+	const char *path_env;			/* environment override of program */
+	bool sockets;				/* binds listen: and hands it over */
+	bool instance_arg;			/* argv: --instance NAME */
+	const struct childproto_fieldset *stats;
+	const char *stats_title;		/* first column of `stats` */
+	struct {
+		bool user;			/* switches to server.user */
+		bool chroot;			/* into spool/empty */
+	} confine;
+	/* the services of this kind cfg asks for: how many, and the i-th */
+	size_t (*count)(const struct config *cfg);
+	void (*params)(const struct config *cfg, size_t i, struct svc_params *out);
+	/* a service of this kind named name is defined the same way in a and b
+	   (reload leaves it running); false when either lacks it */
+	bool (*equal)(const struct config *a, const struct config *b, const char *name);
+};
+
+/* every kind, listener first; NULL-terminated */
+extern const struct svc_kind *const svc_kinds[];
+
+/* the params of the service called name in cfg and its kind; false when
+   cfg has none */
+bool svc_lookup(const struct config *cfg, const char *name,
+    const struct svc_kind **kind_r, struct svc_params *out);
+
+#endif
