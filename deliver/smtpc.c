@@ -114,6 +114,8 @@ buf_reserve(struct smtpc_buf *b, size_t more)
 static void
 buf_add(struct smtpc_buf *b, const void *data, size_t len)
 {
+	if (len == 0)
+		return;
 	buf_reserve(b, len);
 	memcpy(b->p + b->len, data, len);
 	b->len += len;

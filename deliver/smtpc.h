@@ -65,6 +65,10 @@
  *       SMTPC_EV_CLOSED close the socket, smtpc_free(c). ev.handshake_ok tells the
  *                       scheduler whether the destination answered; ev.loop is the
  *                       "greeted me with my own hostname" case (bounce 5.4.6).
+ *     Events are history: when one read holds a reply and then octets the server
+ *     had no business sending, READY or BODY is followed by CLOSED in the same
+ *     drain; smtpc_send() then fails (the connection is closed) and smtpc_body()
+ *     does nothing. Act on CLOSED.
  *  4. A 421 or a lost connection defers every recipient not yet final (conn_failed).
  *  5. Logging (Postfix format, pflogsumm): "QID: to=<rcpt>, relay=host[ip]:port,
  *     delay=..., delays=a/b/c/d, dsn=X.Y.Z, status=sent (250 ...)": ev.dsn and

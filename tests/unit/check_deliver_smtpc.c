@@ -551,6 +551,7 @@ static const struct {
 	{ "code changes", "250-a\r\n251 b\r\n" },
 	{ "too short", "25\r\n" },
 	{ "empty line", "\r\n" },
+	{ "bare LF", "\n" },	/* nothing buffered yet: no NULL arithmetic */
 	{ "unsolicited", "250 surprise\r\n" },
 };
 
