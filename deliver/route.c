@@ -13,6 +13,7 @@
 #include <sys/un.h>
 
 #include "common/xmalloc.h"
+#include "deliver/dns.h"
 #include "deliver/route.h"
 
 struct route_entry {
@@ -553,4 +554,31 @@ route_is_self(const struct route_self *s, const char *host, const struct sockadd
 		    same_addr((const struct sockaddr *)&s->addrs[i].ss, sa))
 			return true;
 	return false;
+}
+
+int
+route_mx_usable(const struct route_self *s, const struct dns_result *r,
+    const char *domain, uint16_t port, size_t *n_r, char *error, size_t errlen)
+{
+	size_t n = r->n_hosts;
+
+	for (size_t i = 0; i < r->n_hosts; i++) {
+		const struct dns_host *h = &r->hosts[i];
+		bool me = route_is_self(s, h->name, NULL, port);
+		for (size_t k = 0; !me && k < h->n_addrs; k++)
+			me = route_is_self(s, NULL, (const struct sockaddr *)&h->addrs[k].ss, port);
+		if (!me)
+			continue;
+		/* hosts are in preference order: keep those strictly better than us */
+		n = i;
+		while (n > 0 && r->hosts[n - 1].pref >= h->pref)
+			n--;
+		break;
+	}
+	*n_r = n;
+	if (n == 0 && r->n_hosts > 0) {
+		snprintf(error, errlen, "mail for %s loops back to myself", domain);
+		return -1;
+	}
+	return 0;
 }

@@ -20,7 +20,7 @@
  * a name gets an MX lookup (RFC 5321 5.1).
  *
  * Loops: route_self holds our hostname and our addresses (listen addresses with
- * their ports; interface addresses with port 0 = any). route_prune_self() applies RFC
+ * their ports; interface addresses with port 0 = any). route_mx_usable() applies RFC
  * 5321 5.1 to a resolved MX list: MX hosts at or above our own preference are dropped;
  * if we are the best MX, the mail "loops back to myself" (bounce 5.4.6). Only MX
  * results are pruned: an explicit next hop ([host], routes, relayhost) is the
@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+struct dns_result;	/* deliver/dns.h */
 
 enum nexthop_kind { NH_SMTP, NH_LMTP_INET, NH_LMTP_UNIX, NH_MAILDIR };
 
@@ -93,5 +95,14 @@ int route_self_add_interfaces(struct route_self *s);
    port) one of our addresses; either may be NULL */
 bool route_is_self(const struct route_self *s, const char *host, const struct sockaddr *sa,
     uint16_t port);
+/*
+ * RFC 5321 5.1 on a dns_resolve_mx() result (an implicit MX counts too; delivery
+ * port `port`): *n_r = how
+ * many hosts from the start of r->hosts may be tried (those preferred over every
+ * host that is us). Returns -1 with *error_r = "mail for DOMAIN loops back to
+ * myself" when we are (one of) the best MX; the caller bounces with 5.4.6.
+ */
+int route_mx_usable(const struct route_self *s, const struct dns_result *r,
+    const char *domain, uint16_t port, size_t *n_r, char *error, size_t errlen);
 
 #endif

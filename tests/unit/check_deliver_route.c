@@ -5,8 +5,10 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "deliver/dns.h"
 #include "deliver/route.h"
 #include "tests/unit/testmain.h"
 
@@ -173,6 +175,67 @@ START_TEST(self)
 }
 END_TEST
 
+static const struct {
+	int pref[3];
+	int self;		/* index of the host that is us (by address), -1 none */
+	bool by_name;
+	size_t want;		/* usable hosts; 0 = loop */
+} mx_cases[] = {
+	{ { 10, 10, 20 }, -1, false, 3 },
+	{ { 5, 10, 20 }, 1, false, 1 },		/* a backup MX: the better one only */
+	{ { 10, 10, 20 }, 1, false, 0 },	/* among the best: loop */
+	{ { 5, 10, 20 }, 0, true, 0 },		/* the best, by name */
+	{ { 5, 10, 20 }, 2, true, 2 },
+};
+
+START_TEST(mx_usable)
+{
+	struct route_self *s = route_self_new("me.example.test");
+	struct sockaddr_in me = { .sin_family = AF_INET }, other = { .sin_family = AF_INET };
+	struct dns_addr a_me, a_other;
+	struct dns_host h[3];
+	struct dns_result r = { .status = DNS_OK, .mx_found = true, .hosts = h, .n_hosts = 3 };
+	char err[256];
+	size_t n = 99;
+
+	inet_pton(AF_INET, "192.0.2.25", &me.sin_addr);
+	inet_pton(AF_INET, "192.0.2.99", &other.sin_addr);
+	route_self_add(s, (struct sockaddr *)&me, 25);
+	memset(&a_me, 0, sizeof(a_me));
+	memcpy(&a_me.ss, &me, sizeof(me));
+	memset(&a_other, 0, sizeof(a_other));
+	memcpy(&a_other.ss, &other, sizeof(other));
+	memset(h, 0, sizeof(h));
+	for (int i = 0; i < 3; i++) {
+		snprintf(h[i].name, sizeof(h[i].name), "mx%d.remote.example", i);
+		h[i].pref = mx_cases[_i].pref[i];
+		h[i].addrs = &a_other;
+		h[i].n_addrs = 1;
+	}
+	if (mx_cases[_i].self >= 0) {
+		if (mx_cases[_i].by_name)
+			snprintf(h[mx_cases[_i].self].name, sizeof(h[0].name), "ME.example.test");
+		else
+			h[mx_cases[_i].self].addrs = &a_me;
+	}
+	int rc = route_mx_usable(s, &r, "remote.example", 25, &n, err, sizeof(err));
+	ck_assert_uint_eq(n, mx_cases[_i].want);
+	if (mx_cases[_i].want == 0) {
+		ck_assert_int_eq(rc, -1);
+		ck_assert_str_eq(err, "mail for remote.example loops back to myself");
+	} else {
+		ck_assert_int_eq(rc, 0);
+	}
+	/* on another port the address is not us (a test MX next to our listener) */
+	if (mx_cases[_i].self >= 0 && !mx_cases[_i].by_name) {
+		ck_assert_int_eq(route_mx_usable(s, &r, "remote.example", 2526, &n, err,
+		    sizeof(err)), 0);
+		ck_assert_uint_eq(n, 3);
+	}
+	route_self_free(s);
+}
+END_TEST
+
 static Suite *
 deliver_route_suite(void)
 {
@@ -183,6 +246,7 @@ deliver_route_suite(void)
 	tcase_add_loop_test(tc, decide, 0, sizeof(decisions) / sizeof(decisions[0]));
 	tcase_add_test(tc, decide_errors);
 	tcase_add_test(tc, self);
+	tcase_add_loop_test(tc, mx_usable, 0, sizeof(mx_cases) / sizeof(mx_cases[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
