@@ -2,6 +2,8 @@
 #   common/ profiles/      -> build/librelayvisor.a (shared by every program)
 #   instances/ supervisor/ ctl/: main.c is the program, the rest goes into
 #                           build/lib<dir>.a so unit tests can link any module
+#   deliver/                -> build/libdeliver.a (delivery engines, no program yet;
+#                           check_deliver_* tests and fuzz_deliver_* targets link it)
 #   tests/unit/check_*.c    -> build/tests/check_* (one Check binary per module)
 # Debian ships no pkg-config files for libev, libcidr and LMDB, hence plain -l.
 
@@ -53,12 +55,19 @@ $(foreach d,$(PROGDIRS),$(eval $(progdir)))
 # relayvisorctl's prompt edits lines with libedit (Debian libedit-dev)
 EDIT_LIBS := -ledit
 $(BINDIR)/$(PROG_ctl): LDLIBS += $(EDIT_LIBS)
+# delivery engines (SMTP/LMTP client, DNS, routing, Maildir, DSN, scheduling); DNS
+# uses c-ares (Debian libc-ares-dev)
+CARES_LIBS := $(shell pkg-config --libs libcares 2>/dev/null || echo -lcares)
+DELIVER_OBJ := $(patsubst %.c,$(B)/%.o,$(sort $(wildcard deliver/*.c)))
+$(B)/libdeliver.a: $(DELIVER_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
 
 UNIT_SRC  := $(sort $(wildcard tests/unit/check_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all check unit-bins run install install-user clean deps fuzz fuzz-bins fuzz-link sanitize
-all: $(BINS)
+all: $(BINS) $(B)/libdeliver.a
 
 $(B)/librelayvisor.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -83,6 +92,8 @@ $(B)/tests/check_super_%: $(B)/tests/check_super_%.o $(TESTUTIL) $(B)/libsupervi
 	$(TEST_LINK)
 $(B)/tests/check_ctl_%: $(B)/tests/check_ctl_%.o $(TESTUTIL) $(B)/libctl.a $(B)/librelayvisor.a
 	$(TEST_LINK) $(EDIT_LIBS)
+$(B)/tests/check_deliver_%: $(B)/tests/check_deliver_%.o $(TESTUTIL) $(B)/libdeliver.a $(B)/librelayvisor.a
+	$(TEST_LINK) $(CARES_LIBS)
 $(B)/tests/check_%: $(B)/tests/check_%.o $(TESTUTIL) $(B)/librelayvisor.a
 	$(TEST_LINK)
 
@@ -108,6 +119,8 @@ fuzz-bins:
 	@$(MAKE) --no-print-directory B=$(B)/fuzz BINDIR=$(B)/fuzz/bin CC=clang \
 		CFLAGS='$(FUZZ_CFLAGS)' fuzz-link
 fuzz-link: $(patsubst %,$(B)/fuzz_%,$(FUZZ_TARGETS))
+$(B)/fuzz_deliver_%: tests/fuzz/fuzz_deliver_%.c $(B)/libdeliver.a $(B)/librelayvisor.a
+	$(CC) $(CPPFLAGS) $(XCFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.a,$^) $(LDLIBS) $(CARES_LIBS)
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c $(B)/libinstances.a $(B)/librelayvisor.a
 	$(CC) $(CPPFLAGS) $(XCFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.a,$^) $(LDLIBS)
 fuzz: fuzz-bins
