@@ -37,6 +37,7 @@
 #include "common/confine.h"
 #include "common/log.h"
 #include "common/spool.h"
+#include "instances/listen.h"
 #include "instances/smtpd.h"
 
 #define LISTEN_BACKLOG 511	/* as Postfix and nginx */
@@ -315,7 +316,7 @@ main(int argc, char **argv)
 		for (int i = 0; i < n_fds; i++) {
 			const char *text = (size_t)i < inst->n_listen ?
 			    inst->listen[i].text : "inherited";
-			if (smtpd_add_listener(main_sd, LISTEN_FDS_START + i, text, &err) == -1)
+			if (listen_add(main_sd, LISTEN_FDS_START + i, text, &err) == -1)
 				fatal("listener fd %d (%s): %s", LISTEN_FDS_START + i, text, err);
 		}
 	} else {
@@ -323,7 +324,7 @@ main(int argc, char **argv)
 			int fd = bind_listen(&inst->listen[i]);
 			if (fd == -1)
 				exit(1);
-			if (smtpd_add_listener(main_sd, fd, inst->listen[i].text, &err) == -1)
+			if (listen_add(main_sd, fd, inst->listen[i].text, &err) == -1)
 				fatal("listener %s: %s", inst->listen[i].text, err);
 		}
 	}
@@ -392,6 +393,7 @@ main(int argc, char **argv)
 		ev_io_start(loop, &notify_io);
 	}
 	smtpd_start(main_sd);
+	listen_start(main_sd);
 	log_info("ready: instance %s, %zu listening sockets", inst->name,
 	    main_sd->n_listeners);
 	notify_send(CHILD_MSG_READY);
