@@ -292,6 +292,7 @@ spool_new(const char *dir, bool readonly)
 	}
 	sp->readonly = readonly;
 	sp->tmpfd = -1;
+	sp->wake_fd = -1;
 	sp->pid = getpid();
 	sp->batch_max = SPOOL_BATCH_MAX_DEFAULT;
 	sp->pending_tail = &sp->pending;
@@ -337,6 +338,8 @@ spool_env_open(struct spool *sp, uint64_t mapsize, const char **error_r)
 		rc = mdb_dbi_open(txn, SPOOL_DB_ENV, dbflags, &sp->dbi_env);
 		if (rc == 0)
 			rc = mdb_dbi_open(txn, SPOOL_DB_BODY, dbflags, &sp->dbi_body);
+		if (rc == 0)
+			rc = spool_queue_open(sp, txn);
 		if (rc == 0)
 			rc = mdb_txn_commit(txn);
 		else

@@ -135,6 +135,8 @@ spool_put(struct spool *sp, MDB_txn *txn, struct spool_msg *m)
 		log_warnx("spool: put body %s: %s", m->qid, spool_strerror(rc));
 		return rc;
 	}
+	if ((rc = spool_queue_put_new(sp, txn, m->qid)) != 0)
+		return rc;
 	unsigned char *dst = val.mv_data;
 	uint64_t off = 0;
 	while (off < m->file_len) {
@@ -234,12 +236,72 @@ spool_batch_write(struct spool *sp, struct spool_batch *b)
 	}
 }
 
+/*
+ * One octet down the notification pipe, never blocking: a full pipe already
+ * holds a wake-up the reader has not drained (it drains before it scans "new",
+ * so nothing is lost), and a pipe without a reader (EPIPE, SIGPIPE ignored)
+ * means there is no queue manager to wake.
+ */
+static void
+spool_wake(struct spool *sp)
+{
+	static const char one = '!';
+
+	if (sp->wake_fd < 0)
+		return;
+	while (write(sp->wake_fd, &one, 1) == -1) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EPIPE)
+			log_warn("spool: commit notification");
+		break;
+	}
+}
+
+void
+spool_set_wake_fd(struct spool *sp, int fd)
+{
+	sp->wake_fd = fd;
+}
+
+int
+spool_wake_pipe(int fds[2], const char **error_r)
+{
+	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == -1) {
+		*error_r = spool_err("pipe: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_wake_drain(int fd)
+{
+	char buf[512];
+	int got = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n > 0) {
+			got = 1;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return got;
+		return -1;	/* every writer is gone, or an error */
+	}
+}
+
 /* run a written batch's callbacks and free its messages (loop thread) */
 static int
 spool_batch_finish(struct spool *sp, struct spool_batch *b)
 {
-	if (b->result == 0 && b->committed > 0)
+	if (b->result == 0 && b->committed > 0) {
 		sp->commits++;
+		spool_wake(sp);		/* the queue manager has new messages */
+	}
 	/* callbacks may submit again or cancel others: work off a detached list */
 	sp->inflight = b->list;
 	b->list = NULL;

@@ -49,6 +49,10 @@ struct spool_committer;
 struct spool {
 	MDB_env *env;
 	MDB_dbi dbi_env, dbi_body;
+	MDB_dbi dbi_new, dbi_rcpt, dbi_sched;	/* delivery state (spool_queue.c) */
+	bool has_queue;			/* false: a read-only open of a spool no
+					   writer has given the queue databases yet */
+	int wake_fd;			/* write end of the commit notification, or -1 */
 	char *dir;
 	char *tmpdir;
 	int tmpfd;			/* spool/tmp, opened at spool_open(): spill files are
@@ -124,8 +128,10 @@ int spool_parse(const char *qid, const MDB_val *val, struct spool_parsed *p,
     const char **error_r);
 void spool_parsed_free(struct spool_parsed *p);
 int spool_read_begin(struct spool *sp, MDB_txn **txn_r, const char **error_r);
-/* spool_queue.c: the message's "new" entry, written with its envelope and body;
+/* spool_queue.c: open (a writer creates, and fills "new" from "env" when the
+   spool predates the queue databases); the message's "new" entry, written with its envelope and body;
    the queue's half of spool_verify */
+int spool_queue_open(struct spool *sp, MDB_txn *txn);
 int spool_queue_put_new(struct spool *sp, MDB_txn *txn, const char *qid);
 int spool_queue_verify(struct spool *sp, MDB_txn *txn, const char **error_r);
 

@@ -332,6 +332,10 @@ spool_verify(struct spool *sp, size_t *count_r, const char **error_r)
 		*error_r = spool_err("%zu envelopes, %zu bodies", n_env, n_body);
 		goto out;
 	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	if (spool_queue_verify(sp, txn, error_r) == -1)
+		goto out;
 	*count_r = n_env;
 	ret = 0;
 	goto out;
