@@ -193,7 +193,7 @@ int spool_wake_pipe(int fds[2], const char **error_r);
 /* a listener's spool: one octet to fd after each committed batch (-1: none) */
 void spool_set_wake_fd(struct spool *sp, int fd);
 /* the reader: read everything there is; 1 something was there, 0 nothing,
-   -1 every writer is gone (or an error) */
+   -1 nothing was there and every writer is gone (or an error) */
 int spool_wake_drain(int fd);
 
 /* ---- delivery state (the queue manager's; OpenSMTPD queue_envelope_*) ------ */

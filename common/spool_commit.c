@@ -290,7 +290,9 @@ spool_wake_drain(int fd)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return got;
-		return -1;	/* every writer is gone, or an error */
+		/* every writer is gone (or an error): say so once what they
+		   wrote has been reported */
+		return got ? 1 : -1;
 	}
 }
 
