@@ -187,6 +187,8 @@ int spool_verify(struct spool *sp, size_t *count_r, const char **error_r);
 
 /* ---- commit notification (see the layout above) ---------------------------- */
 
+/* the environment variable naming a supervised child's write end */
+#define SPOOL_ENV_WAKE_FD "RELAYVISOR_SPOOL_WAKE_FD"
 /* a close-on-exec, non-blocking pipe: fds[0] for the queue manager, fds[1] for
    the listeners */
 int spool_wake_pipe(int fds[2], const char **error_r);

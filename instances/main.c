@@ -280,6 +280,13 @@ main(int argc, char **argv)
 		log_warn("%s=%d", CHILD_ENV_NOTIFY_FD, notify_fd);
 		notify_fd = -1;
 	}
+	/* the commit notification for the queue manager (spool.h) */
+	int wake_fd = env_int(SPOOL_ENV_WAKE_FD);
+	unsetenv(SPOOL_ENV_WAKE_FD);
+	if (wake_fd >= 0 && fcntl(wake_fd, F_SETFD, FD_CLOEXEC) == -1) {
+		log_warn("%s=%d", SPOOL_ENV_WAKE_FD, wake_fd);
+		wake_fd = -1;
+	}
 	pid_t ppid = getppid();
 	char run_user[64] = "";
 	const char *ru = getenv(CONFINE_ENV_USER);
@@ -352,6 +359,7 @@ main(int argc, char **argv)
 		exit(1);
 	}
 	smtpd_set_spool(main_sd, spool);
+	spool_set_wake_fd(spool, wake_fd);
 
 	char jail[4096];
 	snprintf(jail, sizeof(jail), "%s/%s", cfg->server.spool, CONFINE_EMPTY_SUBDIR);

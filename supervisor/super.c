@@ -441,9 +441,33 @@ inst_unlisten(struct sv_instance *in)
 
 /* ---- spawning ---- */
 
+/*
+ * Spool commit notification (spool.h), issue 11 hook: one pipe for the whole
+ * supervisor, made at the first spawn. Every listener inherits the write end
+ * (fd n+5, named by SPOOL_ENV_WAKE_FD) before it confines itself; the read end
+ * stays here for the queue manager of the next issue, and keeps the pipe open
+ * so a listener's wake-up never meets EPIPE meanwhile. The service table
+ * (i11s) should make this "the wake end goes to kinds that commit messages,
+ * the read end to the qmgr" instead.
+ */
+static int spool_wake_fds[2] = { -1, -1 };
+
+static int
+spool_wake_write_fd(void)
+{
+	const char *err;
+
+	if (spool_wake_fds[1] == -1 && spool_wake_pipe(spool_wake_fds, &err) == -1) {
+		log_warnx("spool commit notification: %s", err);
+		spool_wake_fds[0] = spool_wake_fds[1] = -1;
+	}
+	return spool_wake_fds[1];
+}
+
 /* In the child between fork and exec: only plain system calls, then exec. */
 static void __attribute__((noreturn))
-child_exec(struct sv *sv, struct sv_proc *p, int cfgfd, int notifyfd, int outfd)
+child_exec(struct sv *sv, struct sv_proc *p, int cfgfd, int notifyfd, int outfd,
+    int wakefd)
 {
 	struct sv_instance *in = p->inst;
 	sigset_t all;
@@ -456,16 +480,20 @@ child_exec(struct sv *sv, struct sv_proc *p, int cfgfd, int notifyfd, int outfd)
 	setpgid(0, 0);
 
 	/* move every fd we hand over above the target range, then into place:
-	   listening sockets 3..3+n-1, config n+3, notify n+4, output on 1 and 2 */
+	   listening sockets 3..3+n-1, config n+3, notify n+4, spool wake-up
+	   n+5 (when there is one), output on 1 and 2 */
 	int n = (int)in->n_fds;
 	int high = n + 16;
-	int src[n + 3];
+	int src[n + 4];
 	for (int i = 0; i < n; i++)
 		src[i] = in->fds[i];
 	src[n] = cfgfd;
 	src[n + 1] = notifyfd;
 	src[n + 2] = outfd;
-	for (int i = 0; i < n + 3; i++) {
+	src[n + 3] = wakefd;
+	for (int i = 0; i < n + 4; i++) {
+		if (src[i] == -1)
+			continue;
 		src[i] = fcntl(src[i], F_DUPFD, high);
 		if (src[i] == -1)
 			_exit(127);
@@ -480,11 +508,13 @@ child_exec(struct sv *sv, struct sv_proc *p, int cfgfd, int notifyfd, int outfd)
 	for (int i = 0; i < n + 2; i++)
 		if (dup2(src[i], 3 + i) == -1)
 			_exit(127);
-	close_range((unsigned)(n + 5), ~0U, 0);
+	if (wakefd != -1 && dup2(src[n + 3], n + 5) == -1)
+		_exit(127);
+	close_range((unsigned)(wakefd != -1 ? n + 6 : n + 5), ~0U, 0);
 
 	/* a clean environment: what childproto.h defines, a PATH, and the
 	   sanitizers' options; nothing else of ours reaches the child */
-	char e_fds[32], e_pid[32], e_cfg[64], e_notify[64], e_user[128];
+	char e_fds[32], e_pid[32], e_cfg[64], e_notify[64], e_user[128], e_wake[64];
 	char *envp[16];
 	int ne = 0;
 	envp[ne++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -496,6 +526,10 @@ child_exec(struct sv *sv, struct sv_proc *p, int cfgfd, int notifyfd, int outfd)
 	envp[ne++] = e_cfg;
 	snprintf(e_notify, sizeof(e_notify), "%s=%d", CHILD_ENV_NOTIFY_FD, n + 4);
 	envp[ne++] = e_notify;
+	if (wakefd != -1) {
+		snprintf(e_wake, sizeof(e_wake), "%s=%d", SPOOL_ENV_WAKE_FD, n + 5);
+		envp[ne++] = e_wake;
+	}
 	if (sv->switch_user) {
 		snprintf(e_user, sizeof(e_user), "%s=%s", CONFINE_ENV_USER, sv->run_user);
 		envp[ne++] = e_user;
@@ -547,6 +581,7 @@ proc_spawn(struct sv_proc *p)
 		close(sp[1]);
 		return -1;
 	}
+	int wakefd = spool_wake_write_fd();
 	pid_t pid = fork();
 	if (pid == -1) {
 		log_warn("%s: fork", p->name);
@@ -558,7 +593,7 @@ proc_spawn(struct sv_proc *p)
 		return -1;
 	}
 	if (pid == 0)
-		child_exec(sv, p, cfgfd, sp[1], out[1]);
+		child_exec(sv, p, cfgfd, sp[1], out[1], wakefd);
 	close(cfgfd);
 	close(sp[1]);
 	close(out[1]);
