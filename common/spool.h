@@ -9,6 +9,54 @@
  *
  * Bodies being received stay in memory up to a threshold, then spill to a
  * temporary file under spool/tmp (swept of dead processes' files at open).
+ *
+ * On-disk layout (LMDB named databases in spool/data.mdb; keys are raw bytes):
+ *
+ *   env    QID -> envelope text ("key: value" lines, spool_internal.h). Written
+ *          once by the listener's commit, never changed: sender, recipients in
+ *          order (a recipient is named by its index here), attributes.
+ *   body   QID -> the message octets. Written once, never changed.
+ *   new    QID -> "" . Written in the same transaction as env and body: the
+ *          messages the queue manager has not taken in yet. The only thing a
+ *          listener writes besides env and body.
+ *   rcpt   QID . idx (4 octets, big-endian) -> recipient record: version,
+ *          state, attempts, next try, last try, owner (pid of the process that
+ *          holds it in flight, 0 none), last reply (spool_queue.c has the
+ *          octets). Created by the queue manager when it takes a message in,
+ *          rewritten by it only.
+ *   sched  next try (8 octets, big-endian unix seconds) . QID . idx -> "" . One
+ *          entry per recipient waiting for a try (QUEUED or DEFERRED), so the
+ *          due recipients are a cursor walk from the first key to "now".
+ *
+ * Who writes what: listeners append (env, body, new) through the commit
+ * pipeline; relayvisor-qmgr is the only writer of delivery state (it takes "new"
+ * in, updates rcpt and sched, deletes messages); delivery agents get a message's
+ * body handed over and report results to the qmgr, they never open the spool
+ * for writing; relayvisorctl opens it read-only.
+ *
+ * Life of a message: commit (env + body + new) -> intake (one rcpt record per
+ * recipient, QUEUED, next try now, with its sched entry; new deleted) -> the
+ * qmgr claims due recipients (INFLIGHT, owner = agent's pid, sched entry gone)
+ * -> each result is an update (SENT or BOUNCED: final; DEFERRED: attempts + 1,
+ * next try, sched entry back) -> once every recipient is final the qmgr deletes
+ * the message (env, body, every rcpt and sched entry). At qmgr start-up,
+ * spool_queue_reclaim() returns records whose owner died to QUEUED.
+ *
+ * Crash consistency: each step above is one LMDB write transaction, and LMDB
+ * commits are atomic and durable (no MDB_NOSYNC). So after kill -9 or power
+ * loss at any point a message is committed (env, body and new, or env, body and
+ * all its rcpt records) or absent, a recipient's record and its sched entry
+ * agree, and a message is never half removed. spool_verify() checks all of it.
+ * A spool written before the queue databases existed is upgraded at the first
+ * writable open: every envelope goes into "new", in the transaction that
+ * creates the databases.
+ *
+ * Commit notification: a pipe the supervisor makes (spool_wake_pipe); every
+ * listener holds the write end (inherited before its chroot, so no path in the
+ * spool is needed) and writes one octet after each committed batch, never
+ * blocking (spool_set_wake_fd); the queue manager watches the read end with
+ * libev, drains it (spool_wake_drain) and only then takes "new" in, so a
+ * commit that lands during its intake wakes it again.
  */
 #ifndef RELAYVISOR_SPOOL_H
 #define RELAYVISOR_SPOOL_H
@@ -133,7 +181,83 @@ int spool_body(struct spool *sp, const char *qid, char **buf, size_t *len,
     const char **error_r);
 
 /* consistency check (every envelope parses and has a body of its size, every
-   body has an envelope); *count_r = messages; -1 and *error_r on the first flaw */
+   body has an envelope, and the delivery state agrees with them: see the layout
+   above); *count_r = messages; -1 and *error_r on the first flaw */
 int spool_verify(struct spool *sp, size_t *count_r, const char **error_r);
+
+/* ---- commit notification (see the layout above) ---------------------------- */
+
+/* the environment variable naming a supervised child's write end */
+#define SPOOL_ENV_WAKE_FD "RELAYVISOR_SPOOL_WAKE_FD"
+/* a close-on-exec, non-blocking pipe: fds[0] for the queue manager, fds[1] for
+   the listeners */
+int spool_wake_pipe(int fds[2], const char **error_r);
+/* a listener's spool: one octet to fd after each committed batch (-1: none) */
+void spool_set_wake_fd(struct spool *sp, int fd);
+/* the reader: read everything there is; 1 something was there, 0 nothing,
+   -1 nothing was there and every writer is gone (or an error) */
+int spool_wake_drain(int fd);
+
+/* ---- delivery state (the queue manager's; OpenSMTPD queue_envelope_*) ------ */
+
+enum spool_rcpt_state {
+	SPOOL_RCPT_QUEUED,	/* waiting for a first try (has a sched entry) */
+	SPOOL_RCPT_INFLIGHT,	/* handed to a delivery agent (owner) */
+	SPOOL_RCPT_DEFERRED,	/* failed for now, waiting (has a sched entry) */
+	SPOOL_RCPT_SENT,	/* final: delivered */
+	SPOOL_RCPT_BOUNCED,	/* final: failed for good (a DSN is owed) */
+};
+#define SPOOL_REPLY_MAX 512
+
+struct spool_rcpt {
+	char qid[SPOOL_QID_MAX];
+	unsigned idx;			/* the envelope's recipient, from 0 */
+	enum spool_rcpt_state state;
+	unsigned attempts;
+	int64_t next_try;		/* unix seconds (QUEUED, DEFERRED) */
+	int64_t last_try;		/* unix seconds, 0 never */
+	uint32_t owner;			/* pid holding it in flight, 0 none */
+	char reply[SPOOL_REPLY_MAX];	/* last reply, "" none (no CR or LF) */
+};
+
+bool spool_rcpt_final(enum spool_rcpt_state st);
+const char *spool_rcpt_state_name(enum spool_rcpt_state st);
+
+/* take up to max new messages (0: all) in, in one write transaction: a QUEUED
+   record per recipient with next try `now` and its sched entry; returns how
+   many messages were taken, -1 and *error_r */
+int spool_queue_intake(struct spool *sp, int64_t now, size_t max,
+    const char **error_r);
+/* messages waiting for intake */
+int spool_queue_new_count(struct spool *sp, size_t *count_r, const char **error_r);
+typedef int spool_rcpt_fn(const struct spool_rcpt *r, void *arg);
+/* recipients due at `now` (sched entries up to it) in next-try order, at most
+   max (0: all); fn returning non-zero stops */
+int spool_queue_due(struct spool *sp, int64_t now, size_t max, spool_rcpt_fn *fn,
+    void *arg, const char **error_r);
+/* the earliest next try of any waiting recipient (the qmgr's timer); *when_r
+   -1 when none waits */
+int spool_queue_next_try(struct spool *sp, int64_t *when_r, const char **error_r);
+/* one recipient's record; -1 "no such recipient" */
+int spool_rcpt_get(struct spool *sp, const char *qid, unsigned idx,
+    struct spool_rcpt *r, const char **error_r);
+/* every recipient record of qid, in index order */
+int spool_rcpt_foreach(struct spool *sp, const char *qid, spool_rcpt_fn *fn,
+    void *arg, const char **error_r);
+/* write r back (OpenSMTPD queue_envelope_update), the sched entry following
+   its state and next try, in one write transaction; *complete_r (may be NULL):
+   every recipient of the message is final now. -1 and *error_r for a record
+   that does not exist or values out of range (EINVAL) */
+int spool_rcpt_update(struct spool *sp, const struct spool_rcpt *r,
+    bool *complete_r, const char **error_r);
+/* remove a message whole: env, body, new, every rcpt and sched entry, in one
+   write transaction (queue_envelope_delete); -1 "no such message" */
+int spool_queue_delete(struct spool *sp, const char *qid, const char **error_r);
+/* qmgr start-up: every INFLIGHT record whose owner is not alive goes back to
+   QUEUED with next try `now` (alive NULL: kill(pid, 0) decides); returns how
+   many */
+typedef bool spool_alive_fn(uint32_t pid, void *arg);
+int spool_queue_reclaim(struct spool *sp, int64_t now, spool_alive_fn *alive,
+    void *arg, const char **error_r);
 
 #endif

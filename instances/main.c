@@ -38,6 +38,7 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "common/spool.h"
+#include "instances/listen.h"
 #include "instances/smtpd.h"
 
 #define LISTEN_FDS_START 3
@@ -251,6 +252,13 @@ main(int argc, char **argv)
 		log_warn("%s=%d", CHILD_ENV_NOTIFY_FD, notify_fd);
 		notify_fd = -1;
 	}
+	/* the commit notification for the queue manager (spool.h) */
+	int wake_fd = env_int(SPOOL_ENV_WAKE_FD);
+	unsetenv(SPOOL_ENV_WAKE_FD);
+	if (wake_fd >= 0 && fcntl(wake_fd, F_SETFD, FD_CLOEXEC) == -1) {
+		log_warn("%s=%d", SPOOL_ENV_WAKE_FD, wake_fd);
+		wake_fd = -1;
+	}
 	pid_t ppid = getppid();
 	char run_user[64] = "";
 	const char *ru = getenv(CONFINE_ENV_USER);
@@ -287,7 +295,7 @@ main(int argc, char **argv)
 		for (int i = 0; i < n_fds; i++) {
 			const char *text = (size_t)i < inst->n_listen ?
 			    inst->listen[i].text : "inherited";
-			if (smtpd_add_listener(main_sd, LISTEN_FDS_START + i, text, &err) == -1)
+			if (listen_add(main_sd, LISTEN_FDS_START + i, text, &err) == -1)
 				fatal("listener fd %d (%s): %s", LISTEN_FDS_START + i, text, err);
 		}
 	} else {
@@ -298,7 +306,7 @@ main(int argc, char **argv)
 				log_warnx("%s", error);
 				exit(1);
 			}
-			if (smtpd_add_listener(main_sd, fd, inst->listen[i].text, &err) == -1)
+			if (listen_add(main_sd, fd, inst->listen[i].text, &err) == -1)
 				fatal("listener %s: %s", inst->listen[i].text, err);
 		}
 	}
@@ -326,6 +334,7 @@ main(int argc, char **argv)
 		exit(1);
 	}
 	smtpd_set_spool(main_sd, spool);
+	spool_set_wake_fd(spool, wake_fd);
 
 	char jail[4096];
 	snprintf(jail, sizeof(jail), "%s/%s", cfg->server.spool, CONFINE_EMPTY_SUBDIR);
@@ -367,6 +376,7 @@ main(int argc, char **argv)
 		ev_io_start(loop, &notify_io);
 	}
 	smtpd_start(main_sd);
+	listen_start(main_sd);
 	log_info("ready: instance %s, %zu listening sockets", inst->name,
 	    main_sd->n_listeners);
 	notify_send(CHILD_MSG_READY);

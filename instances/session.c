@@ -1,15 +1,16 @@
 /*
  * The SMTP session (models: OpenSMTPD smtp_session.c, Postfix smtpd.c).
  *
- * Flow of input: the socket is read into s->in (bounded, allocated while it
- * holds octets), session_process() takes complete command lines or message
- * text out of it in order, every reply is appended to s->out, and s->out is
- * written once the batch is processed. Processing pauses (the input stays
- * buffered) while a message waits for its group commit, and while s->out holds
- * more than SESSION_OUT_HIGH octets; reading pauses while s->in is full. So a
- * client that pipelines a whole transaction in one write gets every reply
- * once, in order, and a client that does not read its replies cannot make
- * the process grow.
+ * Flow of input: the connection (common/io.h, which owns the socket) reads
+ * into its bounded input buffer, session_process() takes complete command
+ * lines or message text out of it in order, every reply is appended to its
+ * output buffer, and the output is flushed once the batch is processed.
+ * Processing pauses (the input stays buffered) while a message waits for its
+ * group commit, and while the output holds more than SESSION_OUT_HIGH octets;
+ * reading pauses while the input buffer is full. So a client that pipelines a
+ * whole transaction in one write gets every reply once, in order, and a client
+ * that does not read its replies cannot make the process grow. The session
+ * never calls read() or write(): TLS will go under it inside io.c.
  *
  * Logs follow Postfix's smtpd word for word (DESIGN.md section 9), so
  * fail2ban's postfix filter and pflogsumm read them unchanged.
@@ -29,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "common/log.h"
 #include "common/spool.h"
 #include "instances/reader.h"
@@ -39,6 +41,8 @@
 
 #define SESSION_IN_CAP SMTPD_INBUF
 #define SESSION_OUT_HIGH 16384
+/* a session stops processing at SESSION_OUT_HIGH; this is the hard stop */
+#define SESSION_OUT_MAX (4 * SESSION_OUT_HIGH)
 #define SESSION_HELO_MAX 255
 /* NOOP, RSET, VRFY and HELP a session may send before each one counts as an
    error (Postfix smtpd_junk_command_limit ${stress?1}{100}) */
@@ -91,10 +95,9 @@ struct tx {
 struct session {
 	struct smtpd *sd;
 	struct session *next, *prev;		/* sd->sessions */
-	struct session *resume_next;		/* sd->resume_head list */
-	bool resume_queued;
-	int fd;
-	ev_io rd, wr;
+	struct smtpd_deferred resume;		/* the commit answered: go on */
+	struct io *io;
+	bool live;			/* on a socket (not an fd -1 session) */
 	ev_timer timer;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -123,10 +126,6 @@ struct session {
 	/* scratch of the current command's check half for its proceed half */
 	struct mailaddr arg_addr;
 
-	char *in;
-	size_t in_off, in_len;
-	char *out;
-	size_t out_off, out_len, out_cap;
 	char line[READER_CMD_MAX + 1];
 };
 
@@ -154,7 +153,7 @@ session_proto(const struct session *s)
 static size_t
 out_pending(const struct session *s)
 {
-	return s->out_len - s->out_off;
+	return s->io != NULL ? io_out_pending(s->io) : 0;
 }
 
 /*
@@ -197,7 +196,7 @@ session_deadline(const struct session *s)
 static void
 session_arm_timer(struct session *s)
 {
-	if (s->fd < 0 || s->state == S_CLOSED)
+	if (!s->live || s->state == S_CLOSED)
 		return;
 	ev_tstamp left = session_deadline(s) - ev_now(s->sd->loop);
 	ev_timer_stop(s->sd->loop, &s->timer);
@@ -209,7 +208,7 @@ session_arm_timer(struct session *s)
 static void
 session_new_request(struct session *s)
 {
-	if (s->fd < 0)
+	if (!s->live)
 		return;
 	s->req_start = ev_now(s->sd->loop);
 	session_arm_timer(s);
@@ -230,30 +229,10 @@ session_enter_state(struct session *s, enum session_state st)
 static void
 out_append(struct session *s, const char *buf, size_t len)
 {
-	if (s->out_off > 0 && s->out_off == s->out_len)
-		s->out_off = s->out_len = 0;
-	if (s->out_len + len > s->out_cap) {
-		if (s->out_off > 0) {
-			memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
-			s->out_len -= s->out_off;
-			s->out_off = 0;
-		}
-		size_t cap = s->out_cap ? s->out_cap : 512;
-		while (cap < s->out_len + len)
-			cap *= 2;
-		if (cap != s->out_cap) {
-			char *n = realloc(s->out, cap);
-			if (n == NULL) {
-				log_warn("%s: output buffer", s->client);
-				s->dead = true;
-				return;
-			}
-			s->out = n;
-			s->out_cap = cap;
-		}
+	if (io_write(s->io, buf, len) == -1) {
+		log_warn("%s: output buffer", s->client);
+		s->dead = true;
 	}
-	memcpy(s->out + s->out_len, buf, len);
-	s->out_len += len;
 }
 
 /*
@@ -437,54 +416,33 @@ tx_free(struct session *s)
 
 /* ---- I/O ---------------------------------------------------------------- */
 
+/* the connection failed (reset, broken pipe, or worse: that one is logged) */
+static void
+session_lost(struct session *s, int err)
+{
+	if (err != EPIPE && err != ECONNRESET)
+		log_warnx("connection with %s: %s", s->client, strerror(err));
+	if (s->state != S_QUIT)
+		log_info("lost connection after %s from %s", s->last_cmd, s->client);
+	s->dead = true;
+}
+
 static void
 session_flush(struct session *s)
 {
-	if (s->fd < 0 || s->dead)
+	if (!s->live || s->dead)
 		return;
-	while (out_pending(s) > 0) {
-		ssize_t n = write(s->fd, s->out + s->out_off, out_pending(s));
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			if (errno != EPIPE && errno != ECONNRESET)
-				log_warn("write to %s", s->client);
-			if (s->state != S_QUIT)
-				log_info("lost connection after %s from %s", s->last_cmd,
-				    s->client);
-			s->dead = true;
-			return;
-		}
-		s->out_off += (size_t)n;
-	}
-	s->out_off = s->out_len = 0;
-	/* idle sessions hold no buffers (10 000 idle clients must stay small) */
-	if (s->out_cap > 4096) {
-		free(s->out);
-		s->out = NULL;
-		s->out_cap = 0;
-	}
+	if (io_flush(s->io) == -1)
+		session_lost(s, errno);
 }
 
 static void
 session_update_io(struct session *s)
 {
-	if (s->fd < 0)
+	if (!s->live)
 		return;
-	bool want_read = !s->eof && s->state != S_QUIT && s->state != S_CLOSED &&
-	    s->in_len < SESSION_IN_CAP && out_pending(s) < SESSION_OUT_HIGH;
-	bool want_write = out_pending(s) > 0;
-
-	if (want_read && !ev_is_active(&s->rd))
-		ev_io_start(s->sd->loop, &s->rd);
-	else if (!want_read && ev_is_active(&s->rd))
-		ev_io_stop(s->sd->loop, &s->rd);
-	if (want_write && !ev_is_active(&s->wr))
-		ev_io_start(s->sd->loop, &s->wr);
-	else if (!want_write && ev_is_active(&s->wr))
-		ev_io_stop(s->sd->loop, &s->wr);
+	io_set_read(s->io, !s->eof && s->state != S_QUIT && s->state != S_CLOSED &&
+	    out_pending(s) < SESSION_OUT_HIGH);
 }
 
 /* the "disconnect from" line: "ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4" */
@@ -525,38 +483,18 @@ session_close(struct session *s)
 		return;
 	if (s->state == S_COMMIT && sd->spool != NULL)
 		spool_cancel_callback(sd->spool, s);
-	if (s->resume_queued) {
-		struct session **pp = &sd->resume_head;
-		while (*pp != NULL && *pp != s)
-			pp = &(*pp)->resume_next;
-		if (*pp == s)
-			*pp = s->resume_next;
-		sd->resume_tail = NULL;
-		for (struct session *r = sd->resume_head; r != NULL; r = r->resume_next)
-			sd->resume_tail = r;
-		s->resume_queued = false;
-	}
+	smtpd_defer_cancel(sd, &s->resume);
 	tx_free(s);
 	session_log_disconnect(s);
-	if (s->fd >= 0) {
-		ev_io_stop(sd->loop, &s->rd);
-		ev_io_stop(sd->loop, &s->wr);
+	if (s->live) {
 		ev_timer_stop(sd->loop, &s->timer);
-		/* unread input makes close() send a RST, which can destroy our last
-		   reply (421, 521) before the client reads it: drain what is there */
-		for (int i = 0; i < 4; i++)
-			if (recv(s->fd, sd->scratch, sizeof(sd->scratch), MSG_DONTWAIT) <= 0)
-				break;
-		if (close(s->fd) == -1)
-			log_warn("close %s", s->client);
-		s->fd = -1;
-		free(s->out);
-		s->out = NULL;
-		s->out_off = s->out_len = s->out_cap = 0;
+		/* io_free drains unread input first: close() would otherwise send a
+		   RST that can destroy our last reply (421, 521) */
+		io_free(s->io);
+		s->io = NULL;
+	} else if (s->io != NULL) {
+		io_discard_input(s->io);	/* the output stays for the test */
 	}
-	free(s->in);
-	s->in = NULL;
-	s->in_off = s->in_len = 0;
 	smtpd_client_add(sd, s->ip, -1);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
@@ -578,17 +516,17 @@ session_close(struct session *s)
 static void
 session_settle(struct session *s)
 {
-	bool real = s->fd >= 0;
+	bool real = s->live;
 
 	if (s->state == S_CLOSED)
 		return;
 	session_flush(s);
 	/* output drained: go on with commands held back by the output mark */
-	while (!s->dead && s->fd >= 0 && out_pending(s) < SESSION_OUT_HIGH &&
-	    s->in_off < s->in_len) {
-		size_t before = s->in_len - s->in_off;
+	while (!s->dead && s->live && out_pending(s) < SESSION_OUT_HIGH &&
+	    io_datalen(s->io) > 0) {
+		size_t before = io_datalen(s->io);
 		session_process(s);
-		if (s->in_len - s->in_off == before)
+		if (io_datalen(s->io) == before)
 			break;		/* nothing complete left: wait for input */
 		session_flush(s);
 	}
@@ -599,7 +537,7 @@ session_settle(struct session *s)
 	}
 	if (!s->dead && s->state == S_QUIT && out_pending(s) == 0)
 		s->dead = true;
-	if (s->dead || (s->state == S_QUIT && s->fd < 0)) {
+	if (s->dead || (s->state == S_QUIT && !s->live)) {
 		session_close(s);
 		if (real)
 			free(s);
@@ -608,53 +546,32 @@ session_settle(struct session *s)
 	session_update_io(s);
 }
 
+/* what the connection reports (common/io.h) */
 static void
-session_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+session_io_cb(struct io *io, enum io_event ev, void *arg)
 {
-	struct session *s = w->data;
+	struct session *s = arg;
 
-	(void)loop;
-	(void)revents;
-	if (s->in == NULL && (s->in = malloc(SESSION_IN_CAP)) == NULL) {
-		log_warn("%s: input buffer", s->client);
-		s->dead = true;
-		session_settle(s);
-		return;
-	}
-	if (s->in_len < SESSION_IN_CAP) {
-		ssize_t n = read(s->fd, s->in + s->in_len, SESSION_IN_CAP - s->in_len);
-		if (n == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-				session_settle(s);
-				return;
-			}
-			if (errno != ECONNRESET)
-				log_warn("read from %s", s->client);
-			log_info("lost connection after %s from %s", s->last_cmd, s->client);
-			s->dead = true;
-		} else if (n == 0) {
-			s->eof = true;
-		} else {
-			s->in_len += (size_t)n;
-		}
-	}
-	if (!s->dead)
+	(void)io;
+	switch (ev) {
+	case IO_DATAIN:
 		session_process(s);
-	session_settle(s);
-}
-
-static void
-session_write_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct session *s = w->data;
-	bool was_blocked = out_pending(s) >= SESSION_OUT_HIGH;
-
-	(void)loop;
-	(void)revents;
-	session_flush(s);
-	/* output drained below the mark: go on with input held back */
-	if (!s->dead && was_blocked && out_pending(s) < SESSION_OUT_HIGH)
+		break;
+	case IO_EOF:
+		s->eof = true;
 		session_process(s);
+		break;
+	case IO_LOWAT:
+		/* output drained below the mark: settle goes on with held input */
+		break;
+	case IO_ERROR:
+		session_lost(s, io_errno(io));
+		break;
+	case IO_CONNECTED:
+	case IO_TIMEOUT:
+		/* not used: an accepted connection, and deadlines of our own */
+		break;
+	}
 	session_settle(s);
 }
 
@@ -1205,11 +1122,13 @@ session_data_input(struct session *s)
 	size_t olen, consumed;
 	const char *err;
 
-	enum reader_status st = reader_data_decode(&tx->rd, s->in + s->in_off,
-	    s->in_len - s->in_off, sd->scratch, &olen, &consumed);
-	s->in_off += consumed;
+	size_t avail;
+	const char *p = io_data(s->io, &avail);
+	enum reader_status st = reader_data_decode(&tx->rd, p, avail, sd->scratch,
+	    &olen, &consumed);
+	io_drop(s->io, consumed);
 	s->data_octets += consumed;
-	if (s->fd >= 0)
+	if (s->live)
 		session_arm_timer(s);	/* the deadline moved by consumed / rate */
 	sd->stats.bytes += olen;
 	if (tx->rd.size > sd->inst->max_message_size)
@@ -1232,19 +1151,19 @@ session_data_input(struct session *s)
 static void
 session_process(struct session *s)
 {
-	while (!s->dead && s->in_off < s->in_len) {
+	while (!s->dead && s->io != NULL && io_datalen(s->io) > 0) {
 		if (s->state != S_CONNECTED && s->state != S_HELO && s->state != S_DATA)
 			break;
 		if (out_pending(s) >= SESSION_OUT_HIGH)
 			break;
-		const char *p = s->in + s->in_off;
-		size_t avail = s->in_len - s->in_off;
+		size_t avail;
+		const char *p = io_data(s->io, &avail);
 		if (s->state == S_DATA) {
 			session_data_input(s);
 			continue;
 		}
 		if (s->discard) {
-			s->in_off += reader_discard_line(p, avail, &s->discard);
+			io_drop(s->io, reader_discard_line(p, avail, &s->discard));
 			continue;
 		}
 		size_t linelen, consumed;
@@ -1252,7 +1171,12 @@ session_process(struct session *s)
 		    &s->discard);
 		if (st == READER_MORE)
 			break;
-		s->in_off += consumed;
+		/* the line leaves the input buffer (which may be freed) first */
+		if (st == READER_LINE) {
+			memcpy(s->line, p, linelen);
+			s->line[linelen] = '\0';
+		}
+		io_drop(s->io, consumed);
 		session_new_request(s);		/* a whole line came */
 		if (st == READER_TOOLONG) {
 			s->cur_cmd = -1;
@@ -1272,60 +1196,30 @@ session_process(struct session *s)
 			session_bare_newline(s, st);
 			continue;
 		}
-		memcpy(s->line, p, linelen);
-		s->line[linelen] = '\0';
 		session_command(s, s->line);
-	}
-	if (s->in_off == s->in_len) {
-		s->in_off = s->in_len = 0;
-		if (s->fd >= 0) {
-			free(s->in);
-			s->in = NULL;
-		}
-	} else if (s->in_off > 0) {
-		memmove(s->in, s->in + s->in_off, s->in_len - s->in_off);
-		s->in_len -= s->in_off;
-		s->in_off = 0;
 	}
 }
 
 /* ---- group commit ------------------------------------------------------- */
 
+static void session_resume(void *arg);
+
+/* called inside the spool's commit: only note the result; the session goes on
+   once the commit has returned (smtpd runs its deferred work) */
 static void
 session_commit_done(void *arg, int result, const char *qid)
 {
 	struct session *s = arg;
-	struct smtpd *sd = s->sd;
 
 	(void)qid;
 	s->commit_result = result;
-	s->resume_next = NULL;
-	s->resume_queued = true;
-	if (sd->resume_tail != NULL)
-		sd->resume_tail->resume_next = s;
-	else
-		sd->resume_head = s;
-	sd->resume_tail = s;
+	smtpd_defer(s->sd, &s->resume, session_resume, s);
 }
 
-struct session *
-session_resume_pop(struct smtpd *sd)
+static void
+session_resume(void *arg)
 {
-	struct session *s = sd->resume_head;
-
-	if (s == NULL)
-		return NULL;
-	sd->resume_head = s->resume_next;
-	if (sd->resume_head == NULL)
-		sd->resume_tail = NULL;
-	s->resume_next = NULL;
-	s->resume_queued = false;
-	return s;
-}
-
-void
-session_resume(struct session *s)
-{
+	struct session *s = arg;
 	struct tx *tx = s->tx;
 
 	if (s->state != S_COMMIT || tx == NULL)
@@ -1351,6 +1245,16 @@ session_resume(struct session *s)
 
 /* ---- life cycle --------------------------------------------------------- */
 
+/* the client as Postfix names it without reverse DNS: "unknown[192.0.2.7]" */
+void
+session_client_name(const struct sockaddr *sa, char *ip, size_t iplen, char *client,
+    size_t clientlen)
+{
+	if (net_sockaddr_ntop(sa, ip, iplen) == NULL)
+		snprintf(ip, iplen, "unknown");
+	snprintf(client, clientlen, "unknown[%s]", ip);
+}
+
 struct session *
 session_new(struct smtpd *sd, int fd, const struct sockaddr *sa, socklen_t salen)
 {
@@ -1361,22 +1265,26 @@ session_new(struct smtpd *sd, int fd, const struct sockaddr *sa, socklen_t salen
 		return NULL;
 	}
 	s->sd = sd;
-	s->fd = fd;
+	s->live = fd >= 0;
+	if ((s->io = io_new(s->live ? sd->loop : NULL, fd, session_io_cb, s)) == NULL) {
+		log_warn("session");
+		free(s);
+		return NULL;
+	}
+	io_set_limits(s->io, SESSION_IN_CAP, SESSION_OUT_MAX);
+	/* told when the output is under the mark again (or flushed, for QUIT) */
+	io_set_lowat(s->io, SESSION_OUT_HIGH - 1);
 	if (salen > sizeof(s->ss))
 		salen = sizeof(s->ss);
 	memcpy(&s->ss, sa, salen);
 	s->sslen = salen;
-	if (net_sockaddr_ntop(sa, s->ip, sizeof(s->ip)) == NULL)
-		snprintf(s->ip, sizeof(s->ip), "unknown");
-	snprintf(s->client, sizeof(s->client), "unknown[%s]", s->ip);
+	session_client_name(sa, s->ip, sizeof(s->ip), s->client, sizeof(s->client));
 	s->state = S_NEW;
 	s->last_cmd = "CONNECT";
 	s->cur_cmd = -1;
-	if (fd >= 0) {
-		ev_io_init(&s->rd, session_read_cb, fd, EV_READ);
-		ev_io_init(&s->wr, session_write_cb, fd, EV_WRITE);
+	if (s->live) {
 		ev_init(&s->timer, session_timer_cb);
-		s->rd.data = s->wr.data = s->timer.data = s;
+		s->timer.data = s;
 	}
 	s->next = sd->sessions;
 	if (s->next != NULL)
@@ -1395,7 +1303,7 @@ session_new(struct smtpd *sd, int fd, const struct sockaddr *sa, socklen_t salen
 			if (o->stressed)
 				continue;
 			o->stressed = true;
-			if (o->fd >= 0 && o->state != S_NEW && o->state != S_CLOSED)
+			if (o->live && o->state != S_NEW && o->state != S_CLOSED)
 				session_arm_timer(o);
 		}
 	}
@@ -1426,14 +1334,9 @@ session_feed(struct session *s, const void *buf, size_t len)
 {
 	if (s->state == S_CLOSED)
 		return;
-	if (s->in == NULL && (s->in = malloc(SESSION_IN_CAP)) == NULL)
-		return;
 	const char *p = buf;
 	while (len > 0 && s->state != S_CLOSED) {
-		size_t room = SESSION_IN_CAP - s->in_len;
-		size_t n = len < room ? len : room;
-		memcpy(s->in + s->in_len, p, n);
-		s->in_len += n;
+		size_t n = io_feed(s->io, p, len);
 		p += n;
 		len -= n;
 		session_process(s);
@@ -1449,6 +1352,7 @@ session_feed_eof(struct session *s)
 	if (s->state == S_CLOSED)
 		return;
 	s->eof = true;
+	io_feed_eof(s->io);
 	session_process(s);
 	session_settle(s);
 }
@@ -1456,14 +1360,18 @@ session_feed_eof(struct session *s)
 const char *
 session_output(const struct session *s, size_t *len)
 {
-	*len = out_pending(s);
-	return s->out != NULL ? s->out + s->out_off : "";
+	if (s->io == NULL) {
+		*len = 0;
+		return "";
+	}
+	return io_out_data(s->io, len);
 }
 
 void
 session_output_clear(struct session *s)
 {
-	s->out_off = s->out_len = 0;
+	if (s->io != NULL)
+		io_out_drop(s->io, io_out_pending(s->io));
 }
 
 bool
@@ -1479,7 +1387,6 @@ session_free(struct session *s)
 		return;
 	if (s->state != S_CLOSED)
 		session_close(s);
-	free(s->out);
-	free(s->in);
+	io_free(s->io);
 	free(s);
 }

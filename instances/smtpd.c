@@ -1,11 +1,10 @@
 /*
- * The listener process: accepting connections under the instance's caps,
- * the per-client connection table, the group commit, the graceful stop.
+ * The listener process's context: the per-client connection table, the group
+ * commit and the deferred work it releases, the graceful stop, the counters.
+ * Accepting connections is listen.c's.
  */
 #include "instances/smtpd.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +14,6 @@
 #include "common/childproto.h"
 #include "common/log.h"
 #include "common/spool.h"
-#include "instances/session.h"
-#include "common/net.h"
-
-/* connections taken from the kernel per accept callback, so one busy socket
-   cannot starve the sessions */
-#define SMTPD_ACCEPT_BATCH 64
 
 struct smtpd_client {
 	struct smtpd_client *next;
@@ -88,14 +81,55 @@ smtpd_commit_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 	smtpd_commit(w->data);
 }
 
+void
+smtpd_defer(struct smtpd *sd, struct smtpd_deferred *d, void (*fn)(void *), void *arg)
+{
+	if (d->queued)
+		return;
+	d->fn = fn;
+	d->arg = arg;
+	d->next = NULL;
+	d->queued = true;
+	if (sd->deferred_tail != NULL)
+		sd->deferred_tail->next = d;
+	else
+		sd->deferred_head = d;
+	sd->deferred_tail = d;
+}
+
+void
+smtpd_defer_cancel(struct smtpd *sd, struct smtpd_deferred *d)
+{
+	if (!d->queued)
+		return;
+	struct smtpd_deferred **pp = &sd->deferred_head, *prev = NULL;
+	while (*pp != NULL && *pp != d) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (*pp == d) {
+		*pp = d->next;
+		if (sd->deferred_tail == d)
+			sd->deferred_tail = prev;
+	}
+	d->next = NULL;
+	d->queued = false;
+}
+
 /* the sessions a commit answered run only now, outside the spool's callbacks */
 static void
 smtpd_resume_answered(struct smtpd *sd)
 {
-	struct session *s;
+	struct smtpd_deferred *d;
 
-	while ((s = session_resume_pop(sd)) != NULL)
-		session_resume(s);
+	while ((d = sd->deferred_head) != NULL) {
+		sd->deferred_head = d->next;
+		if (sd->deferred_head == NULL)
+			sd->deferred_tail = NULL;
+		d->next = NULL;
+		d->queued = false;
+		d->fn(d->arg);
+	}
 }
 
 static void
@@ -141,92 +175,6 @@ smtpd_commit(struct smtpd *sd)
 		ev_idle_start(sd->loop, &sd->commit_idle);
 }
 
-/* refuse a connection before any session exists for it */
-static void
-smtpd_refuse(struct smtpd *sd, int fd, const char *client, const char *reply)
-{
-	char buf[256];
-	int n = snprintf(buf, sizeof(buf), "%s\r\n", reply);
-
-	sd->stats.refused++;
-	if (write(fd, buf, (size_t)n) == -1 && errno != EAGAIN)
-		log_debug("write to %s: %s", client, strerror(errno));
-	if (close(fd) == -1)
-		log_warn("close %s", client);
-	log_info("disconnect from %s commands=0/0", client);
-}
-
-static void
-smtpd_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct smtpd_listener *l = w->data;
-	struct smtpd *sd = l->sd;
-
-	(void)revents;
-	for (int i = 0; i < SMTPD_ACCEPT_BATCH && !sd->stopping; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sslen = sizeof(ss);
-		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			log_warn("accept on %s", l->text);
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				/* the backlog holds the clients until fds are free */
-				for (size_t j = 0; j < sd->n_listeners; j++)
-					ev_io_stop(loop, &sd->listeners[j].io);
-				ev_timer_set(&sd->accept_pause, 1.0, 0.0);
-				ev_timer_start(loop, &sd->accept_pause);
-			}
-			return;
-		}
-		sd->stats.connections++;
-		char ip[64], client[80], reply[200];
-		if (net_sockaddr_ntop((struct sockaddr *)&ss, ip, sizeof(ip)) == NULL)
-			snprintf(ip, sizeof(ip), "unknown");
-		snprintf(client, sizeof(client), "unknown[%s]", ip);
-		if (sd->n_sessions >= sd->inst->max_connections) {
-			log_info("connect from %s", client);
-			log_warnx("Connection limit exceeded: %u connections, refusing %s"
-			    " for service %s", sd->n_sessions, client, sd->inst->name);
-			smtpd_refuse(sd, fd, client, "421 4.7.0 Too many connections");
-			continue;
-		}
-		unsigned n = smtpd_client_count(sd, ip);
-		if (n >= sd->inst->max_per_client) {
-			log_info("connect from %s", client);
-			log_warnx("Connection concurrency limit exceeded: %u from %s for"
-			    " service %s", n + 1, client, sd->inst->name);
-			snprintf(reply, sizeof(reply),
-			    "421 4.7.0 Too many connections from %s", ip);
-			smtpd_refuse(sd, fd, client, reply);
-			continue;
-		}
-		struct session *s = session_new(sd, fd, (struct sockaddr *)&ss, sslen);
-		if (s == NULL) {
-			smtpd_refuse(sd, fd, client, "421 4.3.0 Error: out of memory");
-			continue;
-		}
-		session_start(s);
-	}
-}
-
-static void
-smtpd_accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct smtpd *sd = w->data;
-
-	(void)revents;
-	if (sd->stopping)
-		return;
-	for (size_t j = 0; j < sd->n_listeners; j++)
-		ev_io_start(loop, &sd->listeners[j].io);
-}
-
 struct smtpd *
 smtpd_new(struct ev_loop *loop, const struct config *cfg, const struct instance *inst)
 {
@@ -242,8 +190,6 @@ smtpd_new(struct ev_loop *loop, const struct config *cfg, const struct instance 
 	sd->commit_prepare.data = sd;
 	ev_idle_init(&sd->commit_idle, smtpd_commit_idle_cb);
 	sd->commit_idle.data = sd;
-	ev_init(&sd->accept_pause, smtpd_accept_pause_cb);
-	sd->accept_pause.data = sd;
 	return sd;
 }
 
@@ -253,43 +199,9 @@ smtpd_set_spool(struct smtpd *sd, struct spool *sp)
 	sd->spool = sp;
 }
 
-int
-smtpd_add_listener(struct smtpd *sd, int fd, const char *text, const char **error_r)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1) {
-		*error_r = "fcntl O_NONBLOCK";
-		return -1;
-	}
-	if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
-		*error_r = "fcntl FD_CLOEXEC";
-		return -1;
-	}
-	struct smtpd_listener *v = realloc(sd->listeners,
-	    (sd->n_listeners + 1) * sizeof(*v));
-	if (v == NULL) {
-		*error_r = "out of memory";
-		return -1;
-	}
-	/* watchers hold pointers into the array: (re)initialise them all */
-	sd->listeners = v;
-	struct smtpd_listener *l = &v[sd->n_listeners++];
-	l->fd = fd;
-	l->text = strdup(text != NULL ? text : "?");
-	for (size_t i = 0; i < sd->n_listeners; i++) {
-		v[i].sd = sd;
-		ev_io_init(&v[i].io, smtpd_accept_cb, v[i].fd, EV_READ);
-		v[i].io.data = &v[i];
-	}
-	return 0;
-}
-
 void
 smtpd_start(struct smtpd *sd)
 {
-	for (size_t i = 0; i < sd->n_listeners; i++)
-		ev_io_start(sd->loop, &sd->listeners[i].io);
 	ev_prepare_start(sd->loop, &sd->commit_prepare);
 	if (sd->commit_async)
 		ev_io_start(sd->loop, &sd->commit_io);

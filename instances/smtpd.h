@@ -3,8 +3,13 @@
  * per-process singleton, STYLE.md 12). It owns the listening sockets and
  * their accept watchers, the list of live sessions and the per-client
  * connection counts, the spool handle and the group-commit watchers, and the
- * counters reported to the supervisor. session.c and smtpd.c both work on it;
- * main.c only builds it and runs the loop.
+ * counters reported to the supervisor. It knows nothing of sessions beyond
+ * their count: the layers are
+ *
+ *   main.c -> listen.c (accepts, refuses over the caps) -> session.c -> smtpd.c
+ *
+ * and the spool answers a session through a deferred callback, never a call
+ * up. main.c builds the context and runs the loop.
  *
  * Group commit (DESIGN.md section 7): a session whose DATA completed submits
  * its message to the spool and waits. An ev_prepare watcher, which libev runs
@@ -46,6 +51,16 @@ struct smtpd_listener {
 
 struct smtpd_client;		/* per-client connection count (smtpd.c) */
 
+/* work to run once the current group commit has returned, so nothing runs
+   inside the spool's callbacks (a session's "250 queued as"); embedded in
+   its owner */
+struct smtpd_deferred {
+	struct smtpd_deferred *next;
+	void (*fn)(void *arg);
+	void *arg;
+	bool queued;
+};
+
 #define SMTPD_CLIENT_BUCKETS 1024
 /* room for a decoded read (session input buffer + held octets) */
 #define SMTPD_INBUF 16384
@@ -65,8 +80,8 @@ struct smtpd {
 	struct smtpd_client *clients[SMTPD_CLIENT_BUCKETS];
 
 	/* sessions whose message has committed (or failed), to be resumed after
-	   spool_commit() returned, so no session runs inside the spool */
-	struct session *resume_head, *resume_tail;
+	   spool_commit() returned, in the order they were answered */
+	struct smtpd_deferred *deferred_head, *deferred_tail;
 
 	ev_timer accept_pause;	/* out of fds: accept again a bit later */
 	ev_prepare commit_prepare;
@@ -84,16 +99,13 @@ struct smtpd *smtpd_new(struct ev_loop *loop, const struct config *cfg,
 void smtpd_free(struct smtpd *sd);
 /* the spool messages go to (opened by main after the privilege drop) */
 void smtpd_set_spool(struct smtpd *sd, struct spool *sp);
-/* serve a listening socket (made non-blocking here) */
-int smtpd_add_listener(struct smtpd *sd, int fd, const char *text,
-    const char **error_r);
 /* commit on the spool's commit thread (pipelined group commit): the loop reads
    the next batch while one is flushed; without it commits block the loop */
 int smtpd_async_commit(struct smtpd *sd, const char **error_r);
-/* start accepting and the group-commit watchers */
+/* start the group-commit watchers (listen_start starts accepting) */
 void smtpd_start(struct smtpd *sd);
-/* graceful stop: close the listening sockets; sessions finish; the loop is
-   broken once none is left */
+/* graceful stop: stop accepting and close the listening sockets; sessions
+   finish; the loop is broken once none is left */
 void smtpd_stop(struct smtpd *sd);
 /* once per loop pass (the prepare watcher): with the commit thread, hand it
    the waiting messages if it is idle (its eventfd watcher resumes the answered
@@ -103,9 +115,14 @@ void smtpd_commit(struct smtpd *sd);
 /* its STATS record (common/childproto.h, childproto_smtpd_stats) */
 int smtpd_stats_format(const struct smtpd *sd, char *buf, size_t len);
 
-/* for session.c */
+/* per-client connection counts (listen.c checks, session.c counts) */
 unsigned smtpd_client_count(struct smtpd *sd, const char *ip);
 void smtpd_client_add(struct smtpd *sd, const char *ip, int delta);
+/* run fn(arg) after the current commit returned (d not queued already);
+   cancel: d will not run (its owner goes away) */
+void smtpd_defer(struct smtpd *sd, struct smtpd_deferred *d, void (*fn)(void *),
+    void *arg);
+void smtpd_defer_cancel(struct smtpd *sd, struct smtpd_deferred *d);
 /* a session ended (stop: break the loop when it was the last one) */
 void smtpd_session_gone(struct smtpd *sd);
 

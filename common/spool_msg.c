@@ -1,0 +1,280 @@
+/*
+ * Building a message before its commit: envelope fields (sender, recipients,
+ * attributes, all refused when they hold CR or LF) and the body, which stays in
+ * memory up to SPOOL_SPILL_THRESHOLD and then moves to spool/tmp/<qid>.<pid>
+ * with the memory buffer kept as its write buffer, so a session's memory is
+ * bounded whatever the message size.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <lmdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/spool.h"
+#include "common/spool_internal.h"
+
+/* --- building a message ------------------------------------------------------ */
+
+struct spool_msg *
+spool_msg_begin(struct spool *sp)
+{
+	if (sp->readonly || spool_inherited(sp)) {
+		log_warnx("spool: message begun on %s handle",
+		    sp->readonly ? "a read-only" : "an inherited");
+		return NULL;
+	}
+	struct spool_msg *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return NULL;
+	m->sp = sp;
+	m->fd = -1;
+	spool_qid_new(m->qid, &m->arrival);
+	return m;
+}
+
+const char *
+spool_msg_qid(const struct spool_msg *m)
+{
+	return m->qid;
+}
+
+static bool
+spool_value_ok(const char *v)
+{
+	return strpbrk(v, "\r\n") == NULL;
+}
+
+int
+spool_msg_set_sender(struct spool_msg *m, const char *sender)
+{
+	if (!spool_value_ok(sender)) {
+		errno = EINVAL;
+		return -1;
+	}
+	char *s = strdup(sender);
+	if (s == NULL)
+		return -1;
+	free(m->sender);
+	m->sender = s;
+	return 0;
+}
+
+int
+spool_msg_add_rcpt(struct spool_msg *m, const char *rcpt)
+{
+	if (!spool_value_ok(rcpt)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (m->n_rcpts == m->cap_rcpts) {
+		size_t cap = m->cap_rcpts ? m->cap_rcpts * 2 : 4;
+		char **v = reallocarray(m->rcpts, cap, sizeof(*v));
+		if (v == NULL)
+			return -1;
+		m->rcpts = v;
+		m->cap_rcpts = cap;
+	}
+	if ((m->rcpts[m->n_rcpts] = strdup(rcpt)) == NULL)
+		return -1;
+	m->n_rcpts++;
+	return 0;
+}
+
+static bool
+spool_key_builtin(const char *key)
+{
+	static const char *const builtin[] = {
+		"version", "arrival", "size", "sender", "rcpt", "qid",
+	};
+	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+		if (strcmp(key, builtin[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool
+spool_key_ok(const char *key)
+{
+	if (*key == '\0' || spool_key_builtin(key))
+		return false;
+	for (const char *p = key; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+int
+spool_msg_set_attr(struct spool_msg *m, const char *key, const char *value)
+{
+	if (!spool_key_ok(key) || !spool_value_ok(value)) {
+		errno = EINVAL;
+		return -1;
+	}
+	char *v = strdup(value);
+	if (v == NULL)
+		return -1;
+	for (size_t i = 0; i < m->n_attrs; i++) {
+		if (strcmp(m->attrs[i].key, key) == 0) {
+			free(m->attrs[i].value);
+			m->attrs[i].value = v;
+			return 0;
+		}
+	}
+	if (m->n_attrs == m->cap_attrs) {
+		size_t cap = m->cap_attrs ? m->cap_attrs * 2 : 8;
+		struct spool_attr *a = reallocarray(m->attrs, cap, sizeof(*a));
+		if (a == NULL) {
+			free(v);
+			return -1;
+		}
+		m->attrs = a;
+		m->cap_attrs = cap;
+	}
+	if ((m->attrs[m->n_attrs].key = strdup(key)) == NULL) {
+		free(v);
+		return -1;
+	}
+	m->attrs[m->n_attrs++].value = v;
+	return 0;
+}
+
+static int
+spool_write_all(int fd, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* write the buffered octets to the spill file, creating it first if needed */
+static int
+spool_msg_flush(struct spool_msg *m, const char **error_r)
+{
+	if (m->fd == -1) {
+		if (m->tmppath == NULL && asprintf(&m->tmppath, "%s/%s.%ld",
+		    m->sp->tmpdir, m->qid, (long)getpid()) == -1) {
+			m->tmppath = NULL;
+			errno = ENOMEM;
+			*error_r = spool_err("out of memory");
+			return -1;
+		}
+		m->fd = openat(m->sp->tmpfd, strrchr(m->tmppath, '/') + 1,
+		    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (m->fd == -1) {
+			int e = errno;
+			log_warn("open %s", m->tmppath);
+			*error_r = spool_err("open %s: %s", m->tmppath, strerror(e));
+			free(m->tmppath);
+			m->tmppath = NULL;
+			errno = e;
+			return -1;
+		}
+	}
+	if (spool_write_all(m->fd, m->buf, m->buf_len) == -1) {
+		int e = errno;
+		log_warn("write %s", m->tmppath);
+		*error_r = spool_err("write %s: %s", m->tmppath, strerror(e));
+		errno = e;
+		return -1;
+	}
+	m->file_len += m->buf_len;
+	m->buf_len = 0;
+	return 0;
+}
+
+int
+spool_msg_write(struct spool_msg *m, const void *buf, size_t len,
+    const char **error_r)
+{
+	const unsigned char *p = buf;
+
+	if (m->error != 0) {
+		errno = m->error;
+		*error_r = spool_err("message %s: earlier write failed: %s", m->qid,
+		    strerror(m->error));
+		return -1;
+	}
+	while (len > 0) {
+		if (m->buf_len == m->buf_cap) {
+			if (m->buf_cap < SPOOL_SPILL_THRESHOLD) {
+				size_t cap = m->buf_cap ? m->buf_cap * 2 : SPOOL_BUF_INITIAL;
+				if (cap > SPOOL_SPILL_THRESHOLD)
+					cap = SPOOL_SPILL_THRESHOLD;
+				unsigned char *nb = realloc(m->buf, cap);
+				if (nb == NULL) {
+					m->error = ENOMEM;
+					errno = ENOMEM;
+					*error_r = spool_err("out of memory");
+					return -1;
+				}
+				m->buf = nb;
+				m->buf_cap = cap;
+			} else if (spool_msg_flush(m, error_r) == -1) {
+				m->error = errno;
+				return -1;
+			}
+		}
+		size_t n = m->buf_cap - m->buf_len;
+		if (n > len)
+			n = len;
+		memcpy(m->buf + m->buf_len, p, n);
+		m->buf_len += n;
+		m->size += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+uint64_t
+spool_msg_size(const struct spool_msg *m)
+{
+	return m->size;
+}
+
+void
+spool_msg_free(struct spool_msg *m)
+{
+	if (m->fd != -1 && close(m->fd) == -1)
+		log_warn("close %s", m->tmppath);
+	if (m->tmppath != NULL && unlinkat(m->sp->tmpfd, strrchr(m->tmppath, '/') + 1,
+	    0) == -1 && errno != ENOENT)
+		log_warn("unlink %s", m->tmppath);
+	free(m->tmppath);
+	free(m->buf);
+	free(m->sender);
+	for (size_t i = 0; i < m->n_rcpts; i++)
+		free(m->rcpts[i]);
+	free(m->rcpts);
+	for (size_t i = 0; i < m->n_attrs; i++) {
+		free(m->attrs[i].key);
+		free(m->attrs[i].value);
+	}
+	free(m->attrs);
+	free(m);
+}
+
+void
+spool_msg_abort(struct spool_msg *m)
+{
+	if (m != NULL)
+		spool_msg_free(m);
+}
