@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "common/log.h"
 #include "supervisor/super.h"
 
@@ -32,29 +33,27 @@ static void conn_peer_gone(struct conn *c);
 
 /* ---- output ---- */
 
+/* the connection failed under a write: an errno worth a log line, then gone */
+static void
+conn_write_failed(struct conn *c, int err)
+{
+	if (err != EPIPE && err != ECONNRESET)
+		log_warnx("write control connection: %s", strerror(err));
+	conn_peer_gone(c);
+}
+
+/* write what the socket takes now; the rest follows from the I/O layer's
+   watcher (IO_LOWAT). A finished connection closes once all of it is out. */
 void
 conn_flush(struct conn *c)
 {
-	struct ev_loop *loop = sv_loop(c->sv);
-	while (c->outoff < c->outlen) {
-		ssize_t n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN) {
-			ev_io_start(loop, &c->wio);
-			return;
-		}
-		if (n == -1) {
-			if (errno != EPIPE && errno != ECONNRESET)
-				log_warn("write control connection");
-			conn_peer_gone(c);
-			return;
-		}
-		c->outoff += (size_t)n;
+	if (c->peer_gone)
+		return;
+	if (io_flush(c->io) == -1) {
+		conn_write_failed(c, errno);
+		return;
 	}
-	c->outoff = c->outlen = 0;
-	ev_io_stop(loop, &c->wio);
-	if (c->finished)
+	if (c->finished && io_out_pending(c->io) == 0)
 		conn_free(c);
 }
 
@@ -63,22 +62,9 @@ conn_put(struct conn *c, const char *buf, size_t len)
 {
 	if (c->peer_gone)
 		return;
-	if (c->outlen + len > OUT_MAX)
-		return;		/* a reader this far behind loses lines */
-	if (c->outlen + len > c->outcap) {
-		size_t cap = c->outcap ? c->outcap : 4096;
-		while (cap < c->outlen + len)
-			cap *= 2;
-		char *p = realloc(c->out, cap);
-		if (p == NULL) {
-			log_warn("realloc");
-			return;
-		}
-		c->out = p;
-		c->outcap = cap;
-	}
-	memcpy(c->out + c->outlen, buf, len);
-	c->outlen += len;
+	/* over OUT_MAX (a tail -f reader this far behind) the line is lost */
+	if (io_write(c->io, buf, len) == -1 && errno != ENOBUFS)
+		log_warn("control connection output");
 }
 
 void
@@ -134,7 +120,6 @@ conn_busy(const struct conn *c)
 static void
 conn_peer_gone(struct conn *c)
 {
-	struct ev_loop *loop = sv_loop(c->sv);
 	if (!conn_busy(c)) {
 		conn_free(c);
 		return;
@@ -142,28 +127,22 @@ conn_peer_gone(struct conn *c)
 	if (!c->peer_gone)
 		log_info("control: client went away; finishing its request anyway");
 	c->peer_gone = true;
-	c->outlen = c->outoff = 0;
-	ev_io_stop(loop, &c->rio);
-	ev_io_stop(loop, &c->wio);
+	io_out_drop(c->io, io_out_pending(c->io));
+	io_set_read(c->io, false);
 }
 
 void
 conn_free(struct conn *c)
 {
-	struct ev_loop *loop = sv_loop(c->sv);
-	ev_io_stop(loop, &c->rio);
-	ev_io_stop(loop, &c->wio);
-	ev_timer_stop(loop, &c->timer);
+	ev_timer_stop(sv_loop(c->sv), &c->timer);
 	for (struct conn **pp = &conns; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == c) {
 			*pp = c->next;
 			break;
 		}
 	}
-	if (close(c->fd) == -1)
-		log_warn("close control connection");
+	io_free(c->io);
 	free(c->targets);
-	free(c->out);
 	free(c);
 }
 
@@ -204,58 +183,62 @@ conn_dispatch(struct conn *c, const char *line, size_t len)
 	handlers.request(c, req.argc, req.argv);
 }
 
+/* a request's line has arrived (or the client half-closed after it without
+   its LF); anything it sends after that is read and dropped, so that the end
+   of a `tail -f` reader is still seen */
 static void
-conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+conn_input(struct conn *c)
 {
-	(void)revents;
-	struct conn *c = w->data;
-	char scratch[512];
-	char *buf = c->have_request ? scratch : c->in + c->inlen;
-	size_t room = c->have_request ? sizeof(scratch) : sizeof(c->in) - c->inlen;
-	ssize_t n = read(c->fd, buf, room);
-	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n == -1) {
-		/* reset: nobody to answer; what was asked is still carried out */
-		if (errno != ECONNRESET)
-			log_warn("read control connection");
-		conn_peer_gone(c);
+	size_t len;
+	const char *data = io_data(c->io, &len);
+	if (c->have_request) {
+		io_drop(c->io, len);
 		return;
 	}
-	if (n == 0) {
-		ev_io_stop(loop, w);
-		if (!c->have_request && c->inlen > 0) {
+	const char *nl = memchr(data, '\n', len);
+	if (nl != NULL) {
+		c->have_request = true;
+		conn_dispatch(c, data, (size_t)(nl - data) + 1);
+	} else if (len >= CTLPROTO_LINE_MAX) {
+		c->have_request = true;
+		conn_finish(c, CTL_EXIT_USAGE, "request line too long");
+	}
+}
+
+static void
+conn_io_cb(struct io *io, enum io_event ev, void *arg)
+{
+	struct conn *c = arg;
+	size_t len;
+	(void)io;
+	switch (ev) {
+	case IO_DATAIN:
+		conn_input(c);
+		break;
+	case IO_EOF:
+		io_data(c->io, &len);
+		if (!c->have_request && len > 0) {
 			/* the request's last line without its LF, then SHUT_WR */
 			c->have_request = true;
-			conn_dispatch(c, c->in, c->inlen);
+			conn_dispatch(c, io_data(c->io, &len), len);
 		} else if (!c->have_request || c->wait == WAIT_TAIL) {
 			/* nothing asked, or `tail -f` whose reader stopped */
 			conn_free(c);
 		}
 		/* else a half-closed client: it still reads the reply */
-		return;
+		break;
+	case IO_LOWAT:
+		if (c->finished)
+			conn_free(c);
+		break;
+	case IO_ERROR:
+		/* reset: nobody to answer; what was asked is still carried out */
+		conn_write_failed(c, io_errno(c->io));
+		break;
+	case IO_CONNECTED:
+	case IO_TIMEOUT:
+		break;
 	}
-	if (c->have_request)
-		return;		/* one request per connection */
-	c->inlen += (size_t)n;
-	char *nl = memchr(c->in, '\n', c->inlen);
-	if (nl == NULL) {
-		if (c->inlen == sizeof(c->in)) {
-			c->have_request = true;
-			conn_finish(c, CTL_EXIT_USAGE, "request line too long");
-		}
-		return;
-	}
-	c->have_request = true;
-	conn_dispatch(c, c->in, (size_t)(nl - c->in) + 1);
-}
-
-static void
-conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	(void)loop;
-	(void)revents;
-	conn_flush(w->data);
 }
 
 /* root, our own uid, or a member of server.control_group */
@@ -303,23 +286,21 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	struct conn *c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		log_warn("calloc");
+	if (c == NULL || (c->io = io_new(loop, fd, conn_io_cb, c)) == NULL) {
+		log_warn("control connection");
+		free(c);
 		close(fd);
 		return;
 	}
+	io_set_limits(c->io, CTLPROTO_LINE_MAX, OUT_MAX);
 	c->sv = sv;
-	c->fd = fd;
-	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
-	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
 	ev_init(&c->timer, conn_timer_cb);
-	c->rio.data = c->wio.data = c->timer.data = c;
+	c->timer.data = c;
 	c->next = conns;
 	conns = c;
 	/* a refused peer still gets its request read, so that the answer is not
 	   lost to a reset of a connection with unread data */
 	c->denied = !peer_allowed(sv, fd);
-	ev_io_start(loop, &c->rio);
 }
 
 void

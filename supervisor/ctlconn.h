@@ -6,8 +6,8 @@
  * what it waits for) lives in the connection, so that a client that goes away
  * cannot leave an operation halfway (conn_busy).
  *
- * The control socket's I/O is still its own read/write here; it moves onto the
- * common I/O layer (common/io.h) once that lands.
+ * The socket's bytes move through the common I/O layer (common/io.h), like the
+ * SMTP session's: this file never reads or writes the socket itself.
  */
 #ifndef RELAYVISOR_CTLCONN_H
 #define RELAYVISOR_CTLCONN_H
@@ -29,17 +29,14 @@ struct target {
 	char out[256];	/* its result lines, sent in target order at the end */
 };
 
+struct io;
+
 struct conn {
 	struct conn *next;
 	struct sv *sv;
-	int fd;
-	ev_io rio, wio;
+	struct io *io;		/* the socket, buffered (common/io.h) */
 	ev_timer timer;
-	char in[CTLPROTO_LINE_MAX];
-	size_t inlen;
 	bool have_request;
-	char *out;
-	size_t outlen, outoff, outcap;
 	bool finished;		/* status line queued: close once flushed */
 	bool denied;		/* SO_PEERCRED said no: answer the request with that */
 	bool peer_gone;		/* cannot be written to any more: output discarded */
@@ -50,8 +47,6 @@ struct conn {
 	char tail_inst[96];
 	int exitcode;
 };
-
-
 
 struct ctlconn_handlers {
 	/* a request, parsed into words; the peer was allowed */
