@@ -7,6 +7,22 @@
 
 #include <string.h>
 
+#include "common/spool.h"
+#include "supervisor/super_int.h"
+
+/* ---- descriptors shared by several rows ---- */
+
+/* the write end of the commit notification: every listener wakes the qmgr */
+static int
+wake_writer_fds(struct sv *sv, struct sv_proc *p, struct svc_fd *out, size_t max)
+{
+	(void)p;
+	if (max < 1 || sv->wake_fds[1] == -1)
+		return 0;
+	out[0] = (struct svc_fd){ SPOOL_ENV_WAKE_FD, sv->wake_fds[1], false };
+	return 1;
+}
+
 /* ---- smtpd: one service per instances: entry, relayvisor-smtpd ---- */
 
 static size_t
@@ -54,6 +70,7 @@ static const struct svc_kind svc_smtpd = {
 	.count = smtpd_count,
 	.params = smtpd_params,
 	.equal = smtpd_equal,
+	.fds = wake_writer_fds,
 };
 
 /* ---- the table ---- */

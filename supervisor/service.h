@@ -39,6 +39,10 @@
 #include "common/config.h"
 #include "supervisor/fsm.h"
 
+struct sv;
+struct sv_proc;
+struct svc_fd;
+
 /* one service a configuration asks for, as the supervisor runs it */
 struct svc_params {
 	const char *name;			/* "lan"; points into the config */
@@ -69,6 +73,24 @@ struct svc_kind {
 	/* a service of this kind named name is defined the same way in a and b
 	   (reload leaves it running); false when either lacks it */
 	bool (*equal)(const struct config *a, const struct config *b, const char *name);
+	/* the extra descriptors process p gets (NULL: none); returns how many of
+	   out[max] it filled, or -1 (logged) when one could not be made: the
+	   spawn fails and the state machine backs off */
+	int (*fds)(struct sv *sv, struct sv_proc *p, struct svc_fd *out, size_t max);
+};
+
+/*
+ * Extra descriptors a process gets at spawn (the .fds hook): each goes to the
+ * child at the next free number above the configuration and notify descriptors,
+ * its number in the environment as env=N. fd stays the supervisor's unless
+ * close_after (a socketpair end made for this one child): then the supervisor
+ * closes its copy once the child has it.
+ */
+#define SVC_FDS_MAX 8
+struct svc_fd {
+	const char *env;
+	int fd;
+	bool close_after;
 };
 
 /* every kind, listener first; NULL-terminated */

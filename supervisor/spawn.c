@@ -202,7 +202,7 @@ inst_unlisten(struct sv_instance *in)
 /* In the child between fork and exec: only plain system calls, then exec. */
 static void __attribute__((noreturn))
 child_exec(struct sv *sv, struct sv_proc *p, const char *path, int cfgfd, int notifyfd,
-    int outfd)
+    int outfd, const struct svc_fd *extra, int n_extra)
 {
 	struct sv_instance *in = p->inst;
 	sigset_t all;
@@ -215,16 +215,19 @@ child_exec(struct sv *sv, struct sv_proc *p, const char *path, int cfgfd, int no
 	setpgid(0, 0);
 
 	/* move every fd we hand over above the target range, then into place:
-	   listening sockets 3..3+n-1, config n+3, notify n+4, output on 1 and 2 */
+	   listening sockets 3..3+n-1, config n+3, notify n+4, the kind's extra
+	   descriptors n+5.., output on 1 and 2 */
 	int n = (int)in->n_fds;
-	int high = n + 16;
-	int src[n + 3];
+	int high = n + 16 + SVC_FDS_MAX;
+	int src[n + 3 + SVC_FDS_MAX];
 	for (int i = 0; i < n; i++)
 		src[i] = in->fds[i];
 	src[n] = cfgfd;
 	src[n + 1] = notifyfd;
-	src[n + 2] = outfd;
-	for (int i = 0; i < n + 3; i++) {
+	for (int i = 0; i < n_extra; i++)
+		src[n + 2 + i] = extra[i].fd;
+	src[n + 2 + n_extra] = outfd;
+	for (int i = 0; i < n + 3 + n_extra; i++) {
 		src[i] = fcntl(src[i], F_DUPFD, high);
 		if (src[i] == -1)
 			_exit(127);
@@ -234,17 +237,18 @@ child_exec(struct sv *sv, struct sv_proc *p, const char *path, int cfgfd, int no
 		dup2(devnull, 0);
 		close(devnull);
 	}
-	if (dup2(src[n + 2], 1) == -1 || dup2(src[n + 2], 2) == -1)
+	if (dup2(src[n + 2 + n_extra], 1) == -1 || dup2(src[n + 2 + n_extra], 2) == -1)
 		_exit(127);
-	for (int i = 0; i < n + 2; i++)
+	for (int i = 0; i < n + 2 + n_extra; i++)
 		if (dup2(src[i], 3 + i) == -1)
 			_exit(127);
-	close_range((unsigned)(n + 5), ~0U, 0);
+	close_range((unsigned)(n + 5 + n_extra), ~0U, 0);
 
 	/* a clean environment: what childproto.h defines, a PATH, and the
 	   sanitizers' options; nothing else of ours reaches the child */
 	char e_fds[32], e_pid[32], e_cfg[64], e_notify[64], e_user[128];
-	char *envp[16];
+	char e_extra[SVC_FDS_MAX][96];
+	char *envp[16 + SVC_FDS_MAX];
 	int ne = 0;
 	envp[ne++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 	snprintf(e_fds, sizeof(e_fds), "LISTEN_FDS=%d", n);
@@ -255,13 +259,17 @@ child_exec(struct sv *sv, struct sv_proc *p, const char *path, int cfgfd, int no
 	envp[ne++] = e_cfg;
 	snprintf(e_notify, sizeof(e_notify), "%s=%d", CHILD_ENV_NOTIFY_FD, n + 4);
 	envp[ne++] = e_notify;
+	for (int i = 0; i < n_extra; i++) {
+		snprintf(e_extra[i], sizeof(e_extra[i]), "%s=%d", extra[i].env, n + 5 + i);
+		envp[ne++] = e_extra[i];
+	}
 	if (sv->switch_user && in->kind->confine.user) {
 		snprintf(e_user, sizeof(e_user), "%s=%s", CONFINE_ENV_USER, sv->run_user);
 		envp[ne++] = e_user;
 	}
 	static const char *const pass[] = { "TZ=", "ASAN_OPTIONS=", "UBSAN_OPTIONS=",
 	    "LSAN_OPTIONS=" };
-	for (char **e = environ; *e != NULL && ne < 15; e++)
+	for (char **e = environ; *e != NULL && ne < 15 + SVC_FDS_MAX; e++)
 		for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++)
 			if (strncmp(*e, pass[i], strlen(pass[i])) == 0)
 				envp[ne++] = *e;
@@ -280,6 +288,15 @@ child_exec(struct sv *sv, struct sv_proc *p, const char *path, int cfgfd, int no
 	_exit(127);
 }
 
+/* the supervisor's copies of descriptors made for one child only */
+static void
+extra_close(const struct svc_fd *extra, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (extra[i].close_after)
+			close(extra[i].fd);
+}
+
 static int
 proc_spawn(struct sv_proc *p)
 {
@@ -292,15 +309,22 @@ proc_spawn(struct sv_proc *p)
 		proc_out_cb(sv->loop, &p->out_io, EV_READ);
 	char path[PATH_MAX];
 	sv_program_path(sv, in->kind, path, sizeof(path));
+	struct svc_fd extra[SVC_FDS_MAX];
+	int n_extra = 0;
+	if (in->kind->fds != NULL &&
+	    (n_extra = in->kind->fds(sv, p, extra, SVC_FDS_MAX)) == -1)
+		return -1;
 	int cfgfd = config_source_memfd(sv->cfg->source, &error);
 	if (cfgfd == -1) {
 		log_warnx("%s: configuration snapshot: %s", p->name, error);
+		extra_close(extra, n_extra);
 		return -1;
 	}
 	int sp[2], out[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
 		log_warn("%s: socketpair", p->name);
 		close(cfgfd);
+		extra_close(extra, n_extra);
 		return -1;
 	}
 	if (pipe2(out, O_CLOEXEC) == -1) {
@@ -308,6 +332,7 @@ proc_spawn(struct sv_proc *p)
 		close(cfgfd);
 		close(sp[0]);
 		close(sp[1]);
+		extra_close(extra, n_extra);
 		return -1;
 	}
 	pid_t pid = fork();
@@ -318,10 +343,12 @@ proc_spawn(struct sv_proc *p)
 		close(sp[1]);
 		close(out[0]);
 		close(out[1]);
+		extra_close(extra, n_extra);
 		return -1;
 	}
 	if (pid == 0)
-		child_exec(sv, p, path, cfgfd, sp[1], out[1]);
+		child_exec(sv, p, path, cfgfd, sp[1], out[1], extra, n_extra);
+	extra_close(extra, n_extra);
 	close(cfgfd);
 	close(sp[1]);
 	close(out[1]);

@@ -438,6 +438,7 @@ sv_new(const char *confdir, bool foreground, const char **error_r)
 	sv->control_fd = -1;
 	sv->pid_fd = -1;
 	sv->logs_fd = -1;
+	sv->wake_fds[0] = sv->wake_fds[1] = -1;
 	sv->pid = getpid();
 	struct config_diags diags = { 0 };
 	sv->cfg = config_load_dir(confdir, &diags);
@@ -452,7 +453,7 @@ sv_new(const char *confdir, bool foreground, const char **error_r)
 	config_diags_free(&diags);
 	sv_find_bindir(sv);
 	if (sv_setup_user(sv, error_r) == -1 || sv_setup_dirs(sv, error_r) == -1 ||
-	    sv_lock(sv, error_r) == -1) {
+	    sv_lock(sv, error_r) == -1 || spool_wake_pipe(sv->wake_fds, error_r) == -1) {
 		sv_free(sv);
 		return NULL;
 	}
@@ -558,6 +559,9 @@ sv_free(struct sv *sv)
 	}
 	if (sv->logs_fd != -1)
 		close(sv->logs_fd);
+	for (int i = 0; i < 2; i++)
+		if (sv->wake_fds[i] != -1)
+			close(sv->wake_fds[i]);
 	free(sv->logs_path);
 	if (sv->cfg != NULL)
 		config_free(sv->cfg);

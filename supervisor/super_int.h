@@ -24,6 +24,8 @@ struct sv {
 	gid_t run_gid;
 	int control_fd;
 	char *control_path;
+	int wake_fds[2];		/* the spool's commit notification (spool.h):
+					   [0] the qmgr's, [1] every listener's */
 	char *pidfile;
 	int pid_fd;			/* the pid file, flock()ed for our lifetime */
 	char *logs_path;		/* the directory logs_fd was opened as */
