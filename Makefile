@@ -32,7 +32,8 @@ LDLIBS   := -lev -lcidr -llmdb $(YAML_LIBS) $(SSL_LIBS) -lcrypt -lm -pthread
 
 B ?= build
 BINDIR ?= bin
-LIB_SRC  := $(sort $(wildcard common/*.c profiles/*.c))
+# deliver/route.c too: the configuration checks next hops with it
+LIB_SRC  := $(sort $(wildcard common/*.c profiles/*.c) deliver/route.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 PROGDIRS := instances supervisor ctl
 PROG_instances  := relayvisor-smtpd

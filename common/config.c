@@ -42,6 +42,7 @@ config_load(struct config_source *src, struct config_diags *diags)
 	cfg->source = src;
 	cfg->dir = xstrdup(src->dir);
 	server_defaults(&cfg->server);
+	delivery_defaults(&cfg->delivery);
 	cfg->lan = netlist_new();
 	for (size_t i = 0; i < src->n_yml; i++) {
 		char *path = xasprintf("%s/%s", src->dir, src->yml[i]);
@@ -121,6 +122,7 @@ config_free(struct config *cfg)
 	free(cfg->server.control);
 	free(cfg->server.control_group);
 	free(cfg->server.logs);
+	delivery_free(&cfg->delivery);
 	strlist_free(&cfg->server.local_domains);
 	strlist_free(&cfg->server.local_recipients);
 	netlist_free(cfg->lan);
@@ -159,3 +161,16 @@ config_profile_lan(const struct config *cfg, const struct profile *p)
 	return p->lan_set ? p->lan : cfg->lan;
 }
 
+
+void
+delivery_free(struct delivery *d)
+{
+	free(d->relayhost);
+	free(d->local);
+	for (size_t i = 0; i < d->n_routes; i++) {
+		free(d->routes[i].pattern);
+		free(d->routes[i].nexthop);
+	}
+	free(d->routes);
+	strlist_free(&d->dns_servers);
+}

@@ -109,9 +109,37 @@ struct server {
 	struct strlist local_recipients;	/* empty: any local part */
 };
 
+/* delivery: (relayvisor-qmgr and relayvisor-deliver run when the section exists) */
+struct delivery_route {
+	char *pattern;			/* "example.net" or ".example.net" */
+	char *nexthop;			/* deliver/route.h syntax */
+	struct cfg_mark mark;
+};
+
+struct delivery {
+	bool configured;		/* the configuration has a delivery: section */
+	struct cfg_mark mark;
+	char *relayhost;		/* NULL: MX delivery */
+	char *local;			/* default "maildir:./var/mail/%d/%u" */
+	struct delivery_route *routes;
+	size_t n_routes;
+	struct strlist dns_servers;	/* empty: /etc/resolv.conf */
+	unsigned procs;			/* delivery agents, default 1 */
+	unsigned smtp_port;		/* port of MX and bare next hops, default 25 */
+	double retry_min;		/* 5 min */
+	double retry_max;		/* 1 h */
+	double delay_warning;		/* 4 h, 0 none */
+	double max_lifetime;		/* 5 d */
+	unsigned dest_concurrency;	/* 5 at first per destination */
+	unsigned dest_concurrency_max;	/* 20 */
+	unsigned total_concurrency;	/* 100 */
+};
+#define DELIVERY_LOCAL_DEFAULT "maildir:./var/mail/%d/%u"
+
 struct config {
 	char *dir;
 	struct server server;
+	struct delivery delivery;
 	struct netlist *lan;		/* server-wide LAN, never NULL */
 	bool lan_invalid;		/* lan: had an entry refused (reported) */
 	struct profile *profiles;

@@ -53,6 +53,9 @@ enum cfg_type {
 	T_SIGNAL,
 	T_OPEN_RELAY,
 	T_SECTION,	/* nested mapping, keys in sub */
+	T_NEXTHOP,	/* a next hop (deliver/route.h) */
+	T_ROUTES,	/* delivery.routes: domain pattern -> next hop */
+	T_SERVERS,	/* a list of "host", "host:port", "[v6]:port" */
 };
 
 struct cfg_key {
@@ -63,7 +66,8 @@ struct cfg_key {
 	const struct cfg_key *sub;	/* T_SECTION */
 };
 
-extern const struct cfg_key server_keys[], profile_keys[], instance_keys[];
+extern const struct cfg_key server_keys[], profile_keys[], instance_keys[],
+    delivery_keys[];
 extern const char *const toplevel_keys[];
 
 /* a definition already seen, by key path ("instances/lan/procs"; "/" cannot occur
@@ -138,5 +142,9 @@ bool listen_same(const struct listen_addr *a, const struct listen_addr *b);
 void verify(struct loader *ld);
 /* config_keys.c */
 void server_path_defaults(struct server *s);
+/* config_keys.c */
+void delivery_defaults(struct delivery *d);
+/* config.c */
+void delivery_free(struct delivery *d);
 
 #endif

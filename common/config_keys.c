@@ -106,8 +106,25 @@ const struct cfg_key instance_keys[] = {
 	KEYEND
 };
 
+const struct cfg_key delivery_keys[] = {
+	KEY(delivery, relayhost, "relayhost", T_NEXTHOP),
+	KEY(delivery, local, "local", T_NEXTHOP),
+	KEY(delivery, routes, "routes", T_ROUTES),
+	KEY(delivery, dns_servers, "dns_servers", T_SERVERS),
+	KEYR(delivery, procs, "procs", T_UINT, 1, 64),
+	KEYR(delivery, smtp_port, "smtp_port", T_UINT, 1, 65535),
+	KEYR(delivery, retry_min, "retry_min", T_DURATION, 1, 86400),
+	KEYR(delivery, retry_max, "retry_max", T_DURATION, 1, 7 * 86400),
+	KEYR(delivery, delay_warning, "delay_warning", T_DURATION, 0, 30 * 86400),
+	KEYR(delivery, max_lifetime, "max_lifetime", T_DURATION, 60, 90 * 86400),
+	KEYR(delivery, dest_concurrency, "dest_concurrency", T_UINT, 1, 1000),
+	KEYR(delivery, dest_concurrency_max, "dest_concurrency_max", T_UINT, 1, 1000),
+	KEYR(delivery, total_concurrency, "total_concurrency", T_UINT, 1, 10000),
+	KEYEND
+};
+
 const char *const toplevel_keys[] = {
-	"server", "lan", "profiles", "instances", NULL
+	"server", "lan", "profiles", "instances", "delivery", NULL
 };
 
 /* ---- defaults ---- */
@@ -149,6 +166,20 @@ instance_defaults(struct instance *inst, const char *name, struct cfg_mark mark)
 	inst->timeout_data = 180;
 }
 
+
+void
+delivery_defaults(struct delivery *d)
+{
+	d->procs = 1;
+	d->smtp_port = 25;
+	d->retry_min = 300;
+	d->retry_max = 3600;
+	d->delay_warning = 4 * 3600;
+	d->max_lifetime = 5 * 86400;
+	d->dest_concurrency = 5;
+	d->dest_concurrency_max = 20;
+	d->total_concurrency = 100;
+}
 
 void
 server_defaults(struct server *s)

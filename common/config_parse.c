@@ -25,6 +25,7 @@
 #include <yaml.h>
 
 #include "common/xmalloc.h"
+#include "deliver/route.h"
 #include "common/address.h"
 #include "common/net.h"
 
@@ -406,6 +407,96 @@ listen_item(struct loader *ld, const char *text, const yaml_node_t *item,
 	inst->listen[inst->n_listen++] = la;
 }
 
+static const char *want_string(struct loader *ld, yaml_node_t *v, const char *label);
+
+/* a DNS server: "192.0.2.53", "127.0.0.1:5353", "::1", "[::1]:5353" */
+static void
+server_item(struct loader *ld, const char *text, const yaml_node_t *item,
+    const char *label, void *arg)
+{
+	char host[INET6_ADDRSTRLEN + 8];
+	const char *port = NULL;
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (text[0] == '[') {
+		const char *end = strchr(text, ']');
+		if (end == NULL || (size_t)(end - text - 1) >= sizeof(host) ||
+		    (end[1] != '\0' && end[1] != ':')) {
+			entry_error(ld, item, text, label, "expected an IP address, "
+			    "optionally with :port (\"[::1]:5353\")");
+			return;
+		}
+		memcpy(host, text + 1, (size_t)(end - text - 1));
+		host[end - text - 1] = '\0';
+		port = end[1] == ':' ? end + 2 : NULL;
+	} else {
+		snprintf(host, sizeof(host), "%s", text);
+		char *colon = strchr(host, ':');
+		if (colon != NULL && strchr(colon + 1, ':') == NULL) {
+			*colon = '\0';
+			port = text + (colon - host) + 1;
+		}
+	}
+	uint64_t pn = 0;
+	if ((inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1) ||
+	    (port != NULL && (!parse_uint64(port, &pn) || pn < 1 || pn > 65535))) {
+		entry_error(ld, item, text, label, "expected an IP address, optionally "
+		    "with :port (\"127.0.0.1:5353\", \"[::1]:53\")");
+		return;
+	}
+	strlist_add(arg, text);
+}
+
+/* delivery.routes: a mapping of domain patterns to next hops */
+static void
+routes_parse(struct loader *ld, yaml_node_t *map, struct delivery *d, const char *label)
+{
+	if (map->type != YAML_MAPPING_NODE) {
+		if (!node_is_null(map))
+			type_error(ld, map, label,
+			    "a mapping of domains to next hops (example.net: \"[10.1.2.3]:25\")");
+		return;
+	}
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+	    pr < map->data.mapping.pairs.top; pr++) {
+		yaml_node_t *kn = yaml_document_get_node(ld->doc, pr->key);
+		yaml_node_t *vn = yaml_document_get_node(ld->doc, pr->value);
+		if (kn == NULL || vn == NULL)
+			continue;
+		struct cfg_mark km = node_mark(ld, kn);
+		const char *pat = node_scalar(kn);
+		char *canon = pat != NULL ? domain_canon(pat[0] == '.' ? pat + 1 : pat) : NULL;
+		if (canon == NULL || !valid_domain(canon)) {
+			diag_error(ld, &km, "%s: expected a domain (\"example.net\") or its "
+			    "subdomains (\".example.net\") as a key", label);
+			free(canon);
+			continue;
+		}
+		char *key = pat[0] == '.' ? xasprintf(".%s", canon) : xstrdup(canon);
+		free(canon);
+		char *kpath = xasprintf("delivery/routes/%s", key);
+		char *what = xasprintf("route '%s' in %s", key, label);
+		struct cfg_mark vm = node_mark(ld, vn);
+		const char *s;
+		struct nexthop nh;
+		const char *err;
+		if (!seen_check(ld, kpath, &km, &vm, what)) {
+			free(key);
+		} else if ((s = want_string(ld, vn, what)) == NULL) {
+			free(key);
+		} else if (route_parse_nexthop(s, &nh, &err) == -1) {
+			diag_error(ld, &vm, "%s: %s", what, err);
+			free(key);
+		} else {
+			d->routes = xreallocarray(d->routes, d->n_routes + 1,
+			    sizeof(*d->routes));
+			d->routes[d->n_routes++] = (struct delivery_route){ key, xstrdup(s),
+			    km };
+		}
+		free(what);
+		free(kpath);
+	}
+}
+
 /* a scalar string value; NULL (reported) otherwise */
 static const char *
 want_string(struct loader *ld, yaml_node_t *v, const char *label)
@@ -526,7 +617,7 @@ set_value(struct loader *ld, const struct cfg_key *k, yaml_node_t *v, void *base
 		double x;
 		if ((s = node_scalar(v)) == NULL || !parse_duration(s, &x)) {
 			type_error(ld, v, label,
-			    "a duration (seconds, or with s or m, e.g. 30s, 5m)");
+			    "a duration (seconds, or with s, m, h or d, e.g. 30s, 5m, 4h)");
 			return;
 		}
 		if (x < k->min || x > k->max) {
@@ -625,6 +716,25 @@ set_value(struct loader *ld, const struct cfg_key *k, yaml_node_t *v, void *base
 			return;
 		}
 		*(bool *)field = true;
+		return;
+	case T_NEXTHOP: {
+		struct nexthop nh;
+		const char *err;
+		if ((s = want_string(ld, v, label)) == NULL)
+			return;
+		if (route_parse_nexthop(s, &nh, &err) == -1) {
+			diag_error(ld, &m, "%s: %s", label, err);
+			return;
+		}
+		set_string(field, s);
+		return;
+	}
+	case T_ROUTES:
+		routes_parse(ld, v, base, label);
+		return;
+	case T_SERVERS:
+		strlist_free(field);
+		for_each_item(ld, v, label, server_item, field);
 		return;
 	case T_SECTION: {
 		if (v->type != YAML_MAPPING_NODE) {
@@ -758,7 +868,7 @@ parse_root(struct loader *ld, yaml_node_t *root)
 	if (root->type != YAML_MAPPING_NODE) {
 		if (!node_is_null(root))
 			type_error(ld, root, "the top level",
-			    "a mapping (server, lan, profiles, instances)");
+			    "a mapping (server, lan, profiles, instances, delivery)");
 		return;
 	}
 	for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
@@ -781,6 +891,16 @@ parse_root(struct loader *ld, yaml_node_t *root)
 				    "server");
 			else if (!node_is_null(vn))
 				type_error(ld, vn, "'server'", "a mapping");
+		} else if (strcmp(name, "delivery") == 0) {
+			/* like server:, it may be split over files, a key only once */
+			ld->cfg->delivery.configured = true;
+			if (ld->cfg->delivery.mark.file == NULL)
+				ld->cfg->delivery.mark = km;
+			if (vn->type == YAML_MAPPING_NODE)
+				parse_map(ld, vn, delivery_keys, &ld->cfg->delivery,
+				    "delivery", "delivery");
+			else if (!node_is_null(vn))
+				type_error(ld, vn, "'delivery'", "a mapping");
 		} else if (strcmp(name, "lan") == 0) {
 			if (!seen_check(ld, "lan", &km, &km, "'lan'"))
 				continue;

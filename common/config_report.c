@@ -97,6 +97,7 @@ config_known_keys(void)
 	known_add(&keys, &n, xstrdup("lan"));
 	known_table(&keys, &n, "profiles.*", profile_keys);
 	known_table(&keys, &n, "instances.*", instance_keys);
+	known_table(&keys, &n, "delivery", delivery_keys);
 	return keys;
 }
 

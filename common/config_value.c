@@ -127,8 +127,9 @@ parse_duration(const char *s, double *v)
 	double mult = 1, x = 0, frac = 0.1;
 	bool digits = false;
 
-	if (len > 0 && (s[len - 1] == 's' || s[len - 1] == 'm')) {
-		mult = s[len - 1] == 'm' ? 60 : 1;
+	if (len > 0 && strchr("smhd", s[len - 1]) != NULL) {
+		mult = s[len - 1] == 'm' ? 60 : s[len - 1] == 'h' ? 3600 :
+		    s[len - 1] == 'd' ? 86400 : 1;
 		len--;
 	}
 	for (; i < len && isdigit((unsigned char)s[i]); i++) {

@@ -107,6 +107,28 @@ verify_server(struct loader *ld)
 	server_path_defaults(s);
 }
 
+/* delivery: values that only make sense together */
+static void
+verify_delivery(struct loader *ld)
+{
+	struct delivery *d = &ld->cfg->delivery;
+	if (!d->configured)
+		return;
+	if (d->local == NULL)
+		d->local = xstrdup(DELIVERY_LOCAL_DEFAULT);
+	if (d->retry_min > d->retry_max)
+		diag_error(ld, &d->mark, "delivery: retry_min (%gs) is longer than "
+		    "retry_max (%gs)", d->retry_min, d->retry_max);
+	if (d->dest_concurrency > d->dest_concurrency_max)
+		diag_error(ld, &d->mark, "delivery: dest_concurrency (%u) is above "
+		    "dest_concurrency_max (%u)", d->dest_concurrency,
+		    d->dest_concurrency_max);
+	if (d->delay_warning > 0 && d->delay_warning >= d->max_lifetime)
+		diag_warning(ld, &d->mark, "delivery: delay_warning (%gs) is not "
+		    "shorter than max_lifetime (%gs): no delay warning will be sent",
+		    d->delay_warning, d->max_lifetime);
+}
+
 /* the pattern (canonical: "user@dom", "@dom", "@.dom") matches some address of
    a local domain */
 static const char *
@@ -312,6 +334,7 @@ verify(struct loader *ld)
 	struct config *cfg = ld->cfg;
 
 	verify_server(ld);
+	verify_delivery(ld);
 	for (size_t i = 0; i < cfg->n_profiles; i++)
 		verify_profile(ld, &cfg->profiles[i]);
 	for (size_t i = 0; i < cfg->n_instances; i++)

@@ -24,7 +24,7 @@ trap 'rm -rf "$tmp"' EXIT
 sed -n '/^## Configuration reference/,/^## Security/p' README.md |
 	sed -nE 's/^\| `([a-z_.*]+)` \|.*/\1/p' | sort -u >"$tmp/readme"
 sed -nE 's/^\.It Ic ([a-z_.*]+)( .*)?$/\1/p' man/relayvisor.conf.5 |
-	grep -E '^(server\.|lan$|profiles\.|instances\.)' | sort -u >"$tmp/man"
+	grep -E '^(server\.|lan$|profiles\.|instances\.|delivery\.)' | sort -u >"$tmp/man"
 if [ ! -s "$tmp/readme" ]; then
 	fail "no keys found in README.md's configuration reference"
 elif cmp -s "$tmp/readme" "$tmp/man"; then

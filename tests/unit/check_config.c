@@ -146,9 +146,9 @@ static const struct {
 	    NULL,
 	    "conf.d/10-a.yaml:7:23: error: 'max_message_size' in instance 'x': 2000M is out of range (1K to 1024M)" },
 	{ "duration",
-	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    startsecs: 5h\n",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    startsecs: 5w\n",
 	    NULL,
-	    "conf.d/10-a.yaml:7:16: error: 'startsecs' in instance 'x': expected a duration (seconds, or with s or m, e.g. 30s, 5m), got '5h'" },
+	    "conf.d/10-a.yaml:7:16: error: 'startsecs' in instance 'x': expected a duration (seconds, or with s, m, h or d, e.g. 30s, 5m, 4h), got '5w'" },
 	{ "duration_range",
 	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    timeouts: {command: 0}\n",
 	    NULL,
@@ -334,7 +334,7 @@ static const struct {
 	{ "toplevel_list",
 	    "- a\n",
 	    NULL,
-	    "conf.d/10-a.yaml:1:1: error: the top level: expected a mapping (server, lan, profiles, instances), got a list" },
+	    "conf.d/10-a.yaml:1:1: error: the top level: expected a mapping (server, lan, profiles, instances, delivery), got a list" },
 	{ "key_not_scalar",
 	    "server:\n  [a]: b\n",
 	    NULL,
@@ -361,6 +361,26 @@ static const struct {
 	    "profiles:\n  a: {lan: []}\n  a.lan: {}\n  a.lan: {}\n",
 	    NULL,
 	    "conf.d/10-a.yaml:4:3: error: profile 'a.lan' already defined at conf.d/10-a.yaml:3:3" },
+	{ "delivery_relayhost",
+	    "delivery:\n  relayhost: \"[smtp.example]:99999\"\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:14: error: 'relayhost' in delivery: expected a port number 1-65535" },
+	{ "delivery_route",
+	    "delivery:\n  routes:\n    example.net: \"lmtp:unix:\"\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:18: error: route 'example.net' in 'routes' in delivery: lmtp:unix: expected an absolute socket path" },
+	{ "delivery_route_key",
+	    "delivery:\n  routes:\n    \"a b\": \"[10.1.2.3]\"\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:5: error: 'routes' in delivery: expected a domain (\"example.net\") or its subdomains (\".example.net\") as a key" },
+	{ "delivery_dns",
+	    "delivery:\n  dns_servers: [\"127.0.0.1:0\"]\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:17: error: entry '127.0.0.1:0' of 'dns_servers' in delivery: expected an IP address, optionally with :port (\"127.0.0.1:5353\", \"[::1]:53\")" },
+	{ "delivery_retry",
+	    "delivery:\n  retry_min: 2h\n  retry_max: 1h\n",
+	    NULL,
+	    "conf.d/10-a.yaml:1:1: error: delivery: retry_min (7200s) is longer than retry_max (3600s)" },
 	{ "no_such_profile_suggest",
 	    "profiles:\n  lan-relay: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n"
 	    "    profile: lan-rely\n",
@@ -1202,7 +1222,7 @@ START_TEST(test_known_keys)
 			ck_assert_str_ne(k[i], k[n]);
 	}
 	ck_assert(host && backoff && lan && !section);
-	ck_assert_uint_eq(n, 10 + 1 + 8 + 23);
+	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13);
 	ck_assert_ptr_eq(config_known_keys(), k);
 }
 END_TEST
