@@ -35,11 +35,12 @@ BINDIR ?= bin
 # deliver/route.c too: the configuration checks next hops with it
 LIB_SRC  := $(sort $(wildcard common/*.c profiles/*.c) deliver/route.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
-PROGDIRS := instances supervisor ctl
+PROGDIRS := instances supervisor ctl qmgr
 PROG_instances  := relayvisor-smtpd
 PROG_supervisor := relayvisord
 PROG_ctl        := relayvisorctl
-BINS := $(foreach d,$(PROGDIRS),$(BINDIR)/$(PROG_$(d)))
+PROG_qmgr       := relayvisor-qmgr
+BINS := $(foreach d,$(PROGDIRS),$(BINDIR)/$(PROG_$(d))) $(BINDIR)/relayvisor-deliver
 
 # modules of a program dir (everything but main.c) as a static archive
 define progdir
@@ -59,10 +60,17 @@ $(BINDIR)/$(PROG_ctl): LDLIBS += $(EDIT_LIBS)
 # delivery engines (SMTP/LMTP client, DNS, routing, Maildir, DSN, scheduling); DNS
 # uses c-ares (Debian libc-ares-dev)
 CARES_LIBS := $(shell pkg-config --libs libcares 2>/dev/null || echo -lcares)
-DELIVER_OBJ := $(patsubst %.c,$(B)/%.o,$(sort $(wildcard deliver/*.c)))
+DELIVER_OBJ := $(patsubst %.c,$(B)/%.o,$(filter-out deliver/main.c,$(sort $(wildcard deliver/*.c))))
 $(B)/libdeliver.a: $(DELIVER_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && $(AR) rcs $@ $^
+# the queue manager uses the scheduling, routing and DSN engines; the delivery
+# agent (deliver/main.c) all of them
+$(BINDIR)/$(PROG_qmgr): $(B)/libdeliver.a
+$(BINDIR)/$(PROG_qmgr): LDLIBS := $(B)/libdeliver.a $(B)/librelayvisor.a $(LDLIBS)
+$(BINDIR)/relayvisor-deliver: $(B)/deliver/main.o $(B)/libdeliver.a $(B)/librelayvisor.a
+	@mkdir -p $(@D)
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CARES_LIBS)
 
 UNIT_SRC  := $(sort $(wildcard tests/unit/check_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -169,7 +177,7 @@ install: all
 		$(DESTDIR)$(DOCDIR)/examples/conf.d $(DESTDIR)$(DOCDIR)/examples/logrotate \
 		$(DESTDIR)$(DOCDIR)/examples/fail2ban/filter.d $(DESTDIR)$(DOCDIR)/examples/fail2ban/jail.d
 	install -m 0755 $(BINDIR)/relayvisorctl $(DESTDIR)$(PREFIX)/bin/
-	install -m 0755 $(BINDIR)/relayvisord $(BINDIR)/relayvisor-smtpd $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BINDIR)/relayvisord $(BINDIR)/relayvisor-smtpd $(BINDIR)/relayvisor-qmgr $(BINDIR)/relayvisor-deliver $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' contrib/systemd/relayvisord.service \

@@ -19,6 +19,27 @@ static const struct childproto_field smtpd_fields[SMTPD_STAT_N] = {
 };
 const struct childproto_fieldset childproto_smtpd_stats = { smtpd_fields, SMTPD_STAT_N };
 
+static const struct childproto_field qmgr_fields[QMGR_STAT_N] = {
+	[QMGR_STAT_QUEUED] = { "queued", 8, false },
+	[QMGR_STAT_SENT] = { "sent", 8, false },
+	[QMGR_STAT_DEFERRED] = { "deferred", 8, false },
+	[QMGR_STAT_BOUNCED] = { "bounced", 8, false },
+	[QMGR_STAT_REMOVED] = { "removed", 8, false },
+	[QMGR_STAT_INFLIGHT] = { "inflight", 8, true },
+};
+const struct childproto_fieldset childproto_qmgr_stats = { qmgr_fields, QMGR_STAT_N };
+
+static const struct childproto_field deliver_fields[DELIVER_STAT_N] = {
+	[DELIVER_STAT_JOBS] = { "jobs", 8, false },
+	[DELIVER_STAT_CONNECTIONS] = { "connections", 11, false },
+	[DELIVER_STAT_ACTIVE] = { "active", 6, true },
+	[DELIVER_STAT_SENT] = { "sent", 8, false },
+	[DELIVER_STAT_DEFERRED] = { "deferred", 8, false },
+	[DELIVER_STAT_BOUNCED] = { "bounced", 8, false },
+};
+const struct childproto_fieldset childproto_deliver_stats = { deliver_fields,
+	DELIVER_STAT_N };
+
 int
 childproto_stats_format(char *buf, size_t size, const struct childproto_fieldset *set,
     const struct childproto_stats *s)

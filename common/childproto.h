@@ -81,6 +81,35 @@ enum smtpd_stat {
 };
 extern const struct childproto_fieldset childproto_smtpd_stats;
 
+/* the queue manager's (relayvisor-qmgr) */
+enum qmgr_stat {
+	QMGR_STAT_QUEUED,	/* messages taken in */
+	QMGR_STAT_SENT,		/* recipients delivered */
+	QMGR_STAT_DEFERRED,	/* deferrals */
+	QMGR_STAT_BOUNCED,	/* recipients bounced */
+	QMGR_STAT_REMOVED,	/* messages removed (every recipient final) */
+	QMGR_STAT_INFLIGHT,	/* recipients handed to agents now */
+	QMGR_STAT_N
+};
+extern const struct childproto_fieldset childproto_qmgr_stats;
+
+/* a delivery agent's (relayvisor-deliver) */
+enum deliver_stat {
+	DELIVER_STAT_JOBS,	/* jobs done */
+	DELIVER_STAT_CONNECTIONS,	/* connections opened */
+	DELIVER_STAT_ACTIVE,	/* jobs running now */
+	DELIVER_STAT_SENT,
+	DELIVER_STAT_DEFERRED,
+	DELIVER_STAT_BOUNCED,
+	DELIVER_STAT_N
+};
+extern const struct childproto_fieldset childproto_deliver_stats;
+
+/* supervisor -> qmgr on its notify socket: "PEER <agent process name>" with the
+   qmgr's end of that agent's socketpair (common/deliverproto.h) as SCM_RIGHTS */
+#define CHILD_MSG_PEER "PEER"
+
+
 /* "STATS name=N ..." for the fields of set, into buf; snprintf's result */
 int childproto_stats_format(char *buf, size_t size,
     const struct childproto_fieldset *set, const struct childproto_stats *s);

@@ -176,6 +176,17 @@ int spool_foreach(struct spool *sp, spool_entry_fn *fn, void *arg, const char **
 /* envelope (one "key: value" per line) then a blank line, then the message;
    -1 and *error_r ("no such message") when absent */
 int spool_show(struct spool *sp, const char *qid, FILE *out, const char **error_r);
+/* one message as the queue manager reads it: the envelope, and a copy of the
+   body when with_body (NULL otherwise); spool_message_free() ends it */
+struct spool_message {
+	struct spool_entry e;
+	char *body;
+	size_t body_len;
+	void *priv;
+};
+int spool_message_load(struct spool *sp, const char *qid, bool with_body,
+    struct spool_message *m, const char **error_r);
+void spool_message_free(struct spool_message *m);
 /* the body alone into *buf (malloc'd); for tests */
 int spool_body(struct spool *sp, const char *qid, char **buf, size_t *len,
     const char **error_r);

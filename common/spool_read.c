@@ -348,3 +348,54 @@ out:
 	return ret;
 }
 
+
+int
+spool_message_load(struct spool *sp, const char *qid, bool with_body,
+    struct spool_message *m, const char **error_r)
+{
+	MDB_txn *txn;
+	MDB_val ev, bv;
+
+	memset(m, 0, sizeof(*m));
+	if (spool_read_begin(sp, &txn, error_r) == -1)
+		return -1;
+	int ret = -1;
+	struct spool_parsed *p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		*error_r = spool_err("out of memory");
+		goto out;
+	}
+	if (spool_lookup(sp, txn, qid, &ev, &bv, error_r) == -1 ||
+	    spool_parse(qid, &ev, p, error_r) == -1) {
+		free(p);
+		goto out;
+	}
+	if (with_body) {
+		if ((m->body = malloc(bv.mv_size + 1)) == NULL) {
+			spool_parsed_free(p);
+			free(p);
+			*error_r = spool_err("out of memory");
+			goto out;
+		}
+		memcpy(m->body, bv.mv_data, bv.mv_size);
+		m->body[bv.mv_size] = '\0';
+		m->body_len = bv.mv_size;
+	}
+	m->e = p->e;
+	m->priv = p;
+	ret = 0;
+out:
+	mdb_txn_abort(txn);
+	return ret;
+}
+
+void
+spool_message_free(struct spool_message *m)
+{
+	if (m->priv != NULL) {
+		spool_parsed_free(m->priv);
+		free(m->priv);
+	}
+	free(m->body);
+	memset(m, 0, sizeof(*m));
+}

@@ -209,6 +209,8 @@ proc_notify_read(struct sv_proc *p)
 	if (strcmp(msg, CHILD_MSG_READY) == 0) {
 		log_info("%s: ready (pid %ld)", p->name, (long)p->pid);
 		sv_proc_event(p, EV_READY);
+		if (p->inst->kind->ready != NULL && p->notify_fd != -1)
+			p->inst->kind->ready(p->inst->sv, p);
 	} else if (childproto_stats_parse(msg, p->inst->kind->stats, &p->stats) == 0) {
 		p->stats_pending = false;
 	} else {

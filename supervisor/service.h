@@ -77,6 +77,9 @@ struct svc_kind {
 	   out[max] it filled, or -1 (logged) when one could not be made: the
 	   spawn fails and the state machine backs off */
 	int (*fds)(struct sv *sv, struct sv_proc *p, struct svc_fd *out, size_t max);
+	/* process p said READY, and p exited (NULL: nothing to do) */
+	void (*ready)(struct sv *sv, struct sv_proc *p);
+	void (*exited)(struct sv *sv, struct sv_proc *p);
 };
 
 /*

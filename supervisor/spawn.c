@@ -57,6 +57,8 @@ inst_free(struct sv_instance *in)
 		}
 		if (p->notify_fd != -1)
 			close(p->notify_fd);
+		if (p->peer_fd != -1)
+			close(p->peer_fd);
 		if (p->out_fd != -1)
 			close(p->out_fd);
 	}
@@ -131,6 +133,7 @@ inst_new(struct sv *sv, const struct svc_kind *kind, const struct svc_params *sp
 			snprintf(p->name, sizeof(p->name), "%s:%02u", in->name, i);
 		fsm_init(&p->fsm);
 		p->notify_fd = -1;
+		p->peer_fd = -1;
 		p->out_fd = -1;
 		ev_init(&p->child_w, proc_child_cb);
 		ev_init(&p->startsecs_t, proc_startsecs_cb);
@@ -504,6 +507,8 @@ proc_child_cb(struct ev_loop *loop, ev_child *w, int revents)
 		p->notify_fd = -1;
 	}
 	stats_bank(p);
+	if (p->inst->kind->exited != NULL)
+		p->inst->kind->exited(p->inst->sv, p);
 	enum proc_event ev;
 	char how[64];
 	if (WIFEXITED(st)) {

@@ -332,6 +332,26 @@ sv_setup_dirs(struct sv *sv, const char **error_r)
 		*error_r = err;
 		return -1;
 	}
+	/* delivery.local: maildir:PREFIX/%d/%u: the fixed prefix belongs to the
+	   user the delivery agents run as (created 0700, or checked) */
+	const char *loc = sv->cfg->delivery.configured ? sv->cfg->delivery.local : NULL;
+	if (loc != NULL && strncmp(loc, "maildir:", 8) == 0) {
+		char *base = xstrdup(loc + 8);
+		char *pct = strchr(base, '%');
+		if (pct != NULL)
+			*pct = '\0';
+		char *slash = strrchr(base, '/');
+		if (slash != NULL && slash != base)
+			*slash = '\0';
+		r = slash != NULL ? fsdir_ensure(base, uid, gid, 0700, NULL, &e) : 0;
+		if (r == -1)
+			snprintf(err, sizeof(err), "delivery.local: %s", e);
+		free(base);
+		if (r == -1) {
+			*error_r = err;
+			return -1;
+		}
+	}
 	return 0;
 }
 

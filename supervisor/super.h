@@ -47,6 +47,9 @@ struct sv_proc {
 	ev_child child_w;
 	ev_timer startsecs_t, stopwait_t, backoff_t;
 	int notify_fd;			/* supervisor end of the notify socketpair */
+	int peer_fd;			/* a delivery agent: the qmgr's end of its
+					   socketpair (deliverproto.h), kept so a
+					   restarted qmgr gets it again; -1 none */
 	ev_io notify_io;
 	int out_fd;			/* read end of the child's stdout/stderr */
 	ev_io out_io;

@@ -1,0 +1,926 @@
+/*
+ * relayvisor-deliver: a delivery agent (Postfix smtp(8)/lmtp(8)/local(8) in one
+ * process, OpenSMTPD's mta). It holds no spool access: jobs come from the queue
+ * manager over RELAYVISOR_DELIVER_FD (common/deliverproto.h), each with the
+ * message as a sealed memfd, and every recipient's result goes back.
+ *
+ * One libev loop runs many outbound sessions at once: per job it resolves the
+ * next hop (deliver/dns.h: MX, or A/AAAA for a bracketed host; LMTP on a unix
+ * socket needs none), connects to the addresses in order (a connection failure
+ * or a session that fails before the server answered moves on to the next
+ * address), and drives the SMTP/LMTP client engine (deliver/smtpc.h) on the I/O
+ * layer (common/io.h). A session that ends its transaction well stays open for
+ * the next job to the same next hop: up to 100 messages or 300 s, idle for at
+ * most 5 s (Postfix's connection cache).
+ *
+ * Maildir delivery (deliver/maildir.h) is blocking file I/O with fsync; it runs
+ * on a worker thread, so it never stalls the network sessions: the loop hands
+ * the job over and is woken (ev_async) when it is done.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "common/childproto.h"
+#include "common/config.h"
+#include "common/confine.h"
+#include "common/deliverproto.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "deliver/dns.h"
+#include "deliver/maildir.h"
+#include "deliver/route.h"
+#include "deliver/smtpc.h"
+
+#define REUSE_MESSAGES 100
+#define REUSE_SECONDS 300
+#define IDLE_SECONDS 5
+#define CONNECT_SECONDS 30
+
+struct conn;
+
+struct job {
+	struct job *next;		/* pending list, worker queue, done list */
+	struct deliverproto_job j;
+	struct nexthop nh;
+	char *body;
+	size_t body_len;
+	struct deliverproto_result res[DELIVERPROTO_RCPTS_MAX];
+	bool have[DELIVERPROTO_RCPTS_MAX];
+	bool handshake_ok, loop;
+	/* SMTP/LMTP */
+	struct dns_query *dq;
+	struct dns_addr *addrs;		/* in order */
+	char (*names)[256];		/* host of each address */
+	size_t n_addrs, next_addr;
+	struct conn *conn;
+	double t_start, t_conn;
+	struct smtpc_rcpt rc[DELIVERPROTO_RCPTS_MAX];
+	struct smtpc_msg msg;
+};
+
+struct conn {
+	struct conn *next;		/* idle list */
+	struct io *io;
+	struct smtpc *c;
+	struct job *job;		/* the job it serves, NULL when idle */
+	char nexthop[DELIVERPROTO_NEXTHOP_MAX + 1];
+	char peer[DELIVERPROTO_RELAY_MAX + 1];
+	ev_timer t;			/* smtpc's timeout, connect, idle */
+	double created;
+	bool connected;
+	bool idle;
+	bool started;			/* the job's transaction was started */
+};
+
+static struct {
+	struct ev_loop *loop;
+	struct config *cfg;
+	struct dns *dns;
+	int fd, notify_fd;
+	ev_io w, notify_w;
+	struct conn *idle;
+	struct childproto_stats stats;
+	/* the Maildir worker */
+	pthread_t worker;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *work, *done;
+	bool quit;
+	ev_async done_w;
+	bool stopping;
+} a;
+
+static void conn_pump(struct conn *c);
+static void job_try_next(struct job *jb);
+
+static int
+env_int(const char *name)
+{
+	const char *v = getenv(name);
+	char *end;
+	if (v == NULL || *v == '\0')
+		return -1;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 0 || n > 1 << 20)
+		return -1;
+	unsetenv(name);
+	if (fcntl((int)n, F_SETFD, FD_CLOEXEC) == -1)
+		return -1;
+	return (int)n;
+}
+
+static void
+notify_send(const char *msg)
+{
+	if (a.notify_fd >= 0 && send(a.notify_fd, msg, strlen(msg), MSG_NOSIGNAL) == -1)
+		log_warn("notify %s", msg);
+}
+
+static void
+stats_send(void)
+{
+	char buf[CHILD_MSG_MAX];
+	childproto_stats_format(buf, sizeof(buf), &childproto_deliver_stats, &a.stats);
+	notify_send(buf);
+}
+
+/* ---- results ---- */
+
+static void
+job_set(struct job *jb, size_t i, enum deliverproto_status st, unsigned code,
+    const char *dsn, const char *relay, const char *text)
+{
+	struct deliverproto_result *r = &jb->res[i];
+	memset(r, 0, sizeof(*r));
+	r->id = jb->j.id;
+	r->idx = jb->j.rcpts[i].idx;
+	r->status = st;
+	r->code = code <= 599 ? code : 0;
+	/* the status code's class follows the verdict */
+	char cls = st == DELIVERPROTO_SENT ? '2' : st == DELIVERPROTO_DEFERRED ? '4' : '5';
+	if (dsn != NULL && dsn[0] == cls && strlen(dsn) <= DELIVERPROTO_DSN_MAX)
+		snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+	else
+		snprintf(r->dsn, sizeof(r->dsn), "%c.0.0", cls);
+	snprintf(r->relay, sizeof(r->relay), "%s", relay != NULL && *relay ? relay : "none");
+	snprintf(r->text, sizeof(r->text), "%s", text);
+	for (char *p = r->text; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	for (char *p = r->relay; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	jb->have[i] = true;
+}
+
+static void
+job_free(struct job *jb)
+{
+	if (jb->dq != NULL)
+		dns_cancel(jb->dq);
+	free(jb->addrs);
+	free(jb->names);
+	free(jb->body);
+	free(jb);
+}
+
+/* every recipient has its result (missing ones deferred with why): report, end */
+static void
+job_finish(struct job *jb, const char *why)
+{
+	double now = ev_now(a.loop);
+	unsigned char buf[DELIVERPROTO_MSG_MAX];
+	const char *err;
+	for (size_t i = 0; i < jb->j.n_rcpts; i++) {
+		if (!jb->have[i])
+			job_set(jb, i, DELIVERPROTO_DEFERRED, 0, "4.4.1", NULL, why);
+		struct deliverproto_result *r = &jb->res[i];
+		double c = jb->t_conn > 0 ? jb->t_conn - jb->t_start : now - jb->t_start;
+		r->conn_ms = (uint32_t)(c * 1000);
+		r->xmit_ms = jb->t_conn > 0 ? (uint32_t)((now - jb->t_conn) * 1000) : 0;
+		a.stats.v[r->status == DELIVERPROTO_SENT ? DELIVER_STAT_SENT :
+		    r->status == DELIVERPROTO_DEFERRED ? DELIVER_STAT_DEFERRED :
+		    DELIVER_STAT_BOUNCED]++;
+		int n = deliverproto_result_encode(r, buf, sizeof(buf), &err);
+		if (n < 0 || deliverproto_send(a.fd, buf, (size_t)n, -1) == -1)
+			log_warnx("%s: result not sent: %s", jb->j.qid,
+			    n < 0 ? err : strerror(errno));
+	}
+	struct deliverproto_done d = { jb->j.id, jb->handshake_ok, jb->loop };
+	int n = deliverproto_done_encode(&d, buf, sizeof(buf), &err);
+	if (n < 0 || deliverproto_send(a.fd, buf, (size_t)n, -1) == -1)
+		log_warnx("%s: done not sent", jb->j.qid);
+	a.stats.v[DELIVER_STAT_JOBS]++;
+	a.stats.v[DELIVER_STAT_ACTIVE]--;
+	job_free(jb);
+}
+
+/* ---- Maildir on the worker thread ---- */
+
+static void
+maildir_job(struct job *jb)
+{
+	const char *host = a.cfg->server.hostname;
+	for (size_t i = 0; i < jb->j.n_rcpts; i++) {
+		const char *addr = jb->j.rcpts[i].addr;
+		const char *at = strrchr(addr, '@');
+		char local[DELIVERPROTO_ADDR_MAX + 1];
+		snprintf(local, sizeof(local), "%.*s", at != NULL ? (int)(at - addr) :
+		    (int)strlen(addr), addr);
+		const char *domain = at != NULL ? at + 1 : "";
+		bool temp = false;
+		const char *err;
+		char name[512], text[DELIVERPROTO_TEXT_MAX + 1];
+		struct maildir_msg *m = maildir_open(jb->nh.path, local, domain, jb->j.sender,
+		    addr, host, &temp, &err);
+		if (m == NULL || maildir_write(m, jb->body, jb->body_len, &err) == -1 ||
+		    maildir_commit(m, name, sizeof(name), &temp, &err) == -1) {
+			snprintf(text, sizeof(text), "maildir delivery failed: %s", err);
+			job_set(jb, i, temp ? DELIVERPROTO_DEFERRED : DELIVERPROTO_BOUNCED, 0,
+			    temp ? "4.2.0" : "5.1.1", "local", text);
+			continue;
+		}
+		snprintf(text, sizeof(text), "delivered to maildir %s", name);
+		job_set(jb, i, DELIVERPROTO_SENT, 0, "2.0.0", "local", text);
+	}
+	jb->handshake_ok = true;
+}
+
+static void *
+worker_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&a.mu);
+	for (;;) {
+		while (a.work == NULL && !a.quit)
+			pthread_cond_wait(&a.cv, &a.mu);
+		if (a.quit)
+			break;
+		struct job *jb = a.work;
+		a.work = jb->next;
+		pthread_mutex_unlock(&a.mu);
+		maildir_job(jb);
+		pthread_mutex_lock(&a.mu);
+		jb->next = a.done;
+		a.done = jb;
+		ev_async_send(a.loop, &a.done_w);
+	}
+	pthread_mutex_unlock(&a.mu);
+	return NULL;
+}
+
+static void
+done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	pthread_mutex_lock(&a.mu);
+	struct job *list = a.done;
+	a.done = NULL;
+	pthread_mutex_unlock(&a.mu);
+	while (list != NULL) {
+		struct job *jb = list;
+		list = jb->next;
+		job_finish(jb, "");
+	}
+}
+
+/* ---- SMTP and LMTP sessions ---- */
+
+static void
+conn_free(struct conn *c)
+{
+	for (struct conn **pp = &a.idle; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	ev_timer_stop(a.loop, &c->t);
+	if (c->io != NULL)
+		io_free(c->io);
+	if (c->c != NULL)
+		smtpc_free(c->c);
+	free(c);
+}
+
+static void
+timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct conn *c = w->data;
+	if (!c->connected) {
+		struct job *jb = c->job;
+		c->job = NULL;
+		conn_free(c);
+		if (jb != NULL) {
+			jb->conn = NULL;
+			job_try_next(jb);
+		}
+		return;
+	}
+	if (c->idle) {
+		/* idle too long: goodbye */
+		c->idle = false;
+		for (struct conn **pp = &a.idle; *pp != NULL; pp = &(*pp)->next)
+			if (*pp == c) {
+				*pp = c->next;
+				break;
+			}
+		smtpc_quit(c->c);
+		conn_pump(c);
+		return;
+	}
+	smtpc_timeout_fired(c->c);
+	conn_pump(c);
+}
+
+/* start the job's transaction on an idle, usable session */
+static void
+conn_send(struct conn *c, struct job *jb)
+{
+	const char *err;
+	c->job = jb;
+	c->started = true;
+	jb->conn = c;
+	if (jb->t_conn == 0)
+		jb->t_conn = ev_now(a.loop);
+	if (smtpc_send(c->c, &jb->msg, &err) == -1) {
+		c->job = NULL;
+		jb->conn = NULL;
+		for (size_t i = 0; i < jb->j.n_rcpts; i++)
+			job_set(jb, i, DELIVERPROTO_BOUNCED, 0, "5.5.4", c->peer, err);
+		job_finish(jb, err);
+		smtpc_quit(c->c);
+	}
+}
+
+static bool
+conn_reusable(const struct conn *c)
+{
+	return smtpc_messages(c->c) < REUSE_MESSAGES &&
+	    ev_now(a.loop) - c->created < REUSE_SECONDS && !smtpc_closed(c->c);
+}
+
+static void
+conn_event(struct conn *c, const struct smtpc_event *ev)
+{
+	struct job *jb = c->job;
+	char text[DELIVERPROTO_TEXT_MAX + 1];
+	switch (ev->type) {
+	case SMTPC_EV_READY:
+		if (jb != NULL && !c->started) {
+			conn_send(c, jb);
+			break;
+		}
+		if (jb != NULL)
+			break;
+		if (!conn_reusable(c) || a.stopping) {
+			smtpc_quit(c->c);
+			break;
+		}
+		/* idle, for the next job to the same next hop */
+		c->idle = true;
+		c->next = a.idle;
+		a.idle = c;
+		break;
+	case SMTPC_EV_BODY:
+		if (jb != NULL) {
+			smtpc_body(c->c, jb->body, jb->body_len);
+			smtpc_body_end(c->c);
+		}
+		break;
+	case SMTPC_EV_RCPT:
+		if (jb == NULL || ev->rcpt >= jb->j.n_rcpts)
+			break;
+		smtpc_describe(c->c, ev, text, sizeof(text));
+		job_set(jb, ev->rcpt, ev->status == SMTPC_SENT ? DELIVERPROTO_SENT :
+		    ev->status == SMTPC_DEFER ? DELIVERPROTO_DEFERRED : DELIVERPROTO_BOUNCED,
+		    (unsigned)ev->code, ev->dsn, c->peer, text);
+		jb->res[ev->rcpt].conn_failed = ev->conn_failed;
+		break;
+	case SMTPC_EV_DONE:
+		if (jb != NULL) {
+			jb->handshake_ok = true;
+			c->job = NULL;
+			c->started = false;
+			jb->conn = NULL;
+			job_finish(jb, "");
+		}
+		break;
+	case SMTPC_EV_CLOSED:
+		if (jb != NULL) {
+			c->job = NULL;
+			jb->conn = NULL;
+			smtpc_describe(c->c, ev, text, sizeof(text));
+			jb->handshake_ok = jb->handshake_ok || ev->handshake_ok;
+			if (ev->loop) {
+				jb->loop = true;
+				for (size_t i = 0; i < jb->j.n_rcpts; i++)
+					if (!jb->have[i] || jb->res[i].conn_failed)
+						job_set(jb, i, DELIVERPROTO_BOUNCED, 0, "5.4.6",
+						    c->peer, "mail for the destination loops "
+						    "back to myself");
+				job_finish(jb, text);
+			} else {
+				/* the server never judged anyone: the next address */
+				bool judged = false;
+				for (size_t i = 0; i < jb->j.n_rcpts; i++)
+					if (jb->have[i] && !jb->res[i].conn_failed)
+						judged = true;
+				if (!judged && jb->next_addr < jb->n_addrs) {
+					for (size_t i = 0; i < jb->j.n_rcpts; i++)
+						jb->have[i] = false;
+					snprintf(jb->res[0].text, sizeof(jb->res[0].text), "%s", text);
+					job_try_next(jb);
+				} else {
+					for (size_t i = 0; i < jb->j.n_rcpts; i++)
+						if (!jb->have[i])
+							job_set(jb, i, DELIVERPROTO_DEFERRED,
+							    0, "4.4.2", c->peer, text);
+					job_finish(jb, text);
+				}
+			}
+		}
+		break;
+	}
+}
+
+/* move output to the socket, re-arm the timer, act on the engine's events;
+   frees c once the session is closed */
+static void
+conn_pump(struct conn *c)
+{
+	struct smtpc_event ev;
+	for (;;) {
+		size_t len;
+		const char *out = smtpc_output(c->c, &len);
+		if (len > 0 && c->io != NULL) {
+			if (io_write(c->io, out, len) == 0)
+				smtpc_output_consume(c->c, len);
+			else
+				smtpc_feed_eof(c->c);	/* cannot queue: give up */
+			io_flush(c->io);
+		}
+		bool any = false;
+		while (smtpc_next_event(c->c, &ev)) {
+			any = true;
+			conn_event(c, &ev);
+		}
+		if (smtpc_closed(c->c) && !any) {
+			conn_free(c);
+			return;
+		}
+		if (!any && smtpc_output_pending(c->c) == 0)
+			break;
+	}
+	ev_timer_stop(a.loop, &c->t);
+	unsigned t = c->idle ? IDLE_SECONDS : smtpc_timeout(c->c);
+	if (t > 0) {
+		ev_timer_set(&c->t, t, 0);
+		ev_timer_start(a.loop, &c->t);
+	}
+}
+
+static void
+conn_io_cb(struct io *io, enum io_event evt, void *arg)
+{
+	struct conn *c = arg;
+	switch (evt) {
+	case IO_CONNECTED: {
+		c->connected = true;
+		a.stats.v[DELIVER_STAT_CONNECTIONS]++;
+		struct smtpc_params p;
+		smtpc_params_default(&p);
+		p.proto = c->job->nh.kind == NH_SMTP ? SMTPC_SMTP : SMTPC_LMTP;
+		p.helo_name = a.cfg->server.hostname;
+		p.peer = c->peer;
+		c->c = smtpc_new(&p);
+		c->created = ev_now(a.loop);
+		conn_pump(c);
+		return;
+	}
+	case IO_DATAIN: {
+		size_t len;
+		const char *d = io_data(io, &len);
+		smtpc_feed(c->c, d, len);
+		io_drop(io, len);
+		conn_pump(c);
+		return;
+	}
+	case IO_EOF:
+	case IO_ERROR:
+		if (c->c == NULL) {
+			/* the connection failed: the next address */
+			struct job *jb = c->job;
+			char why[DELIVERPROTO_TEXT_MAX + 1];
+			snprintf(why, sizeof(why), "connect to %s: %s", c->peer,
+			    strerror(io_errno(io) != 0 ? io_errno(io) : ECONNRESET));
+			c->job = NULL;
+			conn_free(c);
+			if (jb != NULL) {
+				jb->conn = NULL;
+				for (size_t i = 0; i < jb->j.n_rcpts; i++)
+					job_set(jb, i, DELIVERPROTO_DEFERRED, 0, "4.4.1", NULL,
+					    why);
+				for (size_t i = 0; i < jb->j.n_rcpts; i++) {
+					jb->res[i].conn_failed = true;
+					jb->have[i] = false;
+				}
+				snprintf(jb->res[0].text, sizeof(jb->res[0].text), "%s", why);
+				job_try_next(jb);
+			}
+			return;
+		}
+		smtpc_feed_eof(c->c);
+		conn_pump(c);
+		return;
+	case IO_LOWAT:
+	case IO_TIMEOUT:
+		return;
+	}
+}
+
+static void
+fmt_peer(char *buf, size_t len, const char *name, const struct sockaddr *sa)
+{
+	char ip[64] = "?";
+	uint16_t port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		port = ntohs(s6->sin6_port);
+	}
+	snprintf(buf, len, "%.200s[%s]:%u", name, ip, port);
+}
+
+/* connect to the job's next address; out of addresses: report */
+static void
+job_try_next(struct job *jb)
+{
+	while (jb->next_addr < jb->n_addrs) {
+		size_t i = jb->next_addr++;
+		struct dns_addr *ad = &jb->addrs[i];
+		int fd = socket(ad->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    0);
+		if (fd == -1)
+			continue;
+		struct conn *c = xcalloc(1, sizeof(*c));
+		c->io = io_new(a.loop, fd, conn_io_cb, c);
+		if (c->io == NULL) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		io_set_limits(c->io, IO_IN_MAX_DEFAULT, jb->body_len * 2 + 65536);
+		c->job = jb;
+		jb->conn = c;
+		snprintf(c->nexthop, sizeof(c->nexthop), "%s", jb->j.nexthop);
+		if (ad->ss.ss_family == AF_UNIX)
+			snprintf(c->peer, sizeof(c->peer), "%.200s", jb->names[i]);
+		else
+			fmt_peer(c->peer, sizeof(c->peer), jb->names[i],
+			    (const struct sockaddr *)&ad->ss);
+		ev_timer_init(&c->t, timer_cb, CONNECT_SECONDS, 0);
+		c->t.data = c;
+		ev_timer_start(a.loop, &c->t);
+		if (io_connect(c->io, (const struct sockaddr *)&ad->ss, ad->len) == -1) {
+			c->job = NULL;
+			jb->conn = NULL;
+			conn_free(c);
+			continue;
+		}
+		return;
+	}
+	/* every address failed before a server judged the recipients */
+	const char *why = jb->j.n_rcpts > 0 && jb->res[0].text[0] != '\0' ?
+	    jb->res[0].text : "no address to connect to";
+	char text[DELIVERPROTO_TEXT_MAX + 1];
+	snprintf(text, sizeof(text), "%s", why);
+	for (size_t i = 0; i < jb->j.n_rcpts; i++)
+		if (!jb->have[i])
+			job_set(jb, i, DELIVERPROTO_DEFERRED, 0, "4.4.1", NULL, text);
+	job_finish(jb, text);
+}
+
+static void
+job_dns_cb(void *arg, const struct dns_result *r)
+{
+	struct job *jb = arg;
+	jb->dq = NULL;
+	if (r->status != DNS_OK) {
+		bool bounce = r->status == DNS_NOTFOUND || r->status == DNS_NULLMX;
+		const char *dsn = r->status == DNS_NULLMX ? "5.1.10" :
+		    r->status == DNS_NOTFOUND ? "5.4.4" : "4.4.3";
+		char text[DELIVERPROTO_TEXT_MAX + 1];
+		snprintf(text, sizeof(text), "%s", r->status == DNS_NULLMX ?
+		    "Domain does not accept mail (nullMX)" : r->error);
+		for (size_t i = 0; i < jb->j.n_rcpts; i++)
+			job_set(jb, i, bounce ? DELIVERPROTO_BOUNCED : DELIVERPROTO_DEFERRED, 0,
+			    dsn, NULL, text);
+		job_finish(jb, text);
+		return;
+	}
+	size_t n = 0;
+	for (size_t h = 0; h < r->n_hosts; h++)
+		n += r->hosts[h].n_addrs;
+	jb->addrs = xcalloc(n + 1, sizeof(*jb->addrs));
+	jb->names = xcalloc(n + 1, sizeof(*jb->names));
+	for (size_t h = 0; h < r->n_hosts; h++)
+		for (size_t k = 0; k < r->hosts[h].n_addrs; k++) {
+			struct dns_addr *ad = &jb->addrs[jb->n_addrs];
+			*ad = r->hosts[h].addrs[k];
+			if (ad->ss.ss_family == AF_INET)
+				((struct sockaddr_in *)&ad->ss)->sin_port = htons(jb->nh.port);
+			else
+				((struct sockaddr_in6 *)&ad->ss)->sin6_port = htons(jb->nh.port);
+			snprintf(jb->names[jb->n_addrs], 256, "%s", r->hosts[h].name);
+			jb->n_addrs++;
+		}
+	job_try_next(jb);
+}
+
+/* a literal address or a unix socket: the address list without DNS */
+static bool
+job_literal(struct job *jb)
+{
+	struct dns_addr ad;
+	memset(&ad, 0, sizeof(ad));
+	if (jb->nh.kind == NH_LMTP_UNIX) {
+		struct sockaddr_un *su = (struct sockaddr_un *)&ad.ss;
+		su->sun_family = AF_UNIX;
+		snprintf(su->sun_path, sizeof(su->sun_path), "%.107s", jb->nh.path);
+		ad.len = sizeof(*su);
+	} else if (jb->nh.literal) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ad.ss;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ad.ss;
+		if (inet_pton(AF_INET, jb->nh.host, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			s4->sin_port = htons(jb->nh.port);
+			ad.len = sizeof(*s4);
+		} else if (inet_pton(AF_INET6, jb->nh.host, &s6->sin6_addr) == 1) {
+			s6->sin6_family = AF_INET6;
+			s6->sin6_port = htons(jb->nh.port);
+			ad.len = sizeof(*s6);
+		} else {
+			return false;
+		}
+	} else {
+		return false;
+	}
+	jb->addrs = xcalloc(1, sizeof(*jb->addrs));
+	jb->names = xcalloc(1, sizeof(*jb->names));
+	jb->addrs[0] = ad;
+	snprintf(jb->names[0], 256, "%.255s", jb->nh.kind == NH_LMTP_UNIX ? jb->nh.path :
+	    jb->nh.host);
+	jb->n_addrs = 1;
+	return true;
+}
+
+static void
+job_start(struct job *jb)
+{
+	jb->t_start = ev_now(a.loop);
+	jb->msg.sender = jb->j.sender;
+	jb->msg.size = jb->body_len;
+	jb->msg.eightbit = jb->j.eightbit;
+	jb->msg.ret = jb->j.ret == DELIVERPROTO_RET_FULL ? SMTPC_RET_FULL :
+	    jb->j.ret == DELIVERPROTO_RET_HDRS ? SMTPC_RET_HDRS : SMTPC_RET_NONE;
+	jb->msg.envid = jb->j.envid[0] != '\0' ? jb->j.envid : NULL;
+	for (size_t i = 0; i < jb->j.n_rcpts; i++) {
+		jb->rc[i].addr = jb->j.rcpts[i].addr;
+		jb->rc[i].notify = jb->j.rcpts[i].notify;
+		jb->rc[i].orcpt = jb->j.rcpts[i].orcpt[0] != '\0' ? jb->j.rcpts[i].orcpt : NULL;
+	}
+	jb->msg.rcpts = jb->rc;
+	jb->msg.n_rcpts = jb->j.n_rcpts;
+	if (jb->nh.kind == NH_MAILDIR) {
+		pthread_mutex_lock(&a.mu);
+		struct job **pp = &a.work;
+		while (*pp != NULL)
+			pp = &(*pp)->next;
+		jb->next = NULL;
+		*pp = jb;
+		pthread_cond_signal(&a.cv);
+		pthread_mutex_unlock(&a.mu);
+		return;
+	}
+	/* a session to this next hop that waits for work */
+	for (struct conn **pp = &a.idle; *pp != NULL; pp = &(*pp)->next) {
+		struct conn *c = *pp;
+		if (strcmp(c->nexthop, jb->j.nexthop) == 0 && conn_reusable(c)) {
+			*pp = c->next;
+			c->idle = false;
+			jb->handshake_ok = true;
+			conn_send(c, jb);
+			conn_pump(c);
+			return;
+		}
+	}
+	if (job_literal(jb)) {
+		job_try_next(jb);
+		return;
+	}
+	jb->dq = jb->nh.mx ? dns_resolve_mx(a.dns, jb->nh.host, job_dns_cb, jb) :
+	    dns_resolve_host(a.dns, jb->nh.host, job_dns_cb, jb);
+}
+
+static void
+qmgr_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	static unsigned char buf[DELIVERPROTO_MSG_MAX];
+	for (int rounds = 0; rounds < 32; rounds++) {
+		int fd;
+		ssize_t n = deliverproto_recv(a.fd, buf, sizeof(buf), &fd);
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			log_warnx("the queue manager's socket %s", n == 0 ? "closed" :
+			    strerror(errno));
+			ev_io_stop(loop, w);
+			ev_break(loop, EVBREAK_ALL);
+			return;
+		}
+		struct job *jb = xcalloc(1, sizeof(*jb));
+		const char *err;
+		if (deliverproto_job_decode(buf, (size_t)n, &jb->j, &err) == -1 || fd == -1 ||
+		    deliverproto_body_check(fd, jb->j.size, &err) == -1 ||
+		    route_parse_nexthop(jb->j.nexthop, &jb->nh, &err) == -1) {
+			log_warnx("refused job from the queue manager: %s",
+			    fd == -1 ? "no body descriptor" : err);
+			if (fd != -1)
+				close(fd);
+			free(jb);
+			exit(1);
+		}
+		jb->body_len = (size_t)jb->j.size;
+		jb->body = xcalloc(1, jb->body_len + 1);
+		size_t off = 0;
+		while (off < jb->body_len) {
+			ssize_t k = pread(fd, jb->body + off, jb->body_len - off, (off_t)off);
+			if (k <= 0)
+				fatal("reading the body of %s", jb->j.qid);
+			off += (size_t)k;
+		}
+		close(fd);
+		a.stats.v[DELIVER_STAT_ACTIVE]++;
+		job_start(jb);
+	}
+}
+
+/* every idle session gets QUIT */
+static void
+idle_close_all(void)
+{
+	while (a.idle != NULL) {
+		struct conn *c = a.idle;
+		a.idle = c->next;
+		c->idle = false;
+		smtpc_quit(c->c);
+		conn_pump(c);
+	}
+}
+
+static void
+stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	a.stopping = true;
+	idle_close_all();
+	/* in-flight recipients are deferred by the qmgr when our socket closes */
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+notify_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	char buf[CHILD_MSG_MAX + 1];
+	ssize_t n = recv(a.notify_fd, buf, CHILD_MSG_MAX, MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		ev_io_stop(loop, w);
+		return;
+	}
+	buf[n] = '\0';
+	if (strcmp(buf, CHILD_MSG_STATS) == 0)
+		stats_send();
+}
+
+static struct config *
+load_config(void)
+{
+	struct config_diags diags;
+	memset(&diags, 0, sizeof(diags));
+	int fd = env_int(CHILD_ENV_CONFIG_FD);
+	struct config *cfg;
+	if (fd >= 0) {
+		struct config_source *src;
+		const char *err;
+		if (config_source_read_fd(fd, &src, &err) == -1) {
+			log_warnx("configuration snapshot (fd %d): %s", fd, err);
+			exit(CHILD_EXIT_CONFIG);
+		}
+		close(fd);
+		cfg = config_load(src, &diags);
+	} else {
+		cfg = config_load_dir(config_default_dir(), &diags);
+	}
+	if (cfg == NULL || diags.n_errors > 0) {
+		config_diags_print(&diags, stderr);
+		exit(CHILD_EXIT_CONFIG);
+	}
+	config_diags_free(&diags);
+	return cfg;
+}
+
+int
+main(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	log_init("relayvisor/deliver", true);
+	if (signal(SIGHUP, SIG_IGN) == SIG_ERR || signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		log_warn("signal");
+	a.notify_fd = env_int(CHILD_ENV_NOTIFY_FD);
+	a.fd = env_int(DELIVERPROTO_ENV_FD);
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	if (a.fd < 0) {
+		log_warnx("no %s: relayvisor-deliver runs under relayvisord",
+		    DELIVERPROTO_ENV_FD);
+		exit(CHILD_EXIT_CONFIG);
+	}
+	pid_t ppid = getppid();
+	char run_user[64] = "";
+	const char *ru = getenv(CONFINE_ENV_USER);
+	if (ru != NULL)
+		snprintf(run_user, sizeof(run_user), "%s", ru);
+	unsetenv(CONFINE_ENV_USER);
+	a.cfg = load_config();
+
+	/* no chroot: resolv.conf, connections, Maildirs */
+	bool root = geteuid() == 0 && run_user[0] != '\0';
+	struct confine conf = { .user = root ? run_user : NULL, .chroot = NULL,
+	    .what = "delivery agent" };
+	struct confine_result cres;
+	const char *err;
+	if (confine_apply(&conf, &cres, &err) == -1) {
+		log_warnx("confinement: %s", err);
+		exit(1);
+	}
+	if (a.notify_fd >= 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+			log_warn("prctl PR_SET_PDEATHSIG");
+		if (getppid() != ppid)
+			fatalx("supervisor exited during start-up");
+	}
+
+	a.loop = EV_DEFAULT;
+	struct dns_params dp;
+	memset(&dp, 0, sizeof(dp));
+	dp.servers = (const char *const *)a.cfg->delivery.dns_servers.v;
+	dp.n_servers = a.cfg->delivery.dns_servers.n;
+	a.dns = dns_new(a.loop, &dp, &err);
+	if (a.dns == NULL)
+		fatalx("DNS: %s", err);
+	pthread_mutex_init(&a.mu, NULL);
+	pthread_cond_init(&a.cv, NULL);
+	ev_async_init(&a.done_w, done_cb);
+	ev_async_start(a.loop, &a.done_w);
+	if (pthread_create(&a.worker, NULL, worker_main, NULL) != 0)
+		fatalx("cannot start the Maildir worker");
+
+	if (fcntl(a.fd, F_SETFL, O_NONBLOCK) == -1)
+		fatal("fcntl");
+	ev_io_init(&a.w, qmgr_cb, a.fd, EV_READ);
+	ev_io_start(a.loop, &a.w);
+	if (a.notify_fd >= 0) {
+		ev_io_init(&a.notify_w, notify_cb, a.notify_fd, EV_READ);
+		ev_io_start(a.loop, &a.notify_w);
+	}
+	static const int stops[] = { CHILD_STOP_SIGNALS };
+	ev_signal stop_w[sizeof(stops) / sizeof(stops[0])];
+	for (size_t i = 0; i < sizeof(stops) / sizeof(stops[0]); i++) {
+		ev_signal_init(&stop_w[i], stop_cb, stops[i]);
+		ev_signal_start(a.loop, &stop_w[i]);
+	}
+	log_info("ready");
+	notify_send(CHILD_MSG_READY);
+	ev_run(a.loop, 0);
+
+	stats_send();
+	pthread_mutex_lock(&a.mu);
+	a.quit = true;
+	pthread_cond_signal(&a.cv);
+	pthread_mutex_unlock(&a.mu);
+	pthread_join(a.worker, NULL);
+	log_info("stopped");
+	dns_free(a.dns);
+	config_free(a.cfg);
+	return 0;
+}

@@ -1,0 +1,1060 @@
+/*
+ * relayvisor-qmgr: the queue manager, the only writer of delivery state
+ * (common/spool.h). One per host, run by relayvisord when the configuration has
+ * a delivery: section (Postfix qmgr, OpenSMTPD queue + scheduler):
+ *
+ *  - intake: a listener's commit wakes it (the spool's commit notification); it
+ *    takes the new messages in (one QUEUED record per recipient);
+ *  - a pass: the due recipients (spool_queue_due) are routed (deliver/route.h:
+ *    local domains -> delivery.local, routes, relayhost, else MX), grouped by
+ *    message and next hop (at most 50 recipients per job), and, when the
+ *    scheduler allows a connection to that destination (deliver/sched.h:
+ *    per-destination window, dead marking, total cap), claimed (INFLIGHT, owner =
+ *    our pid) and handed to the delivery agent with the fewest jobs as a job
+ *    (common/deliverproto.h) with the body in a sealed memfd;
+ *  - results: SENT and BOUNCED are final, DEFERRED gets the next try (retry
+ *    doubling with jitter, never past the give-up time; past it the recipient
+ *    bounces as expired); a message whose recipients are all final gets its
+ *    bounce (RFC 3464, deliver/dsn.h) queued as a new message from <>, and is
+ *    removed.
+ *
+ * Restarts: at start-up every INFLIGHT record is ours from an earlier life (one
+ * qmgr per spool) and goes back to QUEUED (spool_queue_reclaim); the supervisor
+ * hands us every agent's socket again ("PEER name" on the notify socket with the
+ * descriptor). An agent that dies closes its socket: what it had in flight is
+ * deferred and retried. Duplicates are bounded by what was in flight.
+ *
+ * Logs are Postfix's, so pflogsumm reads them (--syslog-name=relayvisor):
+ *   relayvisor/qmgr: QID: from=<s>, size=N, nrcpt=N (queue active)
+ *   relayvisor/smtp (lmtp, local): QID: to=<r>, relay=host[ip]:port, delay=D,
+ *       delays=a/b/c/d, dsn=X.Y.Z, status=sent|deferred|bounced (text)
+ *   relayvisor/bounce: QID: sender non-delivery notification: NEWQID
+ *   relayvisor/qmgr: QID: removed
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "common/childproto.h"
+#include "common/config.h"
+#include "common/confine.h"
+#include "common/deliverproto.h"
+#include "common/log.h"
+#include "common/spool.h"
+#include "common/xmalloc.h"
+#include "deliver/dsn.h"
+#include "deliver/route.h"
+#include "deliver/sched.h"
+
+#define AGENTS_MAX 64
+#define PASS_DUE_MAX 2000
+
+struct agent {
+	char name[96];
+	int fd;
+	ev_io w;
+	unsigned jobs;
+};
+
+struct job_rcpt {
+	uint32_t idx;
+	char *addr;
+	bool reported;
+};
+
+struct job {
+	struct job *next;
+	uint32_t id;
+	struct agent *ag;
+	char qid[SPOOL_QID_MAX];
+	char nexthop[DELIVERPROTO_NEXTHOP_MAX + 1];
+	enum nexthop_kind kind;
+	struct sched_dest *dest;
+	int64_t arrival;
+	double t_queued;	/* when the job was handed over (ev_now) */
+	size_t n;
+	struct job_rcpt r[DELIVERPROTO_RCPTS_MAX];
+};
+
+static struct {
+	struct ev_loop *loop;
+	struct config *cfg;
+	struct spool *sp;
+	struct route_table *routes;
+	struct sched *sched;
+	struct sched_params sp_params;
+	struct agent agents[AGENTS_MAX];
+	size_t n_agents;
+	struct job *jobs;
+	uint32_t next_id;
+	int notify_fd, wake_fd;
+	ev_io notify_w, wake_w;
+	ev_timer timer;
+	ev_idle pass_w;
+	struct childproto_stats stats;
+	bool stopping;
+} q;
+
+static void pass_schedule(void);
+
+static int
+env_int(const char *name)
+{
+	const char *v = getenv(name);
+	char *end;
+	if (v == NULL || *v == '\0')
+		return -1;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 0 || n > 1 << 20)
+		return -1;
+	unsetenv(name);
+	if (fcntl((int)n, F_SETFD, FD_CLOEXEC) == -1)
+		return -1;
+	return (int)n;
+}
+
+static void
+notify_send(const char *msg)
+{
+	if (q.notify_fd >= 0 && send(q.notify_fd, msg, strlen(msg), MSG_NOSIGNAL) == -1)
+		log_warn("notify %s", msg);
+}
+
+static void
+stats_send(void)
+{
+	char buf[CHILD_MSG_MAX];
+	childproto_stats_format(buf, sizeof(buf), &childproto_qmgr_stats, &q.stats);
+	notify_send(buf);
+}
+
+/* ---- logging in Postfix's format ---- */
+
+static const char *
+kind_tag(enum nexthop_kind k)
+{
+	switch (k) {
+	case NH_SMTP:
+		return "relayvisor/smtp";
+	case NH_LMTP_INET:
+	case NH_LMTP_UNIX:
+		return "relayvisor/lmtp";
+	case NH_MAILDIR:
+		return "relayvisor/local";
+	}
+	return "relayvisor/qmgr";
+}
+
+static void
+log_as(const char *tag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+log_as(const char *tag, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_set_tag(tag);
+	log_info("%s", buf);
+	log_set_tag("relayvisor/qmgr");
+}
+
+/* Postfix prints delays with two significant digits at most */
+static void
+fmt_delay(char *buf, size_t len, double d)
+{
+	if (d < 0)
+		d = 0;
+	if (d < 0.01)
+		snprintf(buf, len, "%s", d == 0 ? "0" : "0.01");
+	else if (d < 10)
+		snprintf(buf, len, "%.2g", d);
+	else
+		snprintf(buf, len, "%.0f", d);
+}
+
+static void
+log_status(const struct job *j, const char *addr, const char *relay, double conn_s,
+    double xmit_s, const char *dsn, const char *status, const char *text)
+{
+	double now = ev_now(q.loop);
+	char delay[32], a[32], b[32], c[32], d[32];
+	double total = now - (double)j->arrival;
+	fmt_delay(delay, sizeof(delay), total);
+	fmt_delay(a, sizeof(a), j->t_queued - (double)j->arrival);
+	fmt_delay(b, sizeof(b), 0);
+	fmt_delay(c, sizeof(c), conn_s);
+	fmt_delay(d, sizeof(d), xmit_s);
+	log_as(kind_tag(j->kind), "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, "
+	    "dsn=%s, status=%s (%s)", j->qid, addr, relay, delay, a, b, c, d, dsn, status,
+	    text);
+}
+
+/* ---- finishing a message: bounces, removal ---- */
+
+struct bounced {
+	struct spool_rcpt *v;
+	size_t n;
+};
+
+static int
+collect_bounced(const struct spool_rcpt *r, void *arg)
+{
+	struct bounced *b = arg;
+	if (r->state == SPOOL_RCPT_BOUNCED) {
+		b->v = xreallocarray(b->v, b->n + 1, sizeof(*b->v));
+		b->v[b->n++] = *r;
+	}
+	return 0;
+}
+
+static void
+dsn_committed(void *arg, int result, const char *qid)
+{
+	const char *orig = arg;
+	if (result == 0)
+		log_as("relayvisor/bounce", "%s: sender non-delivery notification: %s",
+		    orig, qid);
+	else
+		log_warnx("%s: queueing the non-delivery notification failed: %s", orig,
+		    strerror(result));
+}
+
+/* queue a bounce for the message's bounced recipients; false when it could
+   not be queued (the message then stays, to be tried again) */
+static bool
+bounce_send(struct spool_message *m, struct bounced *b)
+{
+	const char *to = m->e.sender;
+	enum dsn_target t = dsn_decide(m->e.sender, 0, DSN_FAILED);
+	char pm[300];
+	if (t == DSN_NONE)
+		return true;
+	if (t == DSN_DOUBLE_BOUNCE) {
+		const struct strlist *ld = &q.cfg->server.local_domains;
+		snprintf(pm, sizeof(pm), "postmaster@%s", ld->n > 0 ? ld->v[0] : "");
+		/* a bounce that cannot be delivered to postmaster is dropped */
+		bool to_pm = m->e.n_rcpts == 1 && strcasecmp(m->e.rcpts[0], pm) == 0;
+		if (ld->n == 0 || to_pm) {
+			log_warnx("%s: undeliverable bounce from <>: discarded", m->e.qid);
+			return true;
+		}
+		to = pm;
+	}
+	struct dsn_rcpt *dr = xcalloc(b->n, sizeof(*dr));
+	char (*status)[16] = xcalloc(b->n, sizeof(*status));
+	for (size_t i = 0; i < b->n; i++) {
+		const struct spool_rcpt *r = &b->v[i];
+		dr[i].addr = r->idx < m->e.n_rcpts ? m->e.rcpts[r->idx] : "unknown";
+		dr[i].action = DSN_FAILED;
+		/* the reply starts with "X.Y.Z " as we record it */
+		size_t k = strspn(r->reply, "0123456789.");
+		snprintf(status[i], sizeof(status[i]), "%.*s", (int)(k < 15 ? k : 15),
+		    r->reply);
+		if (status[i][0] != '5' && status[i][0] != '4')
+			snprintf(status[i], sizeof(status[i]), "5.0.0");
+		dr[i].status = status[i];
+		dr[i].text = r->reply[k] == ' ' ? r->reply + k + 1 : r->reply;
+		dr[i].last_attempt = (time_t)r->last_try;
+	}
+	struct dsn_report rep = {
+		.reporting_mta = q.cfg->server.hostname,
+		.qid = m->e.qid,
+		.sender = to,
+		.arrival = (time_t)m->e.arrival,
+		.now = time(NULL),
+		.rcpts = dr,
+		.n_rcpts = b->n,
+	};
+	size_t len;
+	bool eightbit;
+	char *msg = dsn_compose(&rep, m->body, m->body_len, true, &len, &eightbit);
+	free(dr);
+	free(status);
+	if (msg == NULL)
+		return false;
+	struct spool_msg *nm = spool_msg_begin(q.sp);
+	const char *err;
+	bool ok = nm != NULL && spool_msg_set_sender(nm, "") == 0 &&
+	    spool_msg_add_rcpt(nm, to) == 0 &&
+	    spool_msg_set_attr(nm, "proto", "DSN") == 0 &&
+	    spool_msg_write(nm, msg, len, &err) == 0;
+	free(msg);
+	if (!ok) {
+		if (nm != NULL)
+			spool_msg_abort(nm);
+		return false;
+	}
+	static char orig[SPOOL_QID_MAX];
+	snprintf(orig, sizeof(orig), "%s", m->e.qid);
+	spool_msg_submit(nm, dsn_committed, orig);
+	return spool_commit(q.sp) == 1;
+}
+
+static void
+message_finish(const char *qid)
+{
+	struct bounced b = { NULL, 0 };
+	const char *err;
+	if (spool_rcpt_foreach(q.sp, qid, collect_bounced, &b, &err) == -1) {
+		log_warnx("%s: %s", qid, err);
+		return;
+	}
+	if (b.n > 0) {
+		struct spool_message m;
+		if (spool_message_load(q.sp, qid, true, &m, &err) == -1) {
+			log_warnx("%s: %s", qid, err);
+			free(b.v);
+			return;
+		}
+		bool ok = bounce_send(&m, &b);
+		spool_message_free(&m);
+		if (!ok) {
+			log_warnx("%s: bounce not queued; the message stays", qid);
+			free(b.v);
+			return;
+		}
+	}
+	free(b.v);
+	if (spool_queue_delete(q.sp, qid, &err) == -1) {
+		log_warnx("%s: %s", qid, err);
+		return;
+	}
+	q.stats.v[QMGR_STAT_REMOVED]++;
+	log_info("%s: removed", qid);
+}
+
+/* ---- recording results ---- */
+
+/* record one recipient's result; status text "X.Y.Z reply" is kept */
+static void
+record(const char *qid, uint32_t idx, enum deliverproto_status st, const char *dsn,
+    const char *text, int64_t arrival, bool *complete_r)
+{
+	struct spool_rcpt r;
+	const char *err;
+	*complete_r = false;
+	if (spool_rcpt_get(q.sp, qid, idx, &r, &err) == -1) {
+		log_warnx("%s: recipient %u: %s", qid, idx, err);
+		return;
+	}
+	int64_t now = (int64_t)ev_now(q.loop);
+	r.owner = 0;
+	r.last_try = now;
+	snprintf(r.reply, sizeof(r.reply), "%s %s", dsn, text);
+	for (char *c = r.reply; *c != '\0'; c++)
+		if (*c == '\r' || *c == '\n')
+			*c = ' ';
+	switch (st) {
+	case DELIVERPROTO_SENT:
+		r.state = SPOOL_RCPT_SENT;
+		break;
+	case DELIVERPROTO_BOUNCED:
+		r.state = SPOOL_RCPT_BOUNCED;
+		break;
+	case DELIVERPROTO_DEFERRED:
+		r.attempts++;
+		r.state = SPOOL_RCPT_DEFERRED;
+		r.next_try = (int64_t)sched_next_try(&q.sp_params, (time_t)arrival,
+		    (time_t)now, r.attempts, drand48());
+		if (r.next_try <= now)
+			r.next_try = now + 1;
+		break;
+	}
+	if (spool_rcpt_update(q.sp, &r, complete_r, &err) == -1)
+		log_warnx("%s: recipient %u: %s", qid, idx, err);
+}
+
+/* a deferral that is past the message's lifetime becomes a bounce */
+static enum deliverproto_status
+expire(const struct job *j, enum deliverproto_status st, const char **dsn,
+    char *text, size_t len)
+{
+	if (st != DELIVERPROTO_DEFERRED ||
+	    !sched_expired(&q.sp_params, (time_t)j->arrival, (time_t)ev_now(q.loop)))
+		return st;
+	static const char pre[] = "message expired: ";
+	size_t tl = strlen(text);
+	if (tl + sizeof(pre) > len)
+		tl = len - sizeof(pre);
+	memmove(text + sizeof(pre) - 1, text, tl);
+	memcpy(text, pre, sizeof(pre) - 1);
+	text[sizeof(pre) - 1 + tl] = '\0';
+	*dsn = "4.4.7";
+	return DELIVERPROTO_BOUNCED;
+}
+
+static void
+job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn,
+    const char *relay, const char *text_in, double conn_s, double xmit_s)
+{
+	char text[DELIVERPROTO_TEXT_MAX + 32];
+	snprintf(text, sizeof(text), "%s", text_in);
+	st = expire(j, st, &dsn, text, sizeof(text));
+	j->r[i].reported = true;
+	bool complete;
+	record(j->qid, j->r[i].idx, st, dsn, text, j->arrival, &complete);
+	q.stats.v[QMGR_STAT_INFLIGHT]--;
+	q.stats.v[st == DELIVERPROTO_SENT ? QMGR_STAT_SENT :
+	    st == DELIVERPROTO_DEFERRED ? QMGR_STAT_DEFERRED : QMGR_STAT_BOUNCED]++;
+	log_status(j, j->r[i].addr, relay, conn_s, xmit_s, dsn,
+	    deliverproto_status_name(st), text);
+	if (complete)
+		message_finish(j->qid);
+}
+
+static void
+job_free(struct job *j)
+{
+	for (struct job **pp = &q.jobs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	for (size_t i = 0; i < j->n; i++)
+		free(j->r[i].addr);
+	if (j->ag != NULL)
+		j->ag->jobs--;
+	free(j);
+}
+
+/* the job ends: what was not reported is deferred with why */
+static void
+job_end(struct job *j, bool handshake_ok, const char *why)
+{
+	for (size_t i = 0; i < j->n; i++)
+		if (!j->r[i].reported)
+			job_result(j, i, DELIVERPROTO_DEFERRED, "4.3.0", "none", why, 0, 0);
+	if (j->dest != NULL) {
+		sched_conn_done(q.sched, j->dest, handshake_ok, (time_t)ev_now(q.loop),
+		    drand48());
+		j->dest = NULL;
+	}
+	job_free(j);
+	pass_schedule();
+}
+
+static struct job *
+job_find(uint32_t id)
+{
+	for (struct job *j = q.jobs; j != NULL; j = j->next)
+		if (j->id == id)
+			return j;
+	return NULL;
+}
+
+/* ---- agents ---- */
+
+static void
+agent_close(struct agent *a, const char *why)
+{
+	ev_io_stop(q.loop, &a->w);
+	close(a->fd);
+	a->fd = -1;
+	log_info("delivery agent %s: %s", a->name, why);
+	for (struct job *j = q.jobs, *next; j != NULL; j = next) {
+		next = j->next;
+		if (j->ag == a) {
+			j->ag = NULL;
+			/* not the destination's fault: no dead marking */
+			job_end(j, true, "delivery agent exited with the message in flight");
+		}
+	}
+	a->jobs = 0;
+}
+
+static void
+agent_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct agent *a = w->data;
+	static unsigned char buf[DELIVERPROTO_MSG_MAX];
+	for (int rounds = 0; rounds < 64 && a->fd != -1; rounds++) {
+		int fd;
+		ssize_t n = deliverproto_recv(a->fd, buf, sizeof(buf), &fd);
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			agent_close(a, n == 0 ? "gone" : strerror(errno));
+			return;
+		}
+		if (fd != -1) {
+			close(fd);
+			agent_close(a, "sent a descriptor: refused");
+			return;
+		}
+		const char *err;
+		enum deliverproto_type t = deliverproto_type(buf, (size_t)n);
+		if (t == DELIVERPROTO_RESULT) {
+			struct deliverproto_result r;
+			if (deliverproto_result_decode(buf, (size_t)n, &r, &err) == -1) {
+				agent_close(a, err);
+				return;
+			}
+			struct job *j = job_find(r.id);
+			if (j == NULL || j->ag != a)
+				continue;	/* a job of an earlier life of ours */
+			size_t i;
+			for (i = 0; i < j->n && (j->r[i].idx != r.idx || j->r[i].reported); i++)
+				;
+			if (i == j->n)
+				continue;
+			job_result(j, i, r.status, r.dsn, r.relay, r.text, r.conn_ms / 1000.0,
+			    r.xmit_ms / 1000.0);
+		} else if (t == DELIVERPROTO_DONE) {
+			struct deliverproto_done d;
+			if (deliverproto_done_decode(buf, (size_t)n, &d, &err) == -1) {
+				agent_close(a, err);
+				return;
+			}
+			struct job *j = job_find(d.id);
+			if (j != NULL && j->ag == a)
+				job_end(j, d.handshake_ok, "delivery agent reported no result");
+		} else {
+			agent_close(a, "sent a message that is not a result: refused");
+			return;
+		}
+	}
+}
+
+static void
+agent_add(const char *name, int fd)
+{
+	struct agent *a = NULL;
+	for (size_t i = 0; i < q.n_agents; i++)
+		if (strcmp(q.agents[i].name, name) == 0)
+			a = &q.agents[i];
+	if (a == NULL) {
+		for (size_t i = 0; i < q.n_agents && a == NULL; i++)
+			if (q.agents[i].fd == -1)
+				a = &q.agents[i];
+		if (a == NULL && q.n_agents < AGENTS_MAX)
+			a = &q.agents[q.n_agents++];
+		if (a == NULL) {
+			log_warnx("too many delivery agents: %s refused", name);
+			close(fd);
+			return;
+		}
+	} else if (a->fd != -1) {
+		agent_close(a, "replaced");
+	}
+	memset(a, 0, sizeof(*a));
+	snprintf(a->name, sizeof(a->name), "%.95s", name);
+	a->fd = fd;
+	if (fcntl(fd, F_SETFL, O_NONBLOCK) == -1)
+		log_warn("fcntl %s", name);
+	ev_io_init(&a->w, agent_cb, fd, EV_READ);
+	a->w.data = a;
+	ev_io_start(q.loop, &a->w);
+	log_info("delivery agent %s connected", name);
+	pass_schedule();
+}
+
+static struct agent *
+agent_pick(void)
+{
+	struct agent *best = NULL;
+	unsigned cap = q.cfg->delivery.total_concurrency;
+	for (size_t i = 0; i < q.n_agents; i++) {
+		struct agent *a = &q.agents[i];
+		if (a->fd == -1 || a->jobs >= cap)
+			continue;
+		if (best == NULL || a->jobs < best->jobs)
+			best = a;
+	}
+	return best;
+}
+
+/* ---- the pass: due recipients to jobs ---- */
+
+struct due {
+	struct spool_rcpt *v;
+	size_t n;
+};
+
+static int
+collect_due(const struct spool_rcpt *r, void *arg)
+{
+	struct due *d = arg;
+	d->v = xreallocarray(d->v, d->n + 1, sizeof(*d->v));
+	d->v[d->n++] = *r;
+	return 0;
+}
+
+/* the next hop of an address; -1 with a bounce reason */
+static int
+route_of(const char *addr, struct nexthop *nh, char *key, size_t keylen,
+    const char **error_r)
+{
+	const char *at = strrchr(addr, '@');
+	struct route_result rr;
+	if (at == NULL || at[1] == '\0') {
+		*error_r = "recipient address has no domain";
+		return -1;
+	}
+	if (route_decide(q.routes, at + 1, &rr, error_r) == -1)
+		return -1;
+	if (rr.via == ROUTE_DIRECT && rr.nh.kind == NH_SMTP)
+		rr.nh.port = (uint16_t)q.cfg->delivery.smtp_port;
+	*nh = rr.nh;
+	route_nexthop_name(nh, key, keylen);
+	return 0;
+}
+
+static void
+bounce_now(struct spool_message *m, uint32_t idx, const char *dsn, const char *why)
+{
+	struct job j = { 0 };
+	snprintf(j.qid, sizeof(j.qid), "%s", m->e.qid);
+	j.arrival = m->e.arrival;
+	j.t_queued = ev_now(q.loop);
+	j.kind = NH_SMTP;
+	bool complete;
+	q.stats.v[QMGR_STAT_BOUNCED]++;
+	record(m->e.qid, idx, DELIVERPROTO_BOUNCED, dsn, why, m->e.arrival, &complete);
+	log_status(&j, idx < m->e.n_rcpts ? m->e.rcpts[idx] : "?", "none", 0, 0, dsn,
+	    "bounced", why);
+	if (complete)
+		message_finish(m->e.qid);
+}
+
+/* a destination marked dead: its recipients wait without an attempt */
+static void
+defer_dead(struct spool_message *m, uint32_t idx, int64_t until, const char *key)
+{
+	struct spool_rcpt r;
+	const char *err;
+	if (spool_rcpt_get(q.sp, m->e.qid, idx, &r, &err) == -1)
+		return;
+	r.state = SPOOL_RCPT_DEFERRED;
+	r.next_try = until > r.next_try ? until : r.next_try + 1;
+	snprintf(r.reply, sizeof(r.reply), "4.4.1 delivery temporarily suspended: "
+	    "destination %.400s is dead", key);
+	if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1)
+		log_warnx("%s: %s", m->e.qid, err);
+}
+
+/* hand one job over; false when nothing could be sent (records reverted) */
+static bool
+job_start(struct spool_message *m, const struct nexthop *nh, const char *key,
+    struct sched_dest *dest, const uint32_t *idx, size_t n)
+{
+	struct agent *a = agent_pick();
+	if (a == NULL)
+		return false;
+	static struct deliverproto_job dj;
+	memset(&dj, 0, sizeof(dj));
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->id = ++q.next_id;
+	j->ag = a;
+	snprintf(j->qid, sizeof(j->qid), "%s", m->e.qid);
+	snprintf(j->nexthop, sizeof(j->nexthop), "%s", key);
+	j->kind = nh->kind;
+	j->arrival = m->e.arrival;
+	j->t_queued = ev_now(q.loop);
+	dj.id = j->id;
+	snprintf(dj.nexthop, sizeof(dj.nexthop), "%s", key);
+	snprintf(dj.qid, sizeof(dj.qid), "%s", m->e.qid);
+	snprintf(dj.sender, sizeof(dj.sender), "%s", m->e.sender);
+	dj.size = m->body_len;
+	const char *err;
+	for (size_t i = 0; i < n; i++) {
+		struct spool_rcpt r;
+		if (spool_rcpt_get(q.sp, m->e.qid, idx[i], &r, &err) == -1)
+			continue;
+		r.state = SPOOL_RCPT_INFLIGHT;
+		r.owner = (uint32_t)getpid();
+		if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1) {
+			log_warnx("%s: %s", m->e.qid, err);
+			continue;
+		}
+		j->r[j->n].idx = idx[i];
+		j->r[j->n].addr = xstrdup(m->e.rcpts[idx[i]]);
+		dj.rcpts[dj.n_rcpts].idx = idx[i];
+		snprintf(dj.rcpts[dj.n_rcpts].addr, sizeof(dj.rcpts[0].addr), "%s",
+		    m->e.rcpts[idx[i]]);
+		dj.n_rcpts++;
+		j->n++;
+	}
+	if (j->n == 0) {
+		free(j);
+		return true;
+	}
+	static unsigned char buf[DELIVERPROTO_MSG_MAX];
+	int len = deliverproto_job_encode(&dj, buf, sizeof(buf), &err);
+	int mfd = len > 0 ? deliverproto_body_memfd(m->body, m->body_len, &err) : -1;
+	j->next = q.jobs;
+	q.jobs = j;
+	a->jobs++;
+	q.stats.v[QMGR_STAT_INFLIGHT] += j->n;
+	if (mfd == -1 || deliverproto_send(a->fd, buf, (size_t)len, mfd) == -1) {
+		if (mfd != -1)
+			close(mfd);
+		log_warnx("%s: handing the job to %s failed: %s", m->e.qid, a->name,
+		    mfd == -1 ? err : strerror(errno));
+		j->dest = NULL;
+		for (size_t i = 0; i < j->n; i++) {
+			/* back to the queue at once, no attempt counted */
+			struct spool_rcpt r;
+			if (spool_rcpt_get(q.sp, j->qid, j->r[i].idx, &r, &err) == 0) {
+				r.state = SPOOL_RCPT_QUEUED;
+				r.owner = 0;
+				r.next_try = (int64_t)ev_now(q.loop) + 1;
+				spool_rcpt_update(q.sp, &r, NULL, &err);
+			}
+			j->r[i].reported = true;
+			q.stats.v[QMGR_STAT_INFLIGHT]--;
+		}
+		job_free(j);
+		return false;
+	}
+	close(mfd);
+	j->dest = dest;
+	sched_conn_start(q.sched, dest);
+	return true;
+}
+
+static void
+pass_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	(void)revents;
+	ev_idle_stop(loop, w);
+	if (q.stopping)
+		return;
+	const char *err;
+	int64_t now = (int64_t)ev_now(loop);
+	int taken = spool_queue_intake(q.sp, now, 0, &err);
+	if (taken == -1)
+		log_warnx("intake: %s", err);
+	else
+		q.stats.v[QMGR_STAT_QUEUED] += (uint64_t)taken;
+
+	struct due due = { NULL, 0 };
+	if (spool_queue_due(q.sp, now, PASS_DUE_MAX, collect_due, &due, &err) == -1)
+		log_warnx("due: %s", err);
+	bool *used = xcalloc(due.n + 1, sizeof(bool));
+	for (size_t i = 0; i < due.n; i++) {
+		if (used[i] || agent_pick() == NULL)
+			continue;
+		struct spool_message m;
+		if (spool_message_load(q.sp, due.v[i].qid, true, &m, &err) == -1) {
+			log_warnx("%s: %s", due.v[i].qid, err);
+			used[i] = true;
+			continue;
+		}
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", m.e.qid,
+		    m.e.sender, (unsigned long long)m.body_len, m.e.n_rcpts);
+		/* every due recipient of this message, grouped by next hop */
+		for (size_t k = i; k < due.n; k++) {
+			if (used[k] || strcmp(due.v[k].qid, m.e.qid) != 0)
+				continue;
+			if (due.v[k].idx >= m.e.n_rcpts) {
+				used[k] = true;
+				continue;
+			}
+			struct nexthop nh;
+			char key[DELIVERPROTO_NEXTHOP_MAX + 1];
+			const char *why;
+			if (route_of(m.e.rcpts[due.v[k].idx], &nh, key, sizeof(key), &why) == -1) {
+				used[k] = true;
+				bounce_now(&m, due.v[k].idx, "5.1.2", why);
+				continue;
+			}
+			struct sched_dest *dest = sched_dest(q.sched, key);
+			time_t until;
+			if (sched_dest_dead(dest, (time_t)now, &until)) {
+				for (size_t l = k; l < due.n; l++) {
+					struct nexthop nh2;
+					char key2[DELIVERPROTO_NEXTHOP_MAX + 1];
+					if (used[l] || strcmp(due.v[l].qid, m.e.qid) != 0 ||
+					    due.v[l].idx >= m.e.n_rcpts ||
+					    route_of(m.e.rcpts[due.v[l].idx], &nh2, key2,
+					    sizeof(key2), &why) == -1 || strcmp(key2, key) != 0)
+						continue;
+					used[l] = true;
+					defer_dead(&m, due.v[l].idx, (int64_t)until, key);
+				}
+				continue;
+			}
+			if (!sched_may_connect(q.sched, dest, (time_t)now)) {
+				used[k] = true;	/* waits for a connection to end */
+				continue;
+			}
+			uint32_t idx[DELIVERPROTO_RCPTS_MAX];
+			size_t n = 0;
+			for (size_t l = k; l < due.n && n < DELIVERPROTO_RCPTS_MAX; l++) {
+				struct nexthop nh2;
+				char key2[DELIVERPROTO_NEXTHOP_MAX + 1];
+				if (used[l] || strcmp(due.v[l].qid, m.e.qid) != 0 ||
+				    due.v[l].idx >= m.e.n_rcpts ||
+				    route_of(m.e.rcpts[due.v[l].idx], &nh2, key2, sizeof(key2),
+				    &why) == -1 || strcmp(key2, key) != 0)
+					continue;
+				used[l] = true;
+				idx[n++] = due.v[l].idx;
+			}
+			if (!job_start(&m, &nh, key, dest, idx, n))
+				break;
+		}
+		spool_message_free(&m);
+	}
+	free(used);
+	free(due.v);
+
+	/* the timer: the next recipient that comes due (waiting ones that are due
+	   already wait for an agent or a connection to end: those events run a pass) */
+	int64_t when;
+	ev_timer_stop(loop, &q.timer);
+	if (spool_queue_next_try(q.sp, &when, &err) == 0 && when >= 0) {
+		double d = (double)(when - now);
+		if (d < 1)
+			d = 1;
+		if (d > 60)
+			d = 60;
+		ev_timer_set(&q.timer, d, 0);
+		ev_timer_start(loop, &q.timer);
+	}
+}
+
+static void
+pass_schedule(void)
+{
+	if (!q.stopping)
+		ev_idle_start(q.loop, &q.pass_w);
+}
+
+static void
+timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	pass_schedule();
+}
+
+static void
+wake_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	/* drain first, then take in: a commit landing meanwhile wakes us again */
+	if (spool_wake_drain(q.wake_fd) == -1) {
+		ev_io_stop(loop, w);
+		log_info("every listener closed the commit notification");
+	}
+	pass_schedule();
+}
+
+static void
+notify_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	char buf[CHILD_MSG_MAX + 1];
+	int fd;
+	ssize_t n = deliverproto_recv(q.notify_fd, buf, CHILD_MSG_MAX, &fd);
+	if (n == -1 && errno == EAGAIN)
+		return;
+	if (n <= 0) {
+		ev_io_stop(loop, w);
+		return;
+	}
+	buf[n] = '\0';
+	size_t pl = strlen(CHILD_MSG_PEER);
+	if (strncmp(buf, CHILD_MSG_PEER " ", pl + 1) == 0 && fd != -1) {
+		agent_add(buf + pl + 1, fd);
+		return;
+	}
+	if (fd != -1)
+		close(fd);
+	if (strcmp(buf, CHILD_MSG_STATS) == 0)
+		stats_send();
+	else
+		log_warnx("notify: unknown message \"%.40s\"", buf);
+}
+
+static void
+stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	/* what is in flight is reclaimed by the next start (bounded duplicates) */
+	q.stopping = true;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static bool
+alive_never(uint32_t pid, void *arg)
+{
+	(void)pid;
+	(void)arg;
+	return false;	/* one qmgr per spool: every claim is from an earlier life */
+}
+
+static struct config *
+load_config(void)
+{
+	struct config_diags diags;
+	memset(&diags, 0, sizeof(diags));
+	int fd = env_int(CHILD_ENV_CONFIG_FD);
+	struct config *cfg;
+	if (fd >= 0) {
+		struct config_source *src;
+		const char *err;
+		if (config_source_read_fd(fd, &src, &err) == -1) {
+			log_warnx("configuration snapshot (fd %d): %s", fd, err);
+			exit(CHILD_EXIT_CONFIG);
+		}
+		close(fd);
+		cfg = config_load(src, &diags);
+	} else {
+		cfg = config_load_dir(config_default_dir(), &diags);
+	}
+	if (cfg == NULL || diags.n_errors > 0) {
+		config_diags_print(&diags, stderr);
+		exit(CHILD_EXIT_CONFIG);
+	}
+	config_diags_free(&diags);
+	if (!cfg->delivery.configured) {
+		log_warnx("the configuration has no delivery: section");
+		exit(CHILD_EXIT_CONFIG);
+	}
+	return cfg;
+}
+
+static struct route_table *
+routes_build(const struct config *cfg)
+{
+	struct route_table *t = route_table_new();
+	const struct delivery *d = &cfg->delivery;
+	const char *err;
+	for (size_t i = 0; i < cfg->server.local_domains.n; i++)
+		if (route_add_local_domain(t, cfg->server.local_domains.v[i], &err) == -1)
+			fatalx("local domain %s: %s", cfg->server.local_domains.v[i], err);
+	if (route_set_local(t, d->local, &err) == -1)
+		fatalx("delivery.local: %s", err);
+	if (d->relayhost != NULL && route_set_relayhost(t, d->relayhost, &err) == -1)
+		fatalx("delivery.relayhost: %s", err);
+	for (size_t i = 0; i < d->n_routes; i++)
+		if (route_add(t, d->routes[i].pattern, d->routes[i].nexthop, &err) == -1)
+			fatalx("delivery.routes %s: %s", d->routes[i].pattern, err);
+	return t;
+}
+
+int
+main(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	log_init("relayvisor/qmgr", true);
+	if (signal(SIGHUP, SIG_IGN) == SIG_ERR || signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		log_warn("signal");
+	q.notify_fd = env_int(CHILD_ENV_NOTIFY_FD);
+	q.wake_fd = env_int(SPOOL_ENV_WAKE_FD);
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	pid_t ppid = getppid();
+	char run_user[64] = "";
+	const char *ru = getenv(CONFINE_ENV_USER);
+	if (ru != NULL)
+		snprintf(run_user, sizeof(run_user), "%s", ru);
+	unsetenv(CONFINE_ENV_USER);
+
+	q.cfg = load_config();
+	q.routes = routes_build(q.cfg);
+	sched_params_default(&q.sp_params);
+	const struct delivery *d = &q.cfg->delivery;
+	q.sp_params.retry_min = (time_t)d->retry_min;
+	q.sp_params.retry_max = (time_t)d->retry_max;
+	q.sp_params.delay_warning = (time_t)d->delay_warning;
+	q.sp_params.max_lifetime = (time_t)d->max_lifetime;
+	q.sp_params.dest_init = d->dest_concurrency;
+	q.sp_params.dest_max = d->dest_concurrency_max;
+	q.sp_params.total_max = d->total_concurrency;
+	q.sched = sched_new(&q.sp_params);
+	srand48((long)getpid() ^ (long)time(NULL));
+	q.next_id = (uint32_t)lrand48();
+
+	const char *err;
+	if (spool_open(q.cfg->server.spool, 0, &q.sp, &err) == -1)
+		fatalx("spool %s: %s", q.cfg->server.spool, err);
+	int n = spool_queue_reclaim(q.sp, (int64_t)time(NULL), alive_never, NULL, &err);
+	if (n == -1)
+		fatalx("reclaim: %s", err);
+	if (n > 0)
+		log_info("%d recipients in flight at the last stop queued again", n);
+
+	char jail[4096];
+	snprintf(jail, sizeof(jail), "%s/%s", q.cfg->server.spool, CONFINE_EMPTY_SUBDIR);
+	bool root = geteuid() == 0 && run_user[0] != '\0';
+	struct confine conf = { .user = root ? run_user : NULL,
+	    .chroot = root ? jail : NULL, .what = "queue manager" };
+	struct confine_result cres;
+	if (confine_apply(&conf, &cres, &err) == -1) {
+		log_warnx("confinement: %s", err);
+		exit(1);
+	}
+	if (q.notify_fd >= 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+			log_warn("prctl PR_SET_PDEATHSIG");
+		if (getppid() != ppid)
+			fatalx("supervisor exited during start-up");
+	}
+
+	q.loop = EV_DEFAULT;
+	ev_idle_init(&q.pass_w, pass_cb);
+	ev_timer_init(&q.timer, timer_cb, 1, 0);
+	static const int stops[] = { CHILD_STOP_SIGNALS };
+	ev_signal stop_w[sizeof(stops) / sizeof(stops[0])];
+	for (size_t i = 0; i < sizeof(stops) / sizeof(stops[0]); i++) {
+		ev_signal_init(&stop_w[i], stop_cb, stops[i]);
+		ev_signal_start(q.loop, &stop_w[i]);
+	}
+	if (q.wake_fd >= 0) {
+		ev_io_init(&q.wake_w, wake_cb, q.wake_fd, EV_READ);
+		ev_io_start(q.loop, &q.wake_w);
+	} else {
+		log_warnx("no commit notification: new mail is found once a minute");
+		ev_timer_set(&q.timer, 60, 0);
+	}
+	if (q.notify_fd >= 0) {
+		ev_io_init(&q.notify_w, notify_cb, q.notify_fd, EV_READ);
+		ev_io_start(q.loop, &q.notify_w);
+	}
+	log_info("ready: spool %s, %u delivery agent%s expected", q.cfg->server.spool,
+	    d->procs, d->procs == 1 ? "" : "s");
+	notify_send(CHILD_MSG_READY);
+	pass_schedule();
+	ev_run(q.loop, 0);
+
+	stats_send();
+	for (size_t i = 0; i < q.n_agents; i++)
+		if (q.agents[i].fd != -1) {
+			ev_io_stop(q.loop, &q.agents[i].w);
+			close(q.agents[i].fd);
+		}
+	while (q.jobs != NULL) {
+		q.jobs->ag = NULL;
+		job_free(q.jobs);
+	}
+	log_info("stopped");
+	spool_close(q.sp);
+	sched_free(q.sched);
+	route_table_free(q.routes);
+	config_free(q.cfg);
+	if (confine_leak_check_blind(&cres))
+		_exit(0);
+	return 0;
+}
