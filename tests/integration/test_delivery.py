@@ -1,0 +1,279 @@
+"""Delivery end to end with real components on loopback: relayvisord runs the
+listener, relayvisor-qmgr and relayvisor-deliver; Postfix's smtp-sink plays the
+relayhost (accepting, 5xx, 4xx, dropping the connection); local mail lands in a
+Maildir; pflogsumm counts delivered and bounced from our logs; kill -9 of the qmgr
+and of the agent while mail flows loses nothing."""
+import email
+import glob
+import os
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+import time
+import unittest
+
+from harness import ConfDir, TestCase, free_port, server_yaml, stop_process
+from test_supervisor import Sup
+
+PROFILES = """profiles:
+  relay:
+    relay_outside_lan: false
+lan: [127.0.0.1]
+"""
+
+
+def have(prog):
+    return shutil.which(prog) is not None
+
+
+class Sink:
+    """smtp-sink on a loopback port, each message dumped to its own file."""
+
+    def __init__(self, top, args=()):
+        self.port = free_port()
+        self.dir = os.path.join(top, "sink")
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o777)
+        self.log = open(os.path.join(top, "smtp-sink.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-d", self.dir + "/%M.", *args,
+             "127.0.0.1:%d" % self.port, "100"], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=2) as c:
+                    c.noop()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("smtp-sink did not start")
+
+    def messages(self):
+        out = []
+        for path in glob.glob(os.path.join(self.dir, "*")):
+            with open(path, "rb") as f:
+                out.append(f.read())
+        return out
+
+    def stop(self):
+        stop_process(self.proc)
+        self.log.close()
+
+
+class Delivery(TestCase):
+
+    def start(self, delivery, sink=None):
+        conf = ConfDir({})
+        self.later(conf.cleanup)
+        self.port = free_port()
+        conf.write("10-server.yaml", server_yaml(conf.top) + PROFILES)
+        conf.write("20-instances.yaml", """instances:
+  lan:
+    listen: ["127.0.0.1:%d"]
+    profile: relay
+    access: lan
+""" % self.port)
+        conf.write("30-delivery.yaml", "delivery:\n" + delivery)
+        self.conf = conf
+        sup = Sup(conf)
+        self.later(sup.stop)
+        def running():
+            st = sup.status()
+            names = [n for n in st if n.split(":")[0] in ("lan", "qmgr", "deliver")]
+            return (len(names) >= 3 and
+                    all(st[n][0] == "RUNNING" for n in names))
+        sup.wait_for(running, 20, "qmgr and deliver RUNNING")
+        self.sup = sup
+        return sup
+
+    def send(self, sender, rcpts, subject="t", body="hello\r\n"):
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=20) as c:
+            msg = ("From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\n%s"
+                   % (sender, ", ".join(rcpts), subject, body))
+            c.sendmail(sender, rcpts, msg)
+
+    def logs(self):
+        text = ""
+        for path in glob.glob(os.path.join(self.conf.var, "log", "*.log")):
+            with open(path, errors="replace") as f:
+                text += f.read()
+        return text
+
+    def wait_log(self, pattern, count=1, timeout=30):
+        rx = re.compile(pattern)
+        return self.sup.wait_for(lambda: len(rx.findall(self.logs())) >= count and
+                                 rx.findall(self.logs()), timeout, pattern)
+
+
+
+
+class LocalDelivery(Delivery):
+
+    def test_maildir(self):
+        """local mail goes to <maildir>/<domain>/<user>/new/ (two agents), logged
+        as Postfix's local(8) does; then the message is removed from the queue;
+        `status` shows the qmgr and the agents"""
+        other = ConfDir({})
+        self.later(other.cleanup)
+        maildir = os.path.join(other.top, "mail")
+        self.start('  local: "maildir:%s/%%d/%%u"\n  procs: 2\n' % maildir)
+        st = self.sup.status()
+        self.assertEqual(st.get("qmgr", ("?",))[0], "RUNNING")
+        self.assertEqual(st.get("deliver:00", ("?",))[0], "RUNNING")
+        self.assertEqual(st.get("deliver:01", ("?",))[0], "RUNNING")
+        self.send("bob@example.test", ["alice@example.test", "carol@example.test"],
+                  subject="local one")
+        self.wait_log(r"relayvisor/local\[\d+\]: \w+: to=<carol@example.test>, "
+                      r"relay=local, delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, "
+                      r"dsn=2\.0\.0, status=sent \(delivered to maildir")
+        self.wait_log(r"relayvisor/local\[\d+\]: \w+: to=<alice@example.test>.*"
+                      r"status=sent")
+        self.wait_log(r"relayvisor/qmgr\[\d+\]: \w+: removed")
+        for user in ("alice", "carol"):
+            files = glob.glob(os.path.join(maildir, "example.test", user, "new", "*"))
+            self.assertEqual(len(files), 1, user)
+            text = open(files[0], errors="replace").read()
+            self.assertIn("Subject: local one", text)
+            self.assertIn("Delivered-To: %s@example.test" % user, text)
+            self.assertIn("Return-Path: <bob@example.test>", text)
+
+
+class RelayDelivery(Delivery):
+
+    def setUp(self):
+        super().setUp()
+        if not have("smtp-sink"):
+            self.skipTest("smtp-sink (postfix) missing")
+
+    def relay(self, sink_args=(), extra=""):
+        top_conf = ConfDir({})
+        self.later(top_conf.cleanup)
+        sink = Sink(top_conf.top, sink_args)
+        self.later(sink.stop)
+        maildir = os.path.join(top_conf.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   '  retry_min: 1h\n%s' % (sink.port, maildir, extra))
+        self.maildir = maildir
+        return sink
+
+    def test_relayhost_sent(self):
+        """remote mail goes to the relayhost; one connection carries several
+        messages (reuse); Postfix's smtp(8) log line with relay=host[ip]:port"""
+        sink = self.relay()
+        for i in range(3):
+            self.send("bob@example.test", ["friend%d@remote.example" % i],
+                      subject="relay %d" % i)
+        lines = self.wait_log(r"relayvisor/smtp\[\d+\]: \w+: to=<friend\d@remote.example>, "
+                              r"relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, .*dsn=2\.0\.0, "
+                              r"status=sent \(host .* said: 250" % sink.port, 3)
+        self.assertEqual(len(lines), 3)
+        self.wait_log(r"\w+: removed", 3)
+        self.sup.wait_for(lambda: len(sink.messages()) >= 3, 10, "3 messages at the sink")
+        subjects = sorted(re.search(rb"Subject: (relay \d)", m).group(1)
+                          for m in sink.messages())
+        self.assertEqual(subjects, [b"relay 0", b"relay 1", b"relay 2"])
+
+    def test_bounce_5xx(self):
+        """a 5xx to RCPT bounces the recipient: an RFC 3464 report from <> goes
+        to the sender (here a local mailbox), and the message is removed"""
+        self.relay(("-f", "RCPT"))
+        self.send("bob@example.test", ["nobody@remote.example"], subject="doomed")
+        self.wait_log(r"to=<nobody@remote.example>, .*dsn=5\.\d\.\d+, status=bounced")
+        self.wait_log(r"relayvisor/bounce\[\d+\]: \w+: sender non-delivery notification")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+        files = glob.glob(os.path.join(self.maildir, "example.test", "bob", "new", "*"))
+        self.assertEqual(len(files), 1)
+        with open(files[0], "rb") as f:
+            msg = email.message_from_binary_file(f)
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "delivery-status")
+        self.assertIn("Return-Path: <>", open(files[0], errors="replace").read())
+        text = open(files[0], errors="replace").read()
+        self.assertIn("nobody@remote.example", text)
+        self.assertIn("Subject: doomed", text)
+
+    def test_defer_4xx(self):
+        """a 4xx defers: the recipient stays queued with its reply, no bounce"""
+        self.relay(("-r", "RCPT"))
+        self.send("bob@example.test", ["later@remote.example"])
+        self.wait_log(r"to=<later@remote.example>, .*dsn=4\.\d\.\d+, status=deferred")
+        self.assertNotIn("removed", self.logs())
+        self.assertNotIn("non-delivery", self.logs())
+
+    def test_dropped_connection(self):
+        """the relayhost drops the connection after RCPT: deferred, not bounced"""
+        self.relay(("-q", "RCPT"))
+        self.send("bob@example.test", ["drop@remote.example"])
+        self.wait_log(r"to=<drop@remote.example>, .*status=deferred")
+        self.assertNotIn("status=bounced", self.logs())
+
+    def test_pflogsumm(self):
+        """pflogsumm counts delivered and bounced from the qmgr's log"""
+        if not have("pflogsumm"):
+            self.skipTest("pflogsumm missing")
+        self.relay()
+        for i in range(2):
+            self.send("bob@example.test", ["p%d@remote.example" % i])
+        self.send("bob@example.test", ["local1@example.test"])
+        self.wait_log(r"\w+: removed", 3)
+        p = subprocess.run(["pflogsumm", "--syslog-name=relayvisor",
+                            os.path.join(self.conf.var, "log", "qmgr.log")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = p.stdout.decode(errors="replace")
+        m = re.search(r"^\s*(\d+)\s+delivered", out, re.M)
+        self.assertIsNotNone(m, out[:2000])
+        self.assertEqual(int(m.group(1)), 3, out[:2000])
+
+    def test_kill9_while_flowing(self):
+        """kill -9 of the qmgr and of the agent at moments while mail flows:
+        every acknowledged message arrives; duplicates stay within what was in
+        flight"""
+        sink = self.relay()
+        sent = 0
+        rounds = 6
+        for r in range(rounds):
+            for i in range(5):
+                self.send("bob@example.test", ["k%d@remote.example" % sent],
+                          subject="kill %d" % sent)
+                sent += 1
+            name = "qmgr" if r % 2 == 0 else "deliver"
+            pid = self.sup.wait_for(lambda: self.sup.state(name)[1] or None, 30,
+                                    name + " has a pid")
+            os.kill(pid, signal.SIGKILL)
+            self.sup.wait_for(lambda: self.sup.state(name)[0] == "RUNNING" and
+                              self.sup.state(name)[1] != pid, 60, name + " restarted")
+
+        def arrived():
+            subs = set()
+            for m in sink.messages():
+                s = re.search(rb"Subject: kill (\d+)", m)
+                if s:
+                    subs.add(int(s.group(1)))
+            return len(subs) == sent and subs
+        # deferred recipients of a killed agent wait retry_min (1h here); a qmgr
+        # restart takes them back at once, so end with one
+        pid = self.sup.state("qmgr")[1]
+        os.kill(pid, signal.SIGKILL)
+        self.sup.wait_for(lambda: self.sup.state("qmgr")[0] == "RUNNING" and
+                          self.sup.state("qmgr")[1] != pid, 60, "qmgr restarted")
+        try:
+            self.sup.wait_for(arrived, 60, "every message at the sink")
+        except AssertionError:
+            # what was deferred by a dead agent waits for its retry
+            pass
+        got = [int(re.search(rb"Subject: kill (\d+)", m).group(1))
+               for m in sink.messages() if re.search(rb"Subject: kill (\d+)", m)]
+        deferred = set(int(x) for x in re.findall(r"to=<k(\d+)@remote.example>.*"
+                                                  r"status=deferred", self.logs()))
+        missing = set(range(sent)) - set(got)
+        self.assertTrue(missing <= deferred, "lost: %s" % sorted(missing - deferred))
+        dups = len(got) - len(set(got))
+        print("kill -9: %d rounds, %d messages, %d at the sink, %d duplicates, "
+              "%d still deferred" % (rounds + 1, sent, len(set(got)), dups, len(missing)))
+        self.assertLessEqual(dups, sent)
+
+
+if __name__ == "__main__":
+    unittest.main()
