@@ -53,7 +53,7 @@ static const struct {
 	    "\tsimulated on the live profiles and played live to every listener;\n"
 	    "\texit 0 ok, 1 an instance relays for strangers (or live answers differ),\n"
 	    "\t4 no connection" },
-	{ "queue", "[show QID]", "List the spool, or show one message (no daemon needed)" },
+	{ "queue", "[--json | show QID]", "List the spool with each recipient's delivery state (--json: a JSON array), or show one message (no daemon needed)" },
 	{ "passwd", "[--stdin] USER FILE", "Set USER's password in a password file\n"
 	    "\t(yescrypt; asks twice on a terminal, --stdin reads one line; no daemon\n"
 	    "\tneeded, reload makes it live)" },
@@ -153,7 +153,100 @@ ctl_remote(struct ctl_ctx *ctx, int argc, char **argv)
 struct queue_count {
 	FILE *out;
 	size_t n;
+	struct spool *sp;
+	bool json;
 };
+
+/* the delivery state of one message's recipients, by index (NULL: none yet,
+   the queue manager has not taken the message in) */
+struct rcpt_states {
+	struct spool_rcpt *v;
+	size_t n;
+};
+
+static int
+rcpt_collect(const struct spool_rcpt *r, void *arg)
+{
+	struct rcpt_states *s = arg;
+	if (r->idx < s->n)
+		s->v[r->idx] = *r;
+	return 0;
+}
+
+static void
+fmt_time(char *buf, size_t len, int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	strftime(buf, len, "%a %b %e %H:%M:%S", &tm);
+}
+
+static void
+json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+/* the records of e's recipients into st (state -1 where none) */
+static void
+rcpt_states(struct queue_count *q, const struct spool_entry *e, struct rcpt_states *st)
+{
+	const char *error;
+	st->n = e->n_rcpts;
+	st->v = calloc(e->n_rcpts + 1, sizeof(*st->v));
+	if (st->v == NULL) {
+		st->n = 0;
+		return;
+	}
+	for (size_t i = 0; i < st->n; i++)
+		st->v[i].state = (enum spool_rcpt_state)-1;
+	if (spool_rcpt_foreach(q->sp, e->qid, rcpt_collect, st, &error) == -1)
+		for (size_t i = 0; i < st->n; i++)
+			st->v[i].state = (enum spool_rcpt_state)-1;
+}
+
+static int
+queue_json(const struct spool_entry *e, void *arg)
+{
+	struct queue_count *q = arg;
+	struct rcpt_states st;
+	rcpt_states(q, e, &st);
+	fprintf(q->out, "%s\n  {\"qid\": ", q->n == 0 ? "" : ",");
+	json_str(q->out, e->qid);
+	fprintf(q->out, ", \"arrival\": %lld, \"size\": %llu, \"sender\": ",
+	    (long long)e->arrival, (unsigned long long)e->size);
+	json_str(q->out, e->sender != NULL ? e->sender : "");
+	fprintf(q->out, ", \"recipients\": [");
+	for (size_t i = 0; i < e->n_rcpts; i++) {
+		fprintf(q->out, "%s{\"address\": ", i == 0 ? "" : ", ");
+		json_str(q->out, e->rcpts[i]);
+		const struct spool_rcpt *r = i < st.n ? &st.v[i] : NULL;
+		bool have = r != NULL && (int)r->state != -1;
+		fprintf(q->out, ", \"state\": ");
+		json_str(q->out, have ? spool_rcpt_state_name(r->state) : "new");
+		fprintf(q->out, ", \"attempts\": %u, \"next_try\": %lld, \"last_try\": %lld, "
+		    "\"last_reply\": ", have ? r->attempts : 0,
+		    have && !spool_rcpt_final(r->state) ? (long long)r->next_try : 0LL,
+		    have ? (long long)r->last_try : 0LL);
+		json_str(q->out, have ? r->reply : "");
+		fputc('}', q->out);
+	}
+	fprintf(q->out, "]}");
+	free(st.v);
+	q->n++;
+	return 0;
+}
 
 static int
 queue_line(const struct spool_entry *e, void *arg)
@@ -169,8 +262,26 @@ queue_line(const struct spool_entry *e, void *arg)
 	int indent = fprintf(q->out, "%-20s %10llu %s  ", e->qid,
 	    (unsigned long long)e->size, when);
 	fprintf(q->out, "<%s>\n", e->sender != NULL ? e->sender : "");
-	for (size_t i = 0; i < e->n_rcpts; i++)
-		fprintf(q->out, "%*s<%s>\n", indent > 0 ? indent : 0, "", e->rcpts[i]);
+	/* each recipient's delivery state once the qmgr took the message in
+	   (postqueue -p prints the last reason; we add state, attempts, next try) */
+	struct rcpt_states st;
+	rcpt_states(q, e, &st);
+	for (size_t i = 0; i < e->n_rcpts; i++) {
+		fprintf(q->out, "%*s<%s>", indent > 0 ? indent : 0, "", e->rcpts[i]);
+		const struct spool_rcpt *r = i < st.n ? &st.v[i] : NULL;
+		if (r != NULL && (int)r->state != -1) {
+			char next[32];
+			fmt_time(next, sizeof(next), r->next_try);
+			fprintf(q->out, "  %s, %u attempt%s", spool_rcpt_state_name(r->state),
+			    r->attempts, r->attempts == 1 ? "" : "s");
+			if (!spool_rcpt_final(r->state) && r->state != SPOOL_RCPT_INFLIGHT)
+				fprintf(q->out, ", next try %s", next);
+			if (r->reply[0] != '\0')
+				fprintf(q->out, " (%s)", r->reply);
+		}
+		fputc('\n', q->out);
+	}
+	free(st.v);
 	q->n++;
 	return 0;
 }
@@ -181,8 +292,9 @@ ctl_queue(struct ctl_ctx *ctx, int argc, char **argv)
 {
 	const char *error;
 	bool show = argc == 3 && strcmp(argv[1], "show") == 0;
-	if (argc != 1 && !show) {
-		fprintf(ctx->out, "Error: queue [show QID]\n");
+	bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
+	if (argc != 1 && !show && !json) {
+		fprintf(ctx->out, "Error: queue [--json | show QID]\n");
 		return CTL_EXIT_USAGE;
 	}
 	if (ctx->spool == NULL && ctl_load_server(ctx, &error) == -1) {
@@ -204,7 +316,7 @@ ctl_queue(struct ctl_ctx *ctx, int argc, char **argv)
 		char db[PATH_MAX];
 		snprintf(db, sizeof(db), "%s/data.mdb", ctx->spool);
 		if (!show && access(db, F_OK) == -1 && errno == ENOENT) {
-			fprintf(ctx->out, "Mail queue is empty\n");
+			fprintf(ctx->out, json ? "[]\n" : "Mail queue is empty\n");
 			return 0;
 		}
 		fprintf(ctx->out, "Error: %s\n", error);
@@ -218,8 +330,18 @@ ctl_queue(struct ctl_ctx *ctx, int argc, char **argv)
 			fprintf(ctx->out, "%s\n", error);
 			code = CTL_EXIT_ERROR;
 		}
+	} else if (json) {
+		struct queue_count q = { ctx->out, 0, sp, true };
+		fputc('[', ctx->out);
+		if (spool_foreach(sp, queue_json, &q, &error) == -1) {
+			fprintf(ctx->out, "]\n");
+			fprintf(stderr, "Error: %s\n", error);
+			code = CTL_EXIT_ERROR;
+		} else {
+			fprintf(ctx->out, "%s]\n", q.n > 0 ? "\n" : "");
+		}
 	} else {
-		struct queue_count q = { ctx->out, 0 };
+		struct queue_count q = { ctx->out, 0, sp, false };
 		if (spool_foreach(sp, queue_line, &q, &error) == -1) {
 			fprintf(ctx->out, "Error: %s\n", error);
 			code = CTL_EXIT_ERROR;

@@ -5,6 +5,7 @@ Maildir; pflogsumm counts delivered and bounced from our logs; kill -9 of the qm
 and of the agent while mail flows loses nothing."""
 import email
 import glob
+import json
 import os
 import re
 import shutil
@@ -172,6 +173,8 @@ class RelayDelivery(Delivery):
         self.assertEqual(len(lines), 3)
         self.wait_log(r"\w+: removed", 3)
         self.sup.wait_for(lambda: len(sink.messages()) >= 3, 10, "3 messages at the sink")
+        self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
+        self.assertEqual(self.sup.ctl("queue"), (0, "Mail queue is empty\n"))
         subjects = sorted(re.search(rb"Subject: (relay \d)", m).group(1)
                           for m in sink.messages())
         self.assertEqual(subjects, [b"relay 0", b"relay 1", b"relay 2"])
@@ -202,6 +205,20 @@ class RelayDelivery(Delivery):
         self.wait_log(r"to=<later@remote.example>, .*dsn=4\.\d\.\d+, status=deferred")
         self.assertNotIn("removed", self.logs())
         self.assertNotIn("non-delivery", self.logs())
+        # relayvisorctl queue: the recipient's state, attempts, next try, reply
+        code, out = self.sup.ctl("queue")
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, r"<later@remote\.example>  deferred, 1 attempt, next try "
+                              r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \(4\.\d\.\d+ .*said: 4\d\d")
+        code, out = self.sup.ctl("queue", "--json")
+        self.assertEqual(code, 0, out)
+        q = json.loads(out)
+        self.assertEqual(len(q), 1)
+        r = q[0]["recipients"][0]
+        self.assertEqual((q[0]["sender"], r["address"], r["state"], r["attempts"]),
+                         ("bob@example.test", "later@remote.example", "deferred", 1))
+        self.assertGreater(r["next_try"], time.time() + 1800)	# retry_min 1h
+        self.assertIn("said: 4", r["last_reply"])
 
     def test_dropped_connection(self):
         """the relayhost drops the connection after RCPT: deferred, not bounced"""
