@@ -280,5 +280,69 @@ class RelayDelivery(Delivery):
         self.assertLessEqual(dups, sent)
 
 
+class Dnsmasq:
+    """dnsmasq (Debian dnsmasq-base) in the foreground on a free loopback port,
+    with a private configuration and no upstream."""
+
+    def __init__(self, top, records):
+        for _ in range(5):
+            self.port = free_port()
+            conf = os.path.join(top, "dnsmasq.conf")
+            with open(conf, "w") as f:
+                f.write("port=%d\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\n"
+                        "no-hosts\nkeep-in-foreground\npid-file=\nlocal=/test/\n%s"
+                        % (self.port, records))
+            self.proc = subprocess.Popen(["dnsmasq", "--conf-file=" + conf],
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    import socket
+                    with socket.create_connection(("127.0.0.1", self.port), 1):
+                        return
+                except OSError:
+                    time.sleep(0.02)
+            stop_process(self.proc)
+        raise AssertionError("dnsmasq did not start")
+
+    def stop(self):
+        stop_process(self.proc)
+
+
+class MxDelivery(Delivery):
+    """MX delivery with dnsmasq as the resolver and smtp-sink as the MX: MX
+    preference order with the next MX tried when the best refuses connections,
+    and a null MX (RFC 7505) bounced at once."""
+
+    def test_mx(self):
+        """the best MX refuses: the next one gets it; null MX bounces at once"""
+        for prog in ("smtp-sink", "dnsmasq"):
+            if not have(prog):
+                self.skipTest(prog + " missing")
+        top = ConfDir({})
+        self.later(top.cleanup)
+        sink = Sink(top.top)
+        self.later(sink.stop)
+        dns = Dnsmasq(top.top,
+                      "mx-host=mx.test,down.mx.test,5\n"
+                      "mx-host=mx.test,up.mx.test,10\n"
+                      "host-record=down.mx.test,127.0.0.9\n"
+                      "host-record=up.mx.test,127.0.0.1\n"
+                      "dns-rr=nullmx.test,15,000000\n")
+        self.later(dns.stop)
+        maildir = os.path.join(top.top, "mail")
+        self.start('  dns_servers: ["127.0.0.1:%d"]\n  smtp_port: %d\n'
+                   '  local: "maildir:%s/%%d/%%u"\n' % (dns.port, sink.port, maildir))
+        self.send("bob@example.test", ["someone@mx.test"], subject="via mx")
+        self.wait_log(r"to=<someone@mx.test>, relay=up\.mx\.test\[127\.0\.0\.1\]:%d, "
+                      r".*status=sent" % sink.port)
+        self.sup.wait_for(lambda: any(b"Subject: via mx" in m for m in sink.messages()),
+                          10, "the message at the MX")
+        self.send("bob@example.test", ["x@nullmx.test"], subject="null mx")
+        self.wait_log(r"to=<x@nullmx.test>, relay=none, .*dsn=5\.1\.10, status=bounced")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+
+
 if __name__ == "__main__":
     unittest.main()
