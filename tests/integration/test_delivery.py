@@ -344,5 +344,75 @@ class MxDelivery(Delivery):
         self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
 
 
+LMTP_CONF = """# private Dovecot for relayvisor's tests: LMTP on a unix socket only
+base_dir = {top}/run
+state_dir = {top}/state
+instance_name = rv-lmtp-{name}
+log_path = /dev/stderr
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_location = maildir:{top}/mail/%d/%n
+passdb {{
+  driver = static
+  args = nopassword=y
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={top}/home/%d/%n allow_all_users=yes
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0666
+  }}
+}}
+"""
+
+
+@unittest.skipUnless(os.path.exists("/usr/lib/dovecot/lmtp"),
+                     "dovecot-lmtpd not installed (scripts/deps.sh)")
+@unittest.skipUnless(os.geteuid() == 0, "Dovecot's privilege separation needs root")
+class LmtpDelivery(Delivery):
+    """Dovecot's LMTP as the local transport (lmtp:unix:PATH): one transaction for
+    two recipients, LMTP's reply per recipient, the message in Dovecot's Maildir."""
+
+    def test_dovecot_lmtp(self):
+        """local: lmtp:unix: to a private Dovecot; the message is in its Maildir"""
+        top = ConfDir({})
+        self.later(top.cleanup)
+        for d in ("mail", "home"):
+            os.makedirs(os.path.join(top.top, d))
+            os.chmod(os.path.join(top.top, d), 0o777)
+        conf = os.path.join(top.top, "dovecot.conf")
+        with open(conf, "w") as f:
+            f.write(LMTP_CONF.format(top=top.top, name=os.path.basename(top.top)))
+        log = open(os.path.join(top.top, "dovecot.log"), "w+")
+        self.later(log.close)
+        dovecot = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", conf],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        self.later(lambda: stop_process(dovecot, signal.SIGTERM, 20))
+        sock = os.path.join(top.top, "run", "lmtp")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            self.assertIsNone(dovecot.poll(), open(log.name).read())
+            self.assertLess(time.monotonic(), deadline, "no LMTP socket")
+            time.sleep(0.02)
+        self.start('  local: "lmtp:unix:%s"\n' % sock)
+        self.send("bob@example.test", ["alice@example.test", "carol@example.test"],
+                  subject="over lmtp")
+        for user in ("alice", "carol"):
+            self.wait_log(r"relayvisor/lmtp\[\d+\]: \w+: to=<%s@example.test>, "
+                          r"relay=%s, .*dsn=2\.0\.0, status=sent \(.*250 2\.0\.0"
+                          % (user, re.escape(sock)))
+        self.wait_log(r"\w+: removed")
+        for user in ("alice", "carol"):
+            files = glob.glob(os.path.join(top.top, "mail", "example.test", user,
+                                           "new", "*"))
+            self.assertEqual(len(files), 1, (user, open(log.name).read()[-2000:]))
+            self.assertIn("Subject: over lmtp", open(files[0], errors="replace").read())
+
+
 if __name__ == "__main__":
     unittest.main()
