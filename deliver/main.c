@@ -55,6 +55,7 @@ struct conn;
 
 struct job {
 	struct job *next;		/* pending list, worker queue, done list */
+	struct job *all_prev, *all_next;	/* every live job (freed at exit) */
 	struct deliverproto_job j;
 	struct nexthop nh;
 	char *body;
@@ -75,6 +76,7 @@ struct job {
 
 struct conn {
 	struct conn *next;		/* idle list */
+	struct conn *all_prev, *all_next;	/* every live session */
 	struct io *io;
 	struct smtpc *c;
 	struct job *job;		/* the job it serves, NULL when idle */
@@ -94,6 +96,8 @@ static struct {
 	int fd, notify_fd;
 	ev_io w, notify_w;
 	struct conn *idle;
+	struct conn *conns;
+	struct job *jobs;
 	struct childproto_stats stats;
 	/* the Maildir worker */
 	pthread_t worker;
@@ -172,6 +176,12 @@ job_set(struct job *jb, size_t i, enum deliverproto_status st, unsigned code,
 static void
 job_free(struct job *jb)
 {
+	if (jb->all_prev != NULL)
+		jb->all_prev->all_next = jb->all_next;
+	else
+		a.jobs = jb->all_next;
+	if (jb->all_next != NULL)
+		jb->all_next->all_prev = jb->all_prev;
 	if (jb->dq != NULL)
 		dns_cancel(jb->dq);
 	free(jb->addrs);
@@ -287,6 +297,12 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
 static void
 conn_free(struct conn *c)
 {
+	if (c->all_prev != NULL)
+		c->all_prev->all_next = c->all_next;
+	else
+		a.conns = c->all_next;
+	if (c->all_next != NULL)
+		c->all_next->all_prev = c->all_prev;
 	for (struct conn **pp = &a.idle; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
@@ -573,6 +589,10 @@ job_try_next(struct job *jb)
 			free(c);
 			continue;
 		}
+		c->all_next = a.conns;
+		if (a.conns != NULL)
+			a.conns->all_prev = c;
+		a.conns = c;
 		io_set_limits(c->io, IO_IN_MAX_DEFAULT, jb->body_len * 2 + 65536);
 		c->job = jb;
 		jb->conn = c;
@@ -744,6 +764,10 @@ qmgr_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		struct job *jb = xcalloc(1, sizeof(*jb));
+		jb->all_next = a.jobs;
+		if (a.jobs != NULL)
+			a.jobs->all_prev = jb;
+		a.jobs = jb;
 		const char *err;
 		if (deliverproto_job_decode(buf, (size_t)n, &jb->j, &err) == -1 || fd == -1 ||
 		    deliverproto_body_check(fd, jb->j.size, &err) == -1 ||
@@ -752,7 +776,7 @@ qmgr_cb(struct ev_loop *loop, ev_io *w, int revents)
 			    fd == -1 ? "no body descriptor" : err);
 			if (fd != -1)
 				close(fd);
-			free(jb);
+			job_free(jb);
 			exit(1);
 		}
 		jb->body_len = (size_t)jb->j.size;
@@ -919,8 +943,14 @@ main(int argc, char **argv)
 	pthread_cond_signal(&a.cv);
 	pthread_mutex_unlock(&a.mu);
 	pthread_join(a.worker, NULL);
+	/* what is still in flight: the qmgr defers it when our socket closes */
+	while (a.conns != NULL)
+		conn_free(a.conns);
+	while (a.jobs != NULL)
+		job_free(a.jobs);
 	log_info("stopped");
 	dns_free(a.dns);
+	close(a.fd);
 	config_free(a.cfg);
 	return 0;
 }
