@@ -146,5 +146,7 @@ void server_path_defaults(struct server *s);
 void delivery_defaults(struct delivery *d);
 /* config.c */
 void delivery_free(struct delivery *d);
+/* config_parse.c: a relative maildir: next hop made absolute (malloc'd) */
+char *nexthop_absolute(const char *s);
 
 #endif

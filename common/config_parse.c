@@ -409,6 +409,21 @@ listen_item(struct loader *ld, const char *text, const yaml_node_t *item,
 
 static const char *want_string(struct loader *ld, yaml_node_t *v, const char *label);
 
+/* "maildir:./var/mail/%d/%u" is relative to the working directory, like
+   server.spool: made absolute here, so every process reads the same path */
+char *
+nexthop_absolute(const char *s)
+{
+	char cwd[4096];
+	if (strncmp(s, "maildir:", 8) != 0 || s[8] == '/' || s[8] == '\0' ||
+	    getcwd(cwd, sizeof(cwd)) == NULL)
+		return xstrdup(s);
+	const char *rel = s + 8;
+	while (rel[0] == '.' && rel[1] == '/')
+		rel += 2;
+	return xasprintf("maildir:%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", rel);
+}
+
 /* a DNS server: "192.0.2.53", "127.0.0.1:5353", "::1", "[::1]:5353" */
 static void
 server_item(struct loader *ld, const char *text, const yaml_node_t *item,
@@ -722,11 +737,14 @@ set_value(struct loader *ld, const struct cfg_key *k, yaml_node_t *v, void *base
 		const char *err;
 		if ((s = want_string(ld, v, label)) == NULL)
 			return;
-		if (route_parse_nexthop(s, &nh, &err) == -1) {
+		char *abs = nexthop_absolute(s);
+		if (route_parse_nexthop(abs, &nh, &err) == -1) {
 			diag_error(ld, &m, "%s: %s", label, err);
+			free(abs);
 			return;
 		}
-		set_string(field, s);
+		free(*(char **)field);
+		*(char **)field = abs;
 		return;
 	}
 	case T_ROUTES:

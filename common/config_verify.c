@@ -115,7 +115,7 @@ verify_delivery(struct loader *ld)
 	if (!d->configured)
 		return;
 	if (d->local == NULL)
-		d->local = xstrdup(DELIVERY_LOCAL_DEFAULT);
+		d->local = nexthop_absolute(DELIVERY_LOCAL_DEFAULT);
 	if (d->retry_min > d->retry_max)
 		diag_error(ld, &d->mark, "delivery: retry_min (%gs) is longer than "
 		    "retry_max (%gs)", d->retry_min, d->retry_max);

@@ -1227,6 +1227,54 @@ START_TEST(test_known_keys)
 }
 END_TEST
 
+/* delivery: defaults, routes, and a relative maildir made absolute (the cwd) */
+START_TEST(test_delivery_section)
+{
+	struct config_diags d;
+	struct config *cfg = load2("server: {local_domains: [example.test]}\n", NULL, &d);
+	ck_assert_uint_eq(d.n_errors, 0);
+	ck_assert(!cfg->delivery.configured);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	cfg = load2("delivery:\n  relayhost: \"[smtp.example]:587\"\n"
+	    "  local: \"maildir:./var/mail/%d/%u\"\n"
+	    "  routes:\n    example.net: \"[10.1.2.3]:25\"\n    .Sub.Example: \"lmtp:unix:/run/l\"\n"
+	    "  dns_servers: [\"127.0.0.1:5353\", \"[::1]:53\"]\n  delay_warning: 0\n"
+	    "  max_lifetime: 2d\n", NULL, &d);
+	ck_assert_uint_eq(d.n_errors, 0);
+	const struct delivery *dl = &cfg->delivery;
+	ck_assert(dl->configured);
+	ck_assert_str_eq(dl->relayhost, "[smtp.example]:587");
+	char cwd[4096], want[4200];
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "maildir:%s/var/mail/%%d/%%u", cwd);
+	ck_assert_str_eq(dl->local, want);
+	ck_assert_uint_eq(dl->n_routes, 2);
+	ck_assert_str_eq(dl->routes[0].pattern, "example.net");
+	ck_assert_str_eq(dl->routes[1].pattern, ".sub.example");
+	ck_assert_str_eq(dl->routes[1].nexthop, "lmtp:unix:/run/l");
+	ck_assert_uint_eq(dl->dns_servers.n, 2);
+	ck_assert_uint_eq(dl->procs, 1);
+	ck_assert(dl->delay_warning == 0);
+	ck_assert(dl->max_lifetime == 2 * 86400);
+	ck_assert(dl->retry_min == 300 && dl->retry_max == 3600);
+	ck_assert_uint_eq(dl->dest_concurrency, 5);
+	ck_assert_uint_eq(dl->total_concurrency, 100);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	/* an empty section turns delivery on with the default Maildir */
+	cfg = load2("delivery: {}\n", NULL, &d);
+	ck_assert_uint_eq(d.n_errors, 0);
+	ck_assert(cfg->delivery.configured);
+	snprintf(want, sizeof(want), "maildir:%s/var/mail/%%d/%%u", cwd);
+	ck_assert_str_eq(cfg->delivery.local, want);
+	config_free(cfg);
+	config_diags_free(&d);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1249,6 +1297,7 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_snapshot_corrupt, 0, N(corrupt));
 	tcase_add_loop_test(tc, test_instance_equal, 0, N(eq_cases));
 	tcase_add_test(tc, test_known_keys);
+	tcase_add_test(tc, test_delivery_section);
 	suite_add_tcase(s, tc);
 	return s;
 }
