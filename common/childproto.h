@@ -108,6 +108,11 @@ extern const struct childproto_fieldset childproto_deliver_stats;
 /* supervisor -> qmgr on its notify socket: "PEER <agent process name>" with the
    qmgr's end of that agent's socketpair (common/deliverproto.h) as SCM_RIGHTS */
 #define CHILD_MSG_PEER "PEER"
+/* queue control, supervisor <-> qmgr on its notify socket (relayvisorctl flush,
+   hold, release, delete, requeue reach the qmgr, the only writer, this way):
+     supervisor -> qmgr  "QUEUE <id> <verb> [<QID>|@<domain>|all]"
+     qmgr -> supervisor  "QUEUE <id> <exit code> <one line of text>" */
+#define CHILD_MSG_QUEUE "QUEUE"
 
 
 /* "STATS name=N ..." for the fields of set, into buf; snprintf's result */

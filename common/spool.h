@@ -217,6 +217,8 @@ enum spool_rcpt_state {
 	SPOOL_RCPT_DEFERRED,	/* failed for now, waiting (has a sched entry) */
 	SPOOL_RCPT_SENT,	/* final: delivered */
 	SPOOL_RCPT_BOUNCED,	/* final: failed for good (a DSN is owed) */
+	SPOOL_RCPT_HOLD,	/* put on hold (relayvisorctl hold): no sched entry,
+				   waits for release */
 };
 #define SPOOL_REPLY_MAX 512
 

@@ -59,7 +59,7 @@ spool_rcpt_state_name(enum spool_rcpt_state st)
 	static const char *const names[] = {
 		[SPOOL_RCPT_QUEUED] = "queued", [SPOOL_RCPT_INFLIGHT] = "inflight",
 		[SPOOL_RCPT_DEFERRED] = "deferred", [SPOOL_RCPT_SENT] = "sent",
-		[SPOOL_RCPT_BOUNCED] = "bounced",
+		[SPOOL_RCPT_BOUNCED] = "bounced", [SPOOL_RCPT_HOLD] = "hold",
 	};
 
 	if ((unsigned)st >= sizeof(names) / sizeof(names[0]))
@@ -109,7 +109,7 @@ rcpt_decode(const MDB_val *key, const MDB_val *val, struct spool_rcpt *r)
 	if (key->mv_size != RCPT_KEY || val->mv_size < RCPT_HDR)
 		return -1;
 	memcpy(&h, val->mv_data, RCPT_HDR);
-	if (h.version != RCPT_VERSION || h.state > SPOOL_RCPT_BOUNCED ||
+	if (h.version != RCPT_VERSION || h.state > SPOOL_RCPT_HOLD ||
 	    h.reply_len != val->mv_size - RCPT_HDR || h.reply_len >= SPOOL_REPLY_MAX)
 		return -1;
 	memset(r, 0, sizeof(*r));
@@ -589,7 +589,7 @@ spool_rcpt_update(struct spool *sp, const struct spool_rcpt *r, bool *complete_r
 	MDB_txn *txn;
 	struct spool_rcpt old;
 
-	if ((unsigned)r->state > SPOOL_RCPT_BOUNCED ||
+	if ((unsigned)r->state > SPOOL_RCPT_HOLD ||
 	    strnlen(r->reply, SPOOL_REPLY_MAX) >= SPOOL_REPLY_MAX ||
 	    strpbrk(r->reply, "\r\n") != NULL || r->next_try < 0 ||
 	    (r->state == SPOOL_RCPT_INFLIGHT) != (r->owner != 0)) {

@@ -54,6 +54,14 @@ static const struct {
 	    "\texit 0 ok, 1 an instance relays for strangers (or live answers differ),\n"
 	    "\t4 no connection" },
 	{ "queue", "[--json | show QID]", "List the spool with each recipient's delivery state (--json: a JSON array), or show one message (no daemon needed)" },
+	{ "flush", "[QID|@domain]", "Try deferred mail again now: all, one message, or\n"
+	    "\tthe recipients of a domain (postqueue -f/-i/-s; through the qmgr)" },
+	{ "hold", "QID", "Put a message on hold: no delivery until release (postsuper -h)" },
+	{ "release", "QID", "Release a held message; it is tried now (postsuper -H)" },
+	{ "delete", "QID|all", "Remove a message, or every message, without a bounce\n"
+	    "\t(postsuper -d)" },
+	{ "requeue", "QID", "Route and try every recipient not yet delivered again now,\n"
+	    "\tattempts reset (postsuper -r)" },
 	{ "passwd", "[--stdin] USER FILE", "Set USER's password in a password file\n"
 	    "\t(yescrypt; asks twice on a terminal, --stdin reads one line; no daemon\n"
 	    "\tneeded, reload makes it live)" },
@@ -237,7 +245,8 @@ queue_json(const struct spool_entry *e, void *arg)
 		json_str(q->out, have ? spool_rcpt_state_name(r->state) : "new");
 		fprintf(q->out, ", \"attempts\": %u, \"next_try\": %lld, \"last_try\": %lld, "
 		    "\"last_reply\": ", have ? r->attempts : 0,
-		    have && !spool_rcpt_final(r->state) ? (long long)r->next_try : 0LL,
+		    have && (r->state == SPOOL_RCPT_QUEUED || r->state == SPOOL_RCPT_DEFERRED) ?
+		    (long long)r->next_try : 0LL,
 		    have ? (long long)r->last_try : 0LL);
 		json_str(q->out, have ? r->reply : "");
 		fputc('}', q->out);
@@ -274,7 +283,7 @@ queue_line(const struct spool_entry *e, void *arg)
 			fmt_time(next, sizeof(next), r->next_try);
 			fprintf(q->out, "  %s, %u attempt%s", spool_rcpt_state_name(r->state),
 			    r->attempts, r->attempts == 1 ? "" : "s");
-			if (!spool_rcpt_final(r->state) && r->state != SPOOL_RCPT_INFLIGHT)
+			if (r->state == SPOOL_RCPT_QUEUED || r->state == SPOOL_RCPT_DEFERRED)
 				fprintf(q->out, ", next try %s", next);
 			if (r->reply[0] != '\0')
 				fprintf(q->out, " (%s)", r->reply);

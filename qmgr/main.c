@@ -32,6 +32,8 @@
  *   relayvisor/qmgr: QID: removed
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -858,6 +860,170 @@ wake_cb(struct ev_loop *loop, ev_io *w, int revents)
 	pass_schedule();
 }
 
+/* ---- queue control (relayvisorctl flush, hold, release, delete, requeue) ---- */
+
+struct qids {
+	char **v;
+	size_t n;
+};
+
+static int
+collect_qid(const struct spool_entry *e, void *arg)
+{
+	struct qids *ids = arg;
+	ids->v = xreallocarray(ids->v, ids->n + 1, sizeof(*ids->v));
+	ids->v[ids->n++] = xstrdup(e->qid);
+	return 0;
+}
+
+struct recs {
+	struct spool_rcpt *v;
+	size_t n;
+};
+
+static int
+collect_rec(const struct spool_rcpt *r, void *arg)
+{
+	struct recs *s = arg;
+	s->v = xreallocarray(s->v, s->n + 1, sizeof(*s->v));
+	s->v[s->n++] = *r;
+	return 0;
+}
+
+static bool
+domain_match(const char *addr, const char *domain)
+{
+	const char *at = strrchr(addr, '@');
+	return at != NULL && strcasecmp(at + 1, domain) == 0;
+}
+
+static void
+queue_reply(uint32_t id, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+queue_reply(uint32_t id, int code, const char *fmt, ...)
+{
+	char text[400], msg[CHILD_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	snprintf(msg, sizeof(msg), "%s %u %d %s", CHILD_MSG_QUEUE, id, code, text);
+	notify_send(msg);
+}
+
+static void
+queue_op(uint32_t id, const char *verb, const char *arg)
+{
+	const char *err;
+	int64_t now = (int64_t)ev_now(q.loop);
+	/* what was committed but not taken in yet is part of the queue too */
+	int taken = spool_queue_intake(q.sp, now, 0, &err);
+	if (taken > 0)
+		q.stats.v[QMGR_STAT_QUEUED] += (uint64_t)taken;
+	bool all = arg == NULL || strcmp(arg, "all") == 0;
+	const char *domain = arg != NULL && arg[0] == '@' ? arg + 1 : NULL;
+	bool flush = strcmp(verb, "flush") == 0, hold = strcmp(verb, "hold") == 0,
+	    release = strcmp(verb, "release") == 0, del = strcmp(verb, "delete") == 0,
+	    requeue = strcmp(verb, "requeue") == 0;
+	if (!flush && !hold && !release && !del && !requeue) {
+		queue_reply(id, 2, "unknown queue operation %s", verb);
+		return;
+	}
+	if ((all || domain != NULL) && !(flush || (del && all && arg != NULL))) {
+		queue_reply(id, 2, "%s needs a queue id", verb);
+		return;
+	}
+	struct qids ids = { NULL, 0 };
+	if (all || domain != NULL) {
+		if (spool_foreach(q.sp, collect_qid, &ids, &err) == -1) {
+			queue_reply(id, 1, "%s", err);
+			return;
+		}
+	} else {
+		struct spool_message m;
+		if (spool_message_load(q.sp, arg, false, &m, &err) == -1) {
+			queue_reply(id, 1, "%s", err);
+			return;
+		}
+		spool_message_free(&m);
+		collect_qid(&(struct spool_entry){ .qid = arg }, &ids);
+	}
+	size_t n_msgs = 0, n_rcpts = 0, n_busy = 0;
+	for (size_t i = 0; i < ids.n; i++) {
+		const char *qid = ids.v[i];
+		if (del) {
+			if (spool_queue_delete(q.sp, qid, &err) == 0) {
+				log_info("%s: removed", qid);
+				q.stats.v[QMGR_STAT_REMOVED]++;
+				n_msgs++;
+			}
+			continue;
+		}
+		struct spool_message m;
+		if (spool_message_load(q.sp, qid, false, &m, &err) == -1)
+			continue;
+		struct recs rs = { NULL, 0 };
+		spool_rcpt_foreach(q.sp, qid, collect_rec, &rs, &err);
+		bool touched = false;
+		for (size_t k = 0; k < rs.n; k++) {
+			struct spool_rcpt *r = &rs.v[k];
+			if (domain != NULL && (r->idx >= m.e.n_rcpts ||
+			    !domain_match(m.e.rcpts[r->idx], domain)))
+				continue;
+			bool waiting = r->state == SPOOL_RCPT_QUEUED ||
+			    r->state == SPOOL_RCPT_DEFERRED;
+			if (r->state == SPOOL_RCPT_INFLIGHT) {
+				n_busy++;
+				continue;
+			}
+			if (flush && waiting) {
+				r->next_try = now;
+			} else if (hold && waiting) {
+				r->state = SPOOL_RCPT_HOLD;
+				snprintf(r->reply, sizeof(r->reply), "on hold");
+			} else if (release && r->state == SPOOL_RCPT_HOLD) {
+				r->state = SPOOL_RCPT_QUEUED;
+				r->next_try = now;
+				r->reply[0] = '\0';
+			} else if (requeue && (waiting || r->state == SPOOL_RCPT_HOLD)) {
+				r->state = SPOOL_RCPT_QUEUED;
+				r->attempts = 0;
+				r->next_try = now;
+			} else {
+				continue;
+			}
+			if (spool_rcpt_update(q.sp, r, NULL, &err) == 0) {
+				n_rcpts++;
+				touched = true;
+			}
+		}
+		if (touched) {
+			n_msgs++;
+			if (hold)
+				log_info("%s: placed on hold", qid);
+			else if (release)
+				log_info("%s: released from hold", qid);
+			else if (requeue)
+				log_info("%s: requeued", qid);
+		}
+		free(rs.v);
+		spool_message_free(&m);
+	}
+	for (size_t i = 0; i < ids.n; i++)
+		free(ids.v[i]);
+	free(ids.v);
+	if (del)
+		queue_reply(id, 0, "%s: %zu message%s deleted", verb, n_msgs,
+		    n_msgs == 1 ? "" : "s");
+	else
+		queue_reply(id, 0, "%s: %zu recipient%s of %zu message%s%s%s", verb, n_rcpts,
+		    n_rcpts == 1 ? "" : "s", n_msgs, n_msgs == 1 ? "" : "s",
+		    n_busy > 0 ? " (in flight, left as they are: " : "",
+		    n_busy > 0 ? "retry when they are back)" : "");
+	pass_schedule();
+}
+
 static void
 notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -879,6 +1045,15 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	if (fd != -1)
 		close(fd);
+	size_t ql = strlen(CHILD_MSG_QUEUE);
+	if (strncmp(buf, CHILD_MSG_QUEUE " ", ql + 1) == 0) {
+		unsigned long id;
+		char verb[16], arg[320];
+		int k = sscanf(buf + ql + 1, "%lu %15s %319s", &id, verb, arg);
+		if (k >= 2)
+			queue_op((uint32_t)id, verb, k == 3 ? arg : NULL);
+		return;
+	}
 	if (strcmp(buf, CHILD_MSG_STATS) == 0)
 		stats_send();
 	else

@@ -211,6 +211,18 @@ proc_notify_read(struct sv_proc *p)
 		sv_proc_event(p, EV_READY);
 		if (p->inst->kind->ready != NULL && p->notify_fd != -1)
 			p->inst->kind->ready(p->inst->sv, p);
+	} else if (strncmp(msg, CHILD_MSG_QUEUE " ", strlen(CHILD_MSG_QUEUE) + 1) == 0) {
+		struct sv *sv = p->inst->sv;
+		unsigned long id;
+		int code, off = 0;
+		if (sscanf(msg + strlen(CHILD_MSG_QUEUE) + 1, "%lu %d %n", &id, &code, &off) >= 2 &&
+		    off > 0) {
+			size_t k = id % (sizeof(sv->qanswers) / sizeof(sv->qanswers[0]));
+			sv->qanswers[k].id = (uint32_t)id;
+			sv->qanswers[k].code = code;
+			snprintf(sv->qanswers[k].text, sizeof(sv->qanswers[k].text), "%s",
+			    msg + strlen(CHILD_MSG_QUEUE) + 1 + off);
+		}
 	} else if (childproto_stats_parse(msg, p->inst->kind->stats, &p->stats) == 0) {
 		p->stats_pending = false;
 	} else {

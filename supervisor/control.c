@@ -396,6 +396,11 @@ stats_answer(struct conn *c)
 static void
 stats_timeout(struct conn *c)
 {
+	if (c->wait == WAIT_QUEUE) {
+		c->wait = WAIT_NONE;
+		conn_finish(c, CTL_EXIT_ERROR, "Error: the queue manager did not answer");
+		return;
+	}
 	log_warnx("stats: a child did not answer within %.0fs", STATS_TIMEOUT);
 	stats_answer(c);
 }
@@ -424,6 +429,56 @@ cmd_stats(struct conn *c, int argc, char **argv)
 	c->wait = WAIT_STATS;
 	ev_timer_set(&c->timer, STATS_TIMEOUT, 0);
 	ev_timer_start(sv_loop(c->sv), &c->timer);
+}
+
+#define QUEUE_TIMEOUT 30.0
+
+/* flush [QID|@domain], hold QID, release QID, delete QID|all, requeue QID:
+   handed to the qmgr, the only writer of delivery state (postqueue/postsuper) */
+static void
+cmd_queue_op(struct conn *c, int argc, char **argv)
+{
+	bool flush = strcmp(argv[0], "flush") == 0;
+	if ((flush && argc > 2) || (!flush && argc != 2)) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "Error: %s %s", argv[0], flush ? "[QID|@domain]" :
+		    strcmp(argv[0], "delete") == 0 ? "QID|all" : "QID");
+		conn_finish(c, CTL_EXIT_USAGE, msg);
+		return;
+	}
+	const char *arg = argc == 2 ? argv[1] : NULL;
+	if (arg != NULL) {
+		for (const char *p = arg; *p != '\0'; p++)
+			if ((unsigned char)*p <= ' ' || *p == 0x7f || p - arg > 300) {
+				conn_finish(c, CTL_EXIT_USAGE, "Error: bad queue id or domain");
+				return;
+			}
+	}
+	const char *error;
+	uint32_t id;
+	if (sv_queue_request(c->sv, argv[0], arg, &id, &error) == -1) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "Error: %s", error);
+		conn_finish(c, CTL_EXIT_ERROR, msg);
+		return;
+	}
+	c->queue_id = id;
+	c->wait = WAIT_QUEUE;
+	ev_timer_set(&c->timer, QUEUE_TIMEOUT, 0);
+	ev_timer_start(sv_loop(c->sv), &c->timer);
+}
+
+static void
+queue_answer(struct conn *c)
+{
+	int code;
+	char text[CHILD_MSG_MAX];
+	if (!sv_queue_answer(c->sv, c->queue_id, &code, text, sizeof(text)))
+		return;
+	ev_timer_stop(sv_loop(c->sv), &c->timer);
+	c->wait = WAIT_NONE;
+	conn_line(c, "%s", text);
+	conn_finish(c, code, NULL);
 }
 
 static void
@@ -802,6 +857,11 @@ static const struct {
 	{ "audit", cmd_audit },
 	{ "audit-expect", cmd_audit },
 	{ "stats", cmd_stats },
+	{ "flush", cmd_queue_op },
+	{ "hold", cmd_queue_op },
+	{ "release", cmd_queue_op },
+	{ "delete", cmd_queue_op },
+	{ "requeue", cmd_queue_op },
 	{ "shutdown", cmd_shutdown },
 	{ "version", cmd_version },
 };
@@ -836,6 +896,9 @@ conn_changed(struct conn *c, void *arg)
 	case WAIT_STATS:
 		if (!sv_stats_pending(c->sv))
 			stats_answer(c);
+		break;
+	case WAIT_QUEUE:
+		queue_answer(c);
 		break;
 	case WAIT_NONE:
 	case WAIT_TAIL:

@@ -20,7 +20,8 @@
 
 struct sv;
 
-enum wait_kind { WAIT_NONE, WAIT_START, WAIT_STOP, WAIT_RESTART, WAIT_STATS, WAIT_TAIL };
+enum wait_kind { WAIT_NONE, WAIT_START, WAIT_STOP, WAIT_RESTART, WAIT_STATS, WAIT_TAIL,
+	WAIT_QUEUE };
 
 struct target {
 	char name[96];
@@ -45,6 +46,7 @@ struct conn {
 	size_t n_targets;
 	char stats_only[96];	/* stats NAME */
 	char tail_inst[96];
+	unsigned queue_id;	/* the queue request it waits for */
 	int exitcode;
 };
 

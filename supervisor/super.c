@@ -592,3 +592,40 @@ sv_free(struct sv *sv)
 	free(sv);
 }
 
+
+int
+sv_queue_request(struct sv *sv, const char *verb, const char *arg, uint32_t *id_r,
+    const char **error_r)
+{
+	struct sv_proc *q = sv_proc_find(sv, "qmgr");
+	if (q == NULL || q->notify_fd == -1 || q->fsm.state != PROC_RUNNING) {
+		*error_r = "no queue manager running (delivery: not configured, or qmgr "
+		    "not RUNNING)";
+		return -1;
+	}
+	uint32_t id = ++sv->qnext;
+	size_t k = id % (sizeof(sv->qanswers) / sizeof(sv->qanswers[0]));
+	sv->qanswers[k].id = 0;
+	char msg[CHILD_MSG_MAX];
+	int n = snprintf(msg, sizeof(msg), "%s %u %s%s%s", CHILD_MSG_QUEUE, id, verb,
+	    arg != NULL ? " " : "", arg != NULL ? arg : "");
+	if (n < 0 || (size_t)n >= sizeof(msg) ||
+	    send(q->notify_fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
+		*error_r = "cannot reach the queue manager";
+		return -1;
+	}
+	*id_r = id;
+	return 0;
+}
+
+bool
+sv_queue_answer(struct sv *sv, uint32_t id, int *code_r, char *text, size_t len)
+{
+	size_t k = id % (sizeof(sv->qanswers) / sizeof(sv->qanswers[0]));
+	if (id == 0 || sv->qanswers[k].id != id)
+		return false;
+	*code_r = sv->qanswers[k].code;
+	snprintf(text, len, "%s", sv->qanswers[k].text);
+	sv->qanswers[k].id = 0;
+	return true;
+}

@@ -128,6 +128,12 @@ struct sv_proc *sv_proc_find(struct sv *sv, const char *name);
 enum proc_action sv_proc_event(struct sv_proc *p, enum proc_event ev);
 /* send a signal to a running child; -1 when it has none */
 int sv_proc_signal(struct sv_proc *p, int sig);
+/* a queue request (verb and optional argument) to the running qmgr; 0 and
+   *id_r, or -1 with *error_r ("no queue manager running") */
+int sv_queue_request(struct sv *sv, const char *verb, const char *arg, uint32_t *id_r,
+    const char **error_r);
+/* the qmgr's answer to request id, once it came: true, code and text */
+bool sv_queue_answer(struct sv *sv, uint32_t id, int *code_r, char *text, size_t len);
 /* ask every live child of inst (NULL: all) for STATS; returns how many were asked */
 int sv_stats_request(struct sv *sv, struct sv_instance *inst);
 bool sv_stats_pending(struct sv *sv);

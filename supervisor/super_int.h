@@ -24,6 +24,12 @@ struct sv {
 	gid_t run_gid;
 	int control_fd;
 	char *control_path;
+	struct {			/* the qmgr's answers to queue requests */
+		uint32_t id;
+		int code;
+		char text[CHILD_MSG_MAX];
+	} qanswers[8];
+	uint32_t qnext;			/* the next request id */
 	int wake_fds[2];		/* the spool's commit notification (spool.h):
 					   [0] the qmgr's, [1] every listener's */
 	char *pidfile;

@@ -219,6 +219,33 @@ class RelayDelivery(Delivery):
                          ("bob@example.test", "later@remote.example", "deferred", 1))
         self.assertGreater(r["next_try"], time.time() + 1800)	# retry_min 1h
         self.assertIn("said: 4", r["last_reply"])
+        qid = q[0]["qid"]
+        # queue control through the qmgr: hold, release (tried at once), flush,
+        # requeue (attempts reset), delete
+        self.assertEqual(self.sup.ctl("hold", qid), (0, "hold: 1 recipient of 1 message\n"))
+        self.assertIn("<later@remote.example>  hold, 1 attempt (on hold)",
+                      self.sup.ctl("queue")[1])
+        self.assertEqual(self.sup.ctl("flush")[0], 0)
+        self.assertEqual(self.sup.ctl("release", qid),
+                         (0, "release: 1 recipient of 1 message\n"))
+        self.wait_log(r"to=<later@remote.example>, .*status=deferred", 2)
+        self.assertEqual(self.sup.ctl("flush", "@remote.example"),
+                         (0, "flush: 1 recipient of 1 message\n"))
+        self.wait_log(r"to=<later@remote.example>, .*status=deferred", 3)
+        self.sup.wait_for(lambda: json.loads(self.sup.ctl("queue", "--json")[1])[0]
+                          ["recipients"][0]["attempts"] == 3, 10, "3 attempts")
+        self.assertEqual(self.sup.ctl("requeue", qid)[0], 0)
+        self.wait_log(r"%s: requeued" % qid)
+        self.wait_log(r"to=<later@remote.example>, .*status=deferred", 4)
+        self.sup.wait_for(lambda: json.loads(self.sup.ctl("queue", "--json")[1])[0]
+                          ["recipients"][0]["attempts"] == 1, 10, "attempts reset")
+        self.assertEqual(self.sup.ctl("delete", "NOSUCHQID"),
+                         (1, "NOSUCHQID: no such message\n"))
+        self.assertEqual(self.sup.ctl("hold"), (2, "Error: hold QID\n"))
+        self.assertEqual(self.sup.ctl("delete", qid), (0, "delete: 1 message deleted\n"))
+        self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
+        self.wait_log(r"%s: removed" % qid)
+        self.assertNotIn("non-delivery", self.logs())
 
     def test_dropped_connection(self):
         """the relayhost drops the connection after RCPT: deferred, not bounced"""

@@ -229,6 +229,43 @@ START_TEST(test_schedule)
 }
 END_TEST
 
+/* hold: out of the schedule, not final; release puts it back */
+START_TEST(test_hold)
+{
+	struct spool *sp = open_spool();
+	char q1[SPOOL_QID_MAX];
+	const char *err = NULL;
+	struct collect c;
+	int64_t when;
+	bool complete = true;
+
+	commit_msg(sp, 1, q1);
+	ck_assert_int_eq(spool_queue_intake(sp, 1000, 0, &err), 1);
+	struct spool_rcpt r;
+	ck_assert_int_eq(spool_rcpt_get(sp, q1, 0, &r, &err), 0);
+	r.state = SPOOL_RCPT_HOLD;
+	ck_assert_int_eq(spool_rcpt_update(sp, &r, &complete, &err), 0);
+	ck_assert(!complete);
+	ck_assert(!spool_rcpt_final(SPOOL_RCPT_HOLD));
+	ck_assert_str_eq(spool_rcpt_state_name(SPOOL_RCPT_HOLD), "hold");
+	ck_assert_uint_eq(count_due(sp, 99999, &c), 0);
+	ck_assert_int_eq(spool_queue_next_try(sp, &when, &err), 0);
+	ck_assert_int_eq(when, -1);
+	assert_verify(sp, 1);
+	ck_assert_int_eq(spool_rcpt_get(sp, q1, 0, &r, &err), 0);
+	ck_assert_int_eq(r.state, SPOOL_RCPT_HOLD);
+	r.state = SPOOL_RCPT_QUEUED;
+	r.next_try = 2000;
+	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), 0);
+	ck_assert_uint_eq(count_due(sp, 2000, &c), 1);
+	assert_verify(sp, 1);
+	/* a state past the last one is refused */
+	r.state = (enum spool_rcpt_state)(SPOOL_RCPT_HOLD + 1);
+	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), -1);
+	spool_close(sp);
+}
+END_TEST
+
 /* claim, results, completion, delete */
 START_TEST(test_update_complete_delete)
 {
@@ -712,6 +749,7 @@ spool_queue_suite(void)
 	tcase_add_test(tc, test_upgrade_old_spool);
 	tcase_add_test(tc, test_verify_flaws);
 	tcase_add_test(tc, test_wake_pipe);
+	tcase_add_test(tc, test_hold);
 	tcase_add_test(tc, test_wake_libev);
 	tcase_add_test(tc, test_kill9_consistent);
 	suite_add_tcase(s, tc);
