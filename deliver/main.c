@@ -26,6 +26,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <ifaddrs.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -93,6 +94,7 @@ static struct {
 	struct ev_loop *loop;
 	struct config *cfg;
 	struct dns *dns;
+	struct route_self *self;	/* our name and addresses: MX loop check */
 	int fd, notify_fd;
 	ev_io w, notify_w;
 	struct conn *idle;
@@ -642,12 +644,26 @@ job_dns_cb(void *arg, const struct dns_result *r)
 		job_finish(jb, text);
 		return;
 	}
+	/* RFC 5321 5.1: MX hosts at or below our own preference are dropped; when
+	   we are the best MX the mail loops back to us */
+	size_t usable = r->n_hosts;
+	if (jb->nh.mx) {
+		char why[DELIVERPROTO_TEXT_MAX + 1];
+		if (route_mx_usable(a.self, r, jb->nh.host, jb->nh.port, &usable, why,
+		    sizeof(why)) == -1) {
+			jb->loop = true;
+			for (size_t i = 0; i < jb->j.n_rcpts; i++)
+				job_set(jb, i, DELIVERPROTO_BOUNCED, 0, "5.4.6", NULL, why);
+			job_finish(jb, why);
+			return;
+		}
+	}
 	size_t n = 0;
-	for (size_t h = 0; h < r->n_hosts; h++)
+	for (size_t h = 0; h < usable; h++)
 		n += r->hosts[h].n_addrs;
 	jb->addrs = xcalloc(n + 1, sizeof(*jb->addrs));
 	jb->names = xcalloc(n + 1, sizeof(*jb->names));
-	for (size_t h = 0; h < r->n_hosts; h++)
+	for (size_t h = 0; h < usable; h++)
 		for (size_t k = 0; k < r->hosts[h].n_addrs; k++) {
 			struct dns_addr *ad = &jb->addrs[jb->n_addrs];
 			*ad = r->hosts[h].addrs[k];
@@ -912,6 +928,32 @@ main(int argc, char **argv)
 	a.dns = dns_new(a.loop, &dp, &err);
 	if (a.dns == NULL)
 		fatalx("DNS: %s", err);
+	/* "ourselves" is our hostname and every address:port a listener serves
+	   (a wildcard listener: every interface address with its port), so an MX
+	   that is another server on one of our addresses is not us */
+	a.self = route_self_new(a.cfg->server.hostname);
+	struct ifaddrs *ifa = NULL;
+	if (getifaddrs(&ifa) == -1)
+		ifa = NULL;
+	for (size_t i = 0; i < a.cfg->n_instances; i++)
+		for (size_t k = 0; k < a.cfg->instances[i].n_listen; k++) {
+			const struct listen_addr *la = &a.cfg->instances[i].listen[k];
+			const struct sockaddr *sa = (const struct sockaddr *)&la->ss;
+			bool any = (sa->sa_family == AF_INET &&
+			    ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+			    (sa->sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(
+			    &((const struct sockaddr_in6 *)sa)->sin6_addr));
+			if (!any) {
+				route_self_add(a.self, sa, la->port);
+				continue;
+			}
+			for (struct ifaddrs *x = ifa; x != NULL; x = x->ifa_next)
+				if (x->ifa_addr != NULL && (x->ifa_addr->sa_family == AF_INET ||
+				    x->ifa_addr->sa_family == AF_INET6))
+					route_self_add(a.self, x->ifa_addr, la->port);
+		}
+	if (ifa != NULL)
+		freeifaddrs(ifa);
 	pthread_mutex_init(&a.mu, NULL);
 	pthread_cond_init(&a.cv, NULL);
 	ev_async_init(&a.done_w, done_cb);
@@ -950,6 +992,7 @@ main(int argc, char **argv)
 		job_free(a.jobs);
 	log_info("stopped");
 	dns_free(a.dns);
+	route_self_free(a.self);
 	close(a.fd);
 	config_free(a.cfg);
 	return 0;

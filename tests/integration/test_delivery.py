@@ -343,7 +343,8 @@ class MxDelivery(Delivery):
     and a null MX (RFC 7505) bounced at once."""
 
     def test_mx(self):
-        """the best MX refuses: the next one gets it; null MX bounces at once"""
+        """the best MX refuses: the next one gets it; null MX bounces at once; our
+        own name as the best MX bounces as a loop"""
         for prog in ("smtp-sink", "dnsmasq"):
             if not have(prog):
                 self.skipTest(prog + " missing")
@@ -356,7 +357,9 @@ class MxDelivery(Delivery):
                       "mx-host=mx.test,up.mx.test,10\n"
                       "host-record=down.mx.test,127.0.0.9\n"
                       "host-record=up.mx.test,127.0.0.1\n"
-                      "dns-rr=nullmx.test,15,000000\n")
+                      "dns-rr=nullmx.test,15,000000\n"
+                      "mx-host=loop.test,mx.test.example,10\n"
+                      "host-record=mx.test.example,127.0.0.1\n")
         self.later(dns.stop)
         maildir = os.path.join(top.top, "mail")
         self.start('  dns_servers: ["127.0.0.1:%d"]\n  smtp_port: %d\n'
@@ -368,6 +371,10 @@ class MxDelivery(Delivery):
                           10, "the message at the MX")
         self.send("bob@example.test", ["x@nullmx.test"], subject="null mx")
         self.wait_log(r"to=<x@nullmx.test>, relay=none, .*dsn=5\.1\.10, status=bounced")
+        # our own hostname as the best MX: "loops back to myself", bounced
+        self.send("bob@example.test", ["y@loop.test"], subject="loop")
+        self.wait_log(r"to=<y@loop.test>, relay=none, .*dsn=5\.4\.6, status=bounced "
+                      r"\(.*loops back to myself")
         self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
 
 
