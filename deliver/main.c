@@ -358,6 +358,9 @@ conn_send(struct conn *c, struct job *jb)
 	c->job = jb;
 	c->started = true;
 	jb->conn = c;
+	/* the whole message goes into the output buffer at 354: room for this
+	   one (a reused session was sized for an earlier, maybe smaller one) */
+	io_set_limits(c->io, IO_IN_MAX_DEFAULT, jb->body_len * 2 + 65536);
 	if (jb->t_conn == 0)
 		jb->t_conn = ev_now(a.loop);
 	if (smtpc_send(c->c, &jb->msg, &err) == -1) {

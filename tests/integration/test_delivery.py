@@ -175,8 +175,15 @@ class RelayDelivery(Delivery):
         self.sup.wait_for(lambda: len(sink.messages()) >= 3, 10, "3 messages at the sink")
         self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
         self.assertEqual(self.sup.ctl("queue"), (0, "Mail queue is empty\n"))
+        # the idle session is reused for a message far bigger than the first ones
+        big = "".join("line %06d %s\r\n" % (i, "x" * 60) for i in range(5000))
+        self.send("bob@example.test", ["big@remote.example"], subject="big",
+                  body=big)
+        self.wait_log(r"to=<big@remote.example>, .*status=sent")
+        self.sup.wait_for(lambda: any(b"Subject: big" in m and b"line 004999" in m
+                                      for m in sink.messages()), 10, "the big one")
         subjects = sorted(re.search(rb"Subject: (relay \d)", m).group(1)
-                          for m in sink.messages())
+                          for m in sink.messages() if b"Subject: relay" in m)
         self.assertEqual(subjects, [b"relay 0", b"relay 1", b"relay 2"])
 
     def test_bounce_5xx(self):
