@@ -787,8 +787,8 @@ io_errno(const struct io *io)
 	return io->err;
 }
 
-int
-io_start_tls(struct io *io, struct tls_ctx *ctx)
+static int
+io_tls_begin(struct io *io, struct tls_ctx *ctx, bool client, const char *servername)
 {
 	const char *error;
 
@@ -796,14 +796,37 @@ io_start_tls(struct io *io, struct tls_ctx *ctx)
 		errno = EINVAL;
 		return -1;
 	}
-	if ((io->tls = tls_conn_server(ctx, &error)) == NULL) {
+	io->tls = client ? tls_conn_client(ctx, servername, &error) :
+	    tls_conn_server(ctx, &error);
+	if (io->tls == NULL) {
 		snprintf(io->tls_err, sizeof(io->tls_err), "%s", error);
 		errno = ENOMEM;
 		return -1;
 	}
 	io->plain_left = out_pending(io);
+	if (client && tls_conn_handshake(io->tls) == TLS_ERROR) {
+		/* the ClientHello is queued now; the watcher sends it */
+		io_tls_fail(io);
+		tls_conn_free(io->tls);
+		io->tls = NULL;
+		io->failed = false;
+		errno = EPROTO;
+		return -1;
+	}
 	io_reload(io);
 	return 0;
+}
+
+int
+io_start_tls(struct io *io, struct tls_ctx *ctx)
+{
+	return io_tls_begin(io, ctx, false, NULL);
+}
+
+int
+io_start_tls_client(struct io *io, struct tls_ctx *ctx, const char *servername)
+{
+	return io_tls_begin(io, ctx, true, servername);
 }
 
 bool

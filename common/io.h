@@ -133,6 +133,10 @@ int io_errno(const struct io *io);
  */
 struct tls_ctx;
 int io_start_tls(struct io *io, struct tls_ctx *ctx);
+/* the same, client side (outbound STARTTLS of the delivery agents): the
+   ClientHello goes at once; servername is SNI and, with a verify context, the
+   name the certificate must match */
+int io_start_tls_client(struct io *io, struct tls_ctx *ctx, const char *servername);
 /* TLS is on and its handshake done */
 bool io_tls_active(const struct io *io);
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" once active */
