@@ -17,6 +17,7 @@ from test_supervisor import PROFILES, Sup, TestCase, instance_yaml
 from harness import server_yaml
 
 POSTTLS_FINGER = shutil.which("posttls-finger") or "/usr/sbin/posttls-finger"
+TESTSSL = shutil.which("testssl") or shutil.which("testssl.sh")
 
 
 def make_cert(directory, cn="mx.test.example", stem=""):
@@ -215,6 +216,31 @@ class TlsTest(TestCase):
             self.assertRegex(out, r"(Untrusted|Anonymous) TLS connection established "
                              r"to 127\.0\.0\.1\[127\.0\.0\.1\]:%d: TLSv1\.[23]" % port,
                              out)
+
+    @unittest.skipUnless(TESTSSL, "testssl.sh not installed (scripts/deps.sh)")
+    def test_testssl_protocols_and_cipher_categories(self):
+        """testssl.sh against the STARTTLS listener, protocols and cipher
+        categories only (-p -s: about ten seconds): no SSLv2/3, TLS 1.0 or 1.1,
+        no NULL, anonymous, export, LOW, 3DES or CBC suites."""
+        port = free_port()
+        self.start([("sub", port, "locked-down", self.tls_extra())])
+        p = subprocess.run([TESTSSL, "--starttls", "smtp", "-p", "-s", "--quiet",
+                            "--color", "0", "--warnings", "off",
+                            "127.0.0.1:%d" % port], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=120)
+        out = p.stdout.decode(errors="replace")
+        lines = {}
+        for line in out.splitlines():
+            m = re.match(r"^ (SSLv2|SSLv3|TLS 1(?:\.[123])?|NULL|Anonymous NULL|Export|"
+                         r"LOW|Triple DES|Obsolete CBC|Strong encryption)\b.*?\s{2,}"
+                         r"(not offered|offered)", line)
+            if m:
+                lines[m.group(1)] = m.group(2)
+        for name in ("SSLv2", "SSLv3", "TLS 1", "TLS 1.1", "NULL", "Anonymous NULL",
+                     "Export", "LOW", "Triple DES", "Obsolete CBC"):
+            self.assertEqual(lines.get(name), "not offered", "%s\n%s" % (name, out))
+        for name in ("TLS 1.2", "TLS 1.3", "Strong encryption"):
+            self.assertEqual(lines.get(name), "offered", "%s\n%s" % (name, out))
 
     # ---- reload ----
 
