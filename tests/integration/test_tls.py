@@ -288,6 +288,26 @@ class TlsTest(TestCase):
         self.assertIn(self.key, out)
         self.assertEqual(self.peer_fingerprint(port), before)
 
+    def test_missing_key_at_start_is_fatal_with_its_name(self):
+        """The supervisor cannot read the key: the listener exits 78 (not
+        respawned) and the log says which file and why."""
+        port = free_port()
+        self.conf = ConfDir({})
+        self.later(self.conf.cleanup)
+        missing = os.path.join(self.conf.top, "nokey.pem")
+        cert, _ = make_cert(self.conf.top)
+        self.conf.write("10-server.yaml", server_yaml(self.conf.top))
+        self.conf.write("20-profiles.yaml", PROFILES)
+        self.conf.write("30-instances.yaml", "instances:\n" + instance_yaml(
+            "sub", port, "locked-down", "tls: {cert: %s, key: %s}" % (cert, missing)))
+        self.sup = Sup(self.conf, wait=False)
+        self.later(self.sup.stop)
+        self.sup.wait_for(lambda: os.path.exists(self.sup.sock) and
+                          self.sup.state("sub")[0] == "FATAL", what="sub FATAL")
+        self.assertIn("tls key %s: No such file or directory" % missing,
+                      self.sup.logtext())
+        self.assertIn("exit 78", self.sup.logtext())
+
     def peer_fingerprint(self, port):
         d = Dialog("127.0.0.1", port)
         try:
