@@ -50,6 +50,8 @@ struct io {
 	size_t cout_off, cout_len;
 	size_t plain_left;
 	bool tls_more;
+	bool sock_eof;			/* the socket said EOF; the engine may still
+					   hold plaintext, so IO_EOF waits for it */
 	char tls_err[256];
 };
 
@@ -248,14 +250,12 @@ io_reload(struct io *io)
 	    (out_pending(io) > 0 && (io->tls == NULL || io->plain_left > 0 ||
 	    tls_established(io))));
 
-	if (io->tls != NULL && !io->failed) {
-		/* plaintext may wait inside the engine with no octet coming on the
-		   socket to tell us: read it once the input buffer has room again */
-		if (want_read && io->tls_more && !ev_is_pending(&io->rd))
-			ev_feed_event(io->loop, &io->rd, EV_READ);
-		if (tls_conn_feed_room(io->tls) == 0)
-			want_read = false;
-	}
+	/* plaintext may wait inside the engine with no octet coming on the socket
+	   to tell us: read it once the input buffer has room again (fed after the
+	   watcher is set, since stopping a watcher clears its pending events) */
+	bool feed = io->tls != NULL && want_read && io->tls_more;
+	if (io->tls != NULL && (io->sock_eof || tls_conn_feed_room(io->tls) == 0))
+		want_read = false;
 
 	if (want_read && !ev_is_active(&io->rd))
 		ev_io_start(io->loop, &io->rd);
@@ -267,6 +267,8 @@ io_reload(struct io *io)
 		ev_io_stop(io->loop, &io->wr);
 	if (io->failed && ev_is_active(&io->timer))
 		ev_timer_stop(io->loop, &io->timer);
+	if (feed && !ev_is_pending(&io->rd))
+		ev_feed_event(io->loop, &io->rd, EV_READ);
 }
 
 /* plaintext from the engine into the input buffer: octets moved, -1 failed */
@@ -317,13 +319,13 @@ io_tls_read(struct io *io)
 	size_t room = tls_conn_feed_room(io->tls);
 	if (room > sizeof(buf))
 		room = sizeof(buf);
-	if (room > 0 && !io->eof) {
+	if (room > 0 && !io->eof && !io->sock_eof) {
 		ssize_t n = read(io->fd, buf, room);
 		if (n > 0) {
 			tls_conn_feed(io->tls, buf, (size_t)n);
 			io_activity(io);
 		} else if (n == 0) {
-			eof = true;
+			io->sock_eof = true;
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			io_fail(io, errno);
 			io_fire(io, IO_ERROR);
@@ -365,9 +367,11 @@ io_tls_read(struct io *io)
 		io_fire(io, IO_ERROR);
 		return;
 	}
+	/* the end, once the engine holds no more plaintext for us */
+	eof = io->sock_eof && !io->tls_more && !io->eof;
 	if (got > 0 && !io_fire(io, IO_DATAIN))
 		return;
-	if (eof || closed) {
+	if (eof || (closed && !io->eof)) {
 		io->eof = true;
 		io_fire(io, IO_EOF);
 		return;

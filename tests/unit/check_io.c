@@ -561,6 +561,57 @@ START_TEST(test_tls)
 }
 END_TEST
 
+/* the client sends 100 KB and closes while the server's protocol is not
+   taking input: once it takes again, every octet the engine still holds comes
+   before IO_EOF (nothing is lost with the socket's end of file) */
+START_TEST(test_tls_eof_after_buffered)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct testcert leaf = testcert_make("mx.test.example", NULL);
+	size_t pem_len;
+	char *pem = testcert_pem(&leaf, NULL, true, &pem_len);
+	struct tls_ctx *sctx, *cctx;
+	const char *err;
+	struct tlspeer srv = { 0 }, cli = { 0 };
+	int sv[2];
+
+	ck_assert_int_eq(tls_server_ctx_new(pem, pem_len, &sctx, &err), 0);
+	ck_assert_int_eq(tls_client_ctx_new(TLS_CLIENT_MAY, NULL, &cctx, &err), 0);
+	pair(sv);
+	int big = 1 << 20;
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+	struct io *s = io_new(loop, sv[0], tlspeer_cb, &srv);
+	struct io *c = io_new(loop, sv[1], tlspeer_cb, &cli);
+	io_set_limits(s, 1024, 0);
+	ck_assert_int_eq(io_start_tls(s, sctx), 0);
+	ck_assert_int_eq(io_start_tls_client(c, cctx, NULL), 0);
+	run_until(loop, &srv.r, IO_TLSREADY);
+	run_until(loop, &cli.r, IO_TLSREADY);
+
+	/* the server's protocol pauses; the client sends everything and closes */
+	io_set_read(s, false);
+	write_pattern(c, 100 * 1024);
+	for (int i = 0; i < 200 && io_out_pending(c) > 0; i++)
+		ev_run(loop, EVRUN_NOWAIT);
+	ck_assert_uint_eq(io_out_pending(c), 0);
+	for (int i = 0; i < 50; i++)
+		ev_run(loop, EVRUN_NOWAIT);	/* the engine's last records go out */
+	io_free(c);
+	io_set_read(s, true);
+	run_until(loop, &srv.r, IO_EOF);
+	ck_assert_uint_eq(srv.got, 100 * 1024);
+	ck_assert(!srv.bad);
+
+	io_free(s);
+	tls_ctx_unref(sctx);
+	tls_ctx_unref(cctx);
+	tls_pem_free(pem, pem_len);
+	testcert_free(&leaf);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
 /* garbage instead of a ClientHello: IO_ERROR with EPROTO and a reason */
 START_TEST(test_tls_garbage)
 {
@@ -612,6 +663,7 @@ io_suite(void)
 	tcase_add_test(tc, test_read_pause);
 	tcase_add_test(tc, test_tls);
 	tcase_add_test(tc, test_tls_garbage);
+	tcase_add_test(tc, test_tls_eof_after_buffered);
 	suite_add_tcase(s, tc);
 	return s;
 }
