@@ -3,7 +3,9 @@
 # (../shared/BENCH-NOTES.md), both on loopback, driven by Postfix's smtp-source,
 # interleaved over several rounds. Prints msgs/s, server CPU ms per message and
 # the ratios for: accept 1 KB, accept 100 KB (20 sessions, one message per
-# connection) and relay attempts refused at RCPT (one per connection); then the
+# connection), relay attempts refused at RCPT (one per connection) and STARTTLS
+# then one 1 KB message per connection (both servers with the same self-signed
+# certificate, bench/tls_source.py as the client); then the
 # listener's memory with 10,000 concurrent idle sessions and the time a fresh
 # client waits for its greeting meanwhile.
 #
@@ -12,7 +14,7 @@
 # port 25 are never touched. It is stopped on every exit path (trap).
 #
 # Usage: bench/smtp.sh            (RV_BIN=dir of relayvisor-smtpd, default ./bin)
-# Tunables (environment): ROUNDS=3 SESSIONS=20 N1K=2000 N100K=600 NREJ=3000
+# Tunables (environment): ROUNDS=3 SESSIONS=20 N1K=2000 N100K=600 NREJ=3000 NTLS=1000
 #                         IDLE=10000 KEEP=1 (keep the temporary directory)
 # Bounded: the defaults take 35-60 s on a 2-core machine; hard limits keep any run
 # under 5 minutes.
@@ -26,12 +28,13 @@ SESSIONS=${SESSIONS:-20}
 N1K=${N1K:-2000}
 N100K=${N100K:-600}
 NREJ=${NREJ:-3000}
+NTLS=${NTLS:-1000}
 IDLE=${IDLE:-10000}
 
 die() { echo "bench: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (postfix -c DIR start)"
 [ -x "$SMTPD" ] || die "no $SMTPD (make, or set RV_BIN)"
-for p in postfix postconf smtp-source python3; do
+for p in postfix postconf smtp-source python3 openssl; do
 	command -v $p >/dev/null || die "$p not found (apt-get install postfix python3)"
 done
 
@@ -94,6 +97,12 @@ PF_PORT=$(free_port)
 RV_PORT=$(free_port)
 [ "$PF_PORT" != 25 ] && [ "$RV_PORT" != 25 ] || die "refusing port 25"
 
+# --- one self-signed certificate for both ----------------------------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=bench.local.test -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null ||
+	die "openssl req failed"
+chmod 600 "$T/key.pem"
+
 # --- Postfix, configured as BENCH-NOTES.md says ---------------------------------
 mkdir -p "$PF" "$T/pfqueue" "$T/pfdata"
 chown postfix "$T/pfdata"
@@ -124,6 +133,10 @@ smtp_dns_support_level = disabled
 maillog_file = $T/postfix.log
 maillog_file_prefixes = /var, /dev/stdout, $T
 biff = no
+smtpd_tls_cert_file = $T/cert.pem
+smtpd_tls_key_file = $T/key.pem
+smtpd_tls_security_level = may
+smtpd_tls_loglevel = 0
 EOF
 # no port-25 listener; ours on a free loopback port; no chroot (Debian's is empty)
 sed -e '/^smtp[[:space:]][[:space:]]*inet/d' /etc/postfix/master.cf > "$PF/master.cf"
@@ -152,6 +165,7 @@ instances:
     profile: bench
     max_connections: 12000
     max_per_client: 300
+    tls: {cert: $T/cert.pem, key: $T/key.pem}
 EOF
 
 # the idle-sessions phase needs >10,000 descriptors in the listener and the client
@@ -162,8 +176,8 @@ python3 "$ROOT/bench/wait_smtp.py" 127.0.0.1 "$PF_PORT" || die "postfix does not
 
 echo "bench: postfix on 127.0.0.1:$PF_PORT, relayvisor-smtpd on 127.0.0.1:$RV_PORT," \
 	"$ROUNDS rounds, interleaved"
-run_bg timeout 200 python3 "$ROOT/bench/smtp_runs.py" --rounds "$ROUNDS" --sessions "$SESSIONS" \
-	--n1k "$N1K" --n100k "$N100K" --nrej "$NREJ" \
+run_bg timeout 280 python3 "$ROOT/bench/smtp_runs.py" --rounds "$ROUNDS" --sessions "$SESSIONS" \
+	--n1k "$N1K" --n100k "$N100K" --nrej "$NREJ" --ntls "$NTLS" \
 	--pf-port "$PF_PORT" --pf-queue "$T/pfqueue" --pf-log "$T/postfix.log" \
 	--rv-bin "$SMTPD" --rv-conf "$T/rv/conf.d" --rv-instance bench \
 	--rv-port "$RV_PORT" --rv-spool "$T/rv/spool" --rv-log "$T/rv.log" \

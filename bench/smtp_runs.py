@@ -31,7 +31,12 @@ CASES = [
     ("accept 1 KB", ["-l", "1024", "-t", "u@local.test"], "n1k", "accepted"),
     ("accept 100 KB", ["-l", "102400", "-t", "u@local.test"], "n100k", "accepted"),
     ("relay refused", ["-A", "-t", "v@remote.example"], "nrej", "refused"),
+    # the client is bench/tls_source.py (smtp-source has no TLS): STARTTLS with a
+    # full handshake on every connection, then one 1 KB message
+    ("STARTTLS 1 KB", ["-l", "1024", "-t", "u@local.test"], "ntls", "accepted"),
 ]
+TLS_SOURCE = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                           "tls_source.py")]
 
 QUEUED = re.compile(rb"/smtpd\[\d+\]: \w+: client=")
 REFUSED = re.compile(rb"Relay access denied")
@@ -141,7 +146,8 @@ def run_case(server, case, n, sessions):
     pid = server.start()
     rx = QUEUED if expect == "accepted" else REFUSED
     before = count_in(server.log, rx)
-    cmd = ["smtp-source", "-s", str(sessions), "-m", str(n), "-f", "s@bench.example",
+    client = TLS_SOURCE if name.startswith("STARTTLS") else ["smtp-source"]
+    cmd = client + ["-s", str(sessions), "-m", str(n), "-f", "s@bench.example",
            "-M", "bench.example"] + args + ["127.0.0.1:%d" % server.port]
     c0 = proctree.tree_cpu_seconds(pid)
     k0, m0 = children_cpu(), machine_busy()
@@ -179,6 +185,7 @@ def main():
     ap.add_argument("--n1k", type=int, default=2000)
     ap.add_argument("--n100k", type=int, default=600)
     ap.add_argument("--nrej", type=int, default=3000)
+    ap.add_argument("--ntls", type=int, default=1000)
     ap.add_argument("--pf-port", type=int, required=True)
     ap.add_argument("--pf-queue", required=True)
     ap.add_argument("--pf-log", required=True)

@@ -20,6 +20,13 @@
  *                                        child started, in the order of the kind's
  *                                        field list below; a child also sends one
  *                                        unasked as its last words at a clean exit
+ *   supervisor -> child  "TLS" + one fd       (SCM_RIGHTS) a listener whose instance
+ *                                        has tls: gets its certificate chain and key
+ *                                        as a sealed memfd (common/tls.h) right after
+ *                                        it is spawned, and again at each reload
+ *                                        (a renewed certificate; sessions go on)
+ *   supervisor -> child  "TLS-ERROR reason"   the files could not be read at spawn:
+ *                                        the listener exits 78
  * Signals: SIGTERM is a graceful stop: the child closes its listening sockets, lets
  * open sessions finish (each gets "421 4.3.2" at its next command once idle), and exits
  * 0 when none is left. SIGKILL follows after stopwaitsecs.
@@ -36,11 +43,14 @@
 #include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define CHILD_ENV_CONFIG_FD "RELAYVISOR_CONFIG_FD"
 #define CHILD_ENV_NOTIFY_FD "RELAYVISOR_NOTIFY_FD"
 #define CHILD_MSG_READY "READY"
 #define CHILD_MSG_STATS "STATS"
+#define CHILD_MSG_TLS "TLS"
+#define CHILD_MSG_TLS_ERROR "TLS-ERROR"
 #define CHILD_MSG_MAX 512
 #define CHILD_EXIT_CONFIG 78
 
@@ -114,6 +124,11 @@ extern const struct childproto_fieldset childproto_deliver_stats;
      qmgr -> supervisor  "QUEUE <id> <exit code> <one line of text>" */
 #define CHILD_MSG_QUEUE "QUEUE"
 
+/* a message with one descriptor attached (SCM_RIGHTS); -1 with errno */
+int childproto_send_fd(int sock, const char *msg, int fd);
+/* one message (NUL-terminated in buf, cap > 1) and the descriptor it carried
+   (*fd_r, close-on-exec; -1 when none; extra ones are closed); recv()'s result */
+ssize_t childproto_recv(int sock, char *buf, size_t cap, int *fd_r, int flags);
 
 /* "STATS name=N ..." for the fields of set, into buf; snprintf's result */
 int childproto_stats_format(char *buf, size_t size,

@@ -109,6 +109,8 @@ instance_free(struct instance *inst)
 	free(inst->profile_name);
 	netlist_free(inst->access_list);
 	free(inst->syslog_name);
+	free(inst->tls_cert);
+	free(inst->tls_key);
 }
 
 void

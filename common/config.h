@@ -26,6 +26,9 @@ struct cfg_mark {
 
 enum autorestart { AUTORESTART_FALSE, AUTORESTART_TRUE, AUTORESTART_UNEXPECTED };
 enum access_kind { ACCESS_ANY, ACCESS_LAN, ACCESS_LIST };
+/* starttls: plain SMTP that offers STARTTLS (25, 587); implicit: TLS from the
+   first octet (465, RFC 8314) */
+enum tls_mode { TLS_MODE_STARTTLS, TLS_MODE_IMPLICIT };
 
 struct listen_addr {
 	char *text;			/* as written, e.g. "[::1]:2525", "eth1:25" */
@@ -88,6 +91,10 @@ struct instance {
 	uint64_t min_data_rate;		/* octets/s, default 500 (Postfix
 					   smtpd_min_data_rate) */
 	char *syslog_name;		/* default "relayvisor/<name>" */
+	char *tls_cert;			/* tls.cert: PEM chain, NULL: no TLS */
+	char *tls_key;			/* tls.key: PEM private key */
+	enum tls_mode tls_mode;		/* default starttls */
+	bool require_tls;		/* default false: MAIL before TLS gets 530 */
 };
 
 /* server: paths when the configuration names none (relayvisorctl uses them

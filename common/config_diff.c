@@ -110,6 +110,8 @@ config_instance_equal(const struct config *a, const struct instance *x,
 	    x->timeout_command == y->timeout_command &&
 	    x->timeout_data == y->timeout_data &&
 	    x->timeout_stress == y->timeout_stress &&
-	    str_equal(x->syslog_name, y->syslog_name);
+	    str_equal(x->syslog_name, y->syslog_name) &&
+	    str_equal(x->tls_cert, y->tls_cert) && str_equal(x->tls_key, y->tls_key) &&
+	    x->tls_mode == y->tls_mode && x->require_tls == y->require_tls;
 }
 

@@ -49,6 +49,7 @@ enum cfg_type {
 	T_PROFILE_LAN,	/* netlist + lan_set */
 	T_LISTEN,
 	T_ACCESS,
+	T_TLS_MODE,
 	T_AUTORESTART,
 	T_SIGNAL,
 	T_OPEN_RELAY,

@@ -80,6 +80,12 @@ static const struct cfg_key timeout_keys[] = {
 	KEYEND
 };
 
+static const struct cfg_key tls_keys[] = {
+	KEY(instance, tls_cert, "cert", T_STRING),
+	KEY(instance, tls_key, "key", T_STRING),
+	KEYEND
+};
+
 const struct cfg_key instance_keys[] = {
 	KEY(instance, listen, "listen", T_LISTEN),
 	KEY(instance, profile_name, "profile", T_STRING),
@@ -103,6 +109,9 @@ const struct cfg_key instance_keys[] = {
 	KEYR(instance, min_data_rate, "min_data_rate", T_SIZE, 1, 1024.0 * 1024 * 1024),
 	{ "timeouts", T_SECTION, 0, 0, 0, timeout_keys },
 	KEY(instance, syslog_name, "syslog_name", T_TAG),
+	{ "tls", T_SECTION, 0, 0, 0, tls_keys },
+	KEY(instance, tls_mode, "tls_mode", T_TLS_MODE),
+	KEY(instance, require_tls, "require_tls", T_BOOL),
 	KEYEND
 };
 

@@ -708,6 +708,16 @@ set_value(struct loader *ld, const struct cfg_key *k, yaml_node_t *v, void *base
 		inst->access = ACCESS_LIST;
 		return;
 	}
+	case T_TLS_MODE: {
+		enum tls_mode *tm = field;
+		if ((s = node_scalar(v)) != NULL && strcmp(s, "starttls") == 0)
+			*tm = TLS_MODE_STARTTLS;
+		else if (s != NULL && strcmp(s, "implicit") == 0)
+			*tm = TLS_MODE_IMPLICIT;
+		else
+			type_error(ld, v, label, "starttls or implicit");
+		return;
+	}
 	case T_AUTORESTART: {
 		bool b;
 		enum autorestart *ar = field;

@@ -213,6 +213,35 @@ listen_addr_local(const struct listen_addr *la)
 	return local;
 }
 
+/* the place of instances/NAME/KEY when it was written, else the instance's */
+static const struct cfg_mark *
+instance_key_mark(struct loader *ld, const struct instance *inst, const char *key)
+{
+	char *path = xasprintf("instances/%s/%s", inst->name, key);
+	const struct cfg_mark *m = seen_find(ld, path);
+	free(path);
+	return m != NULL ? m : &inst->mark;
+}
+
+/* tls: {cert, key} come together; implicit TLS and require_tls need them (the
+   supervisor reads the files: a listener never opens them) */
+static void
+verify_instance_tls(struct loader *ld, struct instance *inst)
+{
+	if ((inst->tls_cert == NULL) != (inst->tls_key == NULL))
+		diag_error(ld, instance_key_mark(ld, inst, "tls"), "tls of instance "
+		    "'%s': expected both cert and key", inst->name);
+	if (inst->tls_cert != NULL)
+		return;
+	if (inst->tls_mode == TLS_MODE_IMPLICIT)
+		diag_error(ld, instance_key_mark(ld, inst, "tls_mode"), "tls_mode "
+		    "implicit of instance '%s' needs tls: {cert, key}", inst->name);
+	if (inst->require_tls)
+		diag_error(ld, instance_key_mark(ld, inst, "require_tls"), "require_tls "
+		    "of instance '%s' needs tls: {cert, key} (STARTTLS is offered only "
+		    "with a certificate)", inst->name);
+}
+
 static void
 verify_instance(struct loader *ld, struct instance *inst)
 {
@@ -247,6 +276,7 @@ verify_instance(struct loader *ld, struct instance *inst)
 		    "backoff of instance '%s': max (%gs) is below initial (%gs)",
 		    inst->name, inst->backoff_max, inst->backoff_initial);
 	}
+	verify_instance_tls(ld, inst);
 	if (inst->profile_name == NULL) {
 		if (pm == NULL)
 			diag_error(ld, &inst->mark, "instance '%s' needs a profile",

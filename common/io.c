@@ -5,6 +5,7 @@
  * the socket and the buffers, and the place TLS goes (see io.h).
  */
 #include "common/io.h"
+#include "common/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,8 @@
 
 /* an output buffer larger than this is released once it drains */
 #define IO_OUT_KEEP 4096
+/* ciphertext moved between the socket and the TLS engine per call */
+#define IO_TLS_CHUNK 16384
 
 struct io {
 	struct ev_loop *loop;
@@ -38,6 +41,18 @@ struct io {
 	bool connecting;
 	bool shut_wanted, shut;
 	int err;
+
+	/* TLS (io_start_tls): the engine, ciphertext taken from it and not yet
+	   sent, the clear octets still to send before it, and whether it may
+	   hold plaintext the full input buffer had no room for */
+	struct tls_conn *tls;
+	char *cout;
+	size_t cout_off, cout_len;
+	size_t plain_left;
+	bool tls_more;
+	bool sock_eof;			/* the socket said EOF; the engine may still
+					   hold plaintext, so IO_EOF waits for it */
+	char tls_err[256];
 };
 
 /* the connection whose callback runs now; io_free() clears it so the caller
@@ -45,8 +60,10 @@ struct io {
 static struct io *io_frame;
 
 static void io_reload(struct io *io);
+static bool io_tls_out_waiting(const struct io *io);
 
-static void
+/* true when io is still alive afterwards */
+static bool
 io_fire(struct io *io, enum io_event ev)
 {
 	struct io *saved = io_frame;
@@ -57,6 +74,7 @@ io_fire(struct io *io, enum io_event ev)
 	io_frame = saved;
 	if (alive)
 		io_reload(io);
+	return alive;
 }
 
 static void
@@ -96,15 +114,89 @@ io_fill(struct io *io)
 	return n;
 }
 
+static bool
+tls_established(const struct io *io)
+{
+	return io->tls != NULL && tls_conn_established(io->tls);
+}
+
+static void
+io_tls_fail(struct io *io)
+{
+	snprintf(io->tls_err, sizeof(io->tls_err), "%s", tls_conn_error(io->tls));
+	io_fail(io, EPROTO);
+}
+
+/* ciphertext the engine produced -> socket. 0 all sent, 1 would block, -1 errno */
+static int
+io_tls_send(struct io *io)
+{
+	for (;;) {
+		if (io->cout_off == io->cout_len) {
+			io->cout_off = io->cout_len = 0;
+			if (tls_conn_pending(io->tls) == 0) {
+				free(io->cout);	/* idle connections hold no buffer */
+				io->cout = NULL;
+				return 0;
+			}
+			if (io->cout == NULL && (io->cout = malloc(IO_TLS_CHUNK)) == NULL)
+				return -1;
+			io->cout_len = tls_conn_take(io->tls, io->cout, IO_TLS_CHUNK);
+			continue;
+		}
+		ssize_t n = send(io->fd, io->cout + io->cout_off,
+		    io->cout_len - io->cout_off, MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 1;
+			return -1;
+		}
+		io->cout_off += (size_t)n;
+		io_activity(io);
+	}
+}
+
+/* TLS outbound: the output buffer through the engine to the socket */
+static int
+io_tls_drain(struct io *io)
+{
+	for (int spins = 0; spins < 1024; spins++) {
+		int r = io_tls_send(io);
+		if (r == -1)
+			return -1;
+		if (r == 1 || !tls_conn_established(io->tls) || out_pending(io) == 0)
+			return 0;
+		ssize_t n = tls_conn_write(io->tls, io->out + io->out_off,
+		    out_pending(io));
+		if (n > 0) {
+			io->out_off += (size_t)n;
+			continue;
+		}
+		if (n == TLS_WANT_WRITE || n == TLS_WANT_READ)
+			continue;
+		io_tls_fail(io);
+		errno = EPROTO;
+		return -1;
+	}
+	return 0;
+}
+
 /* engine, outbound: output buffer -> socket. 0 drained or would block, -1 errno */
 static int
 io_drain(struct io *io)
 {
-	while (out_pending(io) > 0) {
-		ssize_t n = send(io->fd, io->out + io->out_off, out_pending(io),
+	while (out_pending(io) > 0 || io->tls != NULL) {
+		size_t len = out_pending(io);
+		if (io->tls != NULL && io->plain_left == 0)
+			return io_tls_drain(io);
+		if (io->tls != NULL && len > io->plain_left)
+			len = io->plain_left;	/* the clear part before TLS */
+		ssize_t n = send(io->fd, io->out + io->out_off, len,
 		    MSG_NOSIGNAL);
 		if (n == -1 && errno == ENOTSOCK)
-			n = write(io->fd, io->out + io->out_off, out_pending(io));
+			n = write(io->fd, io->out + io->out_off, len);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -113,6 +205,8 @@ io_drain(struct io *io)
 			return -1;
 		}
 		io->out_off += (size_t)n;
+		if (io->tls != NULL)
+			io->plain_left -= (size_t)n;
 		io_activity(io);
 	}
 	return 0;
@@ -129,11 +223,19 @@ io_out_settle(struct io *io)
 		io->out = NULL;
 		io->out_cap = 0;
 	}
-	if (io->shut_wanted && !io->shut && io->fd >= 0 && !io->failed) {
+	if (io->shut_wanted && !io->shut && io->fd >= 0 && !io->failed &&
+	    !io_tls_out_waiting(io)) {
 		io->shut = true;
 		if (shutdown(io->fd, SHUT_WR) == -1 && errno != ENOTCONN)
 			io_fail(io, errno);
 	}
+}
+
+static bool
+io_tls_out_waiting(const struct io *io)
+{
+	return io->tls != NULL && (io->cout_off < io->cout_len ||
+	    tls_conn_pending(io->tls) > 0);
 }
 
 static void
@@ -141,9 +243,19 @@ io_reload(struct io *io)
 {
 	if (io->fd < 0 || io->loop == NULL)
 		return;
+	bool room = io->in_len - io->in_off < io->in_max;
 	bool want_read = io->read_on && !io->eof && !io->failed && !io->connecting &&
-	    io->in_len - io->in_off < io->in_max;
-	bool want_write = !io->failed && (io->connecting || out_pending(io) > 0);
+	    room;
+	bool want_write = !io->failed && (io->connecting || io_tls_out_waiting(io) ||
+	    (out_pending(io) > 0 && (io->tls == NULL || io->plain_left > 0 ||
+	    tls_established(io))));
+
+	/* plaintext may wait inside the engine with no octet coming on the socket
+	   to tell us: read it once the input buffer has room again (fed after the
+	   watcher is set, since stopping a watcher clears its pending events) */
+	bool feed = io->tls != NULL && want_read && io->tls_more;
+	if (io->tls != NULL && (io->sock_eof || tls_conn_feed_room(io->tls) == 0))
+		want_read = false;
 
 	if (want_read && !ev_is_active(&io->rd))
 		ev_io_start(io->loop, &io->rd);
@@ -155,6 +267,116 @@ io_reload(struct io *io)
 		ev_io_stop(io->loop, &io->wr);
 	if (io->failed && ev_is_active(&io->timer))
 		ev_timer_stop(io->loop, &io->timer);
+	if (feed && !ev_is_pending(&io->rd))
+		ev_feed_event(io->loop, &io->rd, EV_READ);
+}
+
+/* plaintext from the engine into the input buffer: octets moved, -1 failed */
+static ssize_t
+io_tls_pull(struct io *io, bool *closed)
+{
+	size_t total = 0;
+
+	if (io->in == NULL && (io->in = malloc(io->in_max)) == NULL)
+		return -1;
+	if (io->in_off > 0) {
+		memmove(io->in, io->in + io->in_off, io->in_len - io->in_off);
+		io->in_len -= io->in_off;
+		io->in_off = 0;
+	}
+	io->tls_more = false;
+	while (io->in_len < io->in_max) {
+		ssize_t n = tls_conn_read(io->tls, io->in + io->in_len,
+		    io->in_max - io->in_len);
+		if (n > 0) {
+			io->in_len += (size_t)n;
+			total += (size_t)n;
+			continue;
+		}
+		if (n == TLS_CLOSED)
+			*closed = true;
+		else if (n == TLS_ERROR) {
+			io_tls_fail(io);
+			return -1;
+		}
+		break;
+	}
+	if (io->in_len == io->in_max)
+		io->tls_more = true;
+	if (io->in_len == 0) {
+		free(io->in);
+		io->in = NULL;
+	}
+	return (ssize_t)total;
+}
+
+static void
+io_tls_read(struct io *io)
+{
+	char buf[IO_TLS_CHUNK];
+	bool eof = false, closed = false;
+
+	size_t room = tls_conn_feed_room(io->tls);
+	if (room > sizeof(buf))
+		room = sizeof(buf);
+	if (room > 0 && !io->eof && !io->sock_eof) {
+		ssize_t n = read(io->fd, buf, room);
+		if (n > 0) {
+			tls_conn_feed(io->tls, buf, (size_t)n);
+			io_activity(io);
+		} else if (n == 0) {
+			io->sock_eof = true;
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			io_fail(io, errno);
+			io_fire(io, IO_ERROR);
+			return;
+		}
+	}
+	bool ready = false;
+	if (!tls_conn_established(io->tls)) {
+		int r = tls_conn_handshake(io->tls);
+		if (r == TLS_ERROR) {
+			io_tls_fail(io);
+			(void)io_tls_send(io);	/* the alert, if it goes at once */
+			io_fire(io, IO_ERROR);
+			return;
+		}
+		ready = r == TLS_DONE;
+	}
+	if (io_tls_send(io) == -1) {
+		io_fail(io, errno);
+		io_fire(io, IO_ERROR);
+		return;
+	}
+	if (ready && !io_fire(io, IO_TLSREADY))
+		return;
+	if (io->failed)
+		return;
+	ssize_t got = 0;
+	if (tls_conn_established(io->tls) && io->read_on) {
+		got = io_tls_pull(io, &closed);
+		/* a TLS 1.3 server sends its session tickets with the first read */
+		if (got >= 0 && io_tls_send(io) == -1) {
+			io_fail(io, errno);
+			got = -1;
+		}
+	}
+	if (got == -1) {
+		if (!io->failed)
+			io_fail(io, errno);
+		io_fire(io, IO_ERROR);
+		return;
+	}
+	/* the end, once the engine holds no more plaintext for us */
+	eof = io->sock_eof && !io->tls_more && !io->eof;
+	if (got > 0 && !io_fire(io, IO_DATAIN))
+		return;
+	if (eof || (closed && !io->eof)) {
+		io->eof = true;
+		io_fire(io, IO_EOF);
+		return;
+	}
+	io_reload(io);
 }
 
 static void
@@ -164,6 +386,10 @@ io_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (io->tls != NULL) {
+		io_tls_read(io);
+		return;
+	}
 	ssize_t n = io_fill(io);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -281,8 +507,15 @@ io_free(struct io *io)
 		for (int i = 0; i < 4; i++)
 			if (recv(io->fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
 				break;
+		if (io->tls != NULL && !io->failed && tls_conn_established(io->tls)) {
+			/* our close_notify, if the socket takes it now */
+			tls_conn_close(io->tls);
+			(void)io_tls_send(io);
+		}
 		close(io->fd);
 	}
+	tls_conn_free(io->tls);
+	free(io->cout);
 	free(io->in);
 	free(io->out);
 	free(io);
@@ -301,6 +534,7 @@ io_event_name(enum io_event ev)
 		[IO_CONNECTED] = "IO_CONNECTED", [IO_DATAIN] = "IO_DATAIN",
 		[IO_LOWAT] = "IO_LOWAT", [IO_EOF] = "IO_EOF",
 		[IO_TIMEOUT] = "IO_TIMEOUT", [IO_ERROR] = "IO_ERROR",
+		[IO_TLSREADY] = "IO_TLSREADY",
 	};
 
 	if ((unsigned)ev >= sizeof(names) / sizeof(names[0]))
@@ -555,4 +789,68 @@ int
 io_errno(const struct io *io)
 {
 	return io->err;
+}
+
+static int
+io_tls_begin(struct io *io, struct tls_ctx *ctx, bool client, const char *servername)
+{
+	const char *error;
+
+	if (io->fd < 0 || io->tls != NULL || io->in_len > io->in_off || io->failed) {
+		errno = EINVAL;
+		return -1;
+	}
+	io->tls = client ? tls_conn_client(ctx, servername, &error) :
+	    tls_conn_server(ctx, &error);
+	if (io->tls == NULL) {
+		snprintf(io->tls_err, sizeof(io->tls_err), "%s", error);
+		errno = ENOMEM;
+		return -1;
+	}
+	io->plain_left = out_pending(io);
+	if (client && tls_conn_handshake(io->tls) == TLS_ERROR) {
+		/* the ClientHello is queued now; the watcher sends it */
+		io_tls_fail(io);
+		tls_conn_free(io->tls);
+		io->tls = NULL;
+		io->failed = false;
+		errno = EPROTO;
+		return -1;
+	}
+	io_reload(io);
+	return 0;
+}
+
+int
+io_start_tls(struct io *io, struct tls_ctx *ctx)
+{
+	return io_tls_begin(io, ctx, false, NULL);
+}
+
+int
+io_start_tls_client(struct io *io, struct tls_ctx *ctx, const char *servername)
+{
+	return io_tls_begin(io, ctx, true, servername);
+}
+
+bool
+io_tls_active(const struct io *io)
+{
+	return tls_established(io);
+}
+
+void
+io_tls_describe(const struct io *io, char *buf, size_t len)
+{
+	if (!tls_established(io)) {
+		snprintf(buf, len, "no TLS");
+		return;
+	}
+	tls_conn_describe(io->tls, buf, len);
+}
+
+const char *
+io_tls_error(const struct io *io)
+{
+	return io->tls_err[0] != '\0' ? io->tls_err : "no TLS error";
 }

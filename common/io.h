@@ -8,15 +8,14 @@
  *   socket --read--> [engine] --> input buffer  --io_data/io_drop--> protocol
  *   socket <-write-- [engine] <-- output buffer <--io_write/io_printf-- protocol
  *
- * The engine is where TLS sits. Today it is the plain socket (io_fill() and
- * io_drain() in io.c call read() and write()). STARTTLS and implicit TLS will
- * put a tls_conn (common/tls.h, an engine on memory BIOs) in between: io_fill
- * reads at most tls_conn_feed_room() octets, tls_conn_feed()s them and moves
- * tls_conn_read() plaintext into the input buffer; io_drain tls_conn_write()s
- * the output buffer and write()s what tls_conn_take() gives; the watchers
- * follow tls_conn_pending() and TLS_WANT_READ/WRITE. The buffers, limits,
- * events and every function below stay as they are; only a start-TLS call and
- * an IO_TLSREADY event are added.
+ * The engine is where TLS sits: the plain socket (io_fill() and io_drain() in
+ * io.c call read() and write()), or, after io_start_tls(), a tls_conn
+ * (common/tls.h, an engine on memory BIOs) in between: the read side reads at
+ * most tls_conn_feed_room() octets, tls_conn_feed()s them and moves
+ * tls_conn_read() plaintext into the input buffer; the write side
+ * tls_conn_write()s the output buffer and send()s what tls_conn_take() gives;
+ * the watchers follow tls_conn_pending(). The buffers, limits and events are
+ * the same with or without TLS; the protocol above never sees ciphertext.
  *
  * Limits first: the input buffer never holds more than in_max octets (reading
  * pauses until the protocol takes some), the output buffer refuses to grow
@@ -34,7 +33,10 @@
  *                    buffered can still be read and replies can still be sent
  *   IO_TIMEOUT       no octet moved either way for io_set_timeout() seconds
  *   IO_ERROR         the connection failed (io_errno(): ECONNRESET, EPIPE,
- *                    ECONNREFUSED...); nothing more is read or written
+ *                    ECONNREFUSED...; EPROTO for a TLS failure, whose reason
+ *                    io_tls_error() gives); nothing more is read or written
+ *   IO_TLSREADY      the TLS handshake io_start_tls() began completed: from
+ *                    now on every octet either way goes through TLS
  * Calls made by the protocol (io_flush, io_write) never fire the callback:
  * they return -1 with errno instead, so no protocol code runs re-entrantly.
  *
@@ -63,6 +65,7 @@ enum io_event {
 	IO_EOF,
 	IO_TIMEOUT,
 	IO_ERROR,
+	IO_TLSREADY,
 };
 
 typedef void io_cb(struct io *io, enum io_event ev, void *arg);
@@ -119,5 +122,26 @@ void io_shutdown(struct io *io);
 
 /* the errno of the failure IO_ERROR reported (or io_flush returned) */
 int io_errno(const struct io *io);
+
+/*
+ * TLS, server side (STARTTLS after its 220, or implicit TLS at once): what the
+ * output buffer holds now is still sent in clear, everything after through
+ * TLS on ctx (referenced for as long as the connection lives). The input
+ * buffer must be empty (io_discard_input first): octets already read came in
+ * clear. IO_TLSREADY or IO_ERROR follows. -1 with errno: EINVAL (fd -1, TLS
+ * already on, input pending), ENOMEM.
+ */
+struct tls_ctx;
+int io_start_tls(struct io *io, struct tls_ctx *ctx);
+/* the same, client side (outbound STARTTLS of the delivery agents): the
+   ClientHello goes at once; servername is SNI and, with a verify context, the
+   name the certificate must match */
+int io_start_tls_client(struct io *io, struct tls_ctx *ctx, const char *servername);
+/* TLS is on and its handshake done */
+bool io_tls_active(const struct io *io);
+/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" once active */
+void io_tls_describe(const struct io *io, char *buf, size_t len);
+/* why the TLS handshake or a record failed (after IO_ERROR with EPROTO) */
+const char *io_tls_error(const struct io *io);
 
 #endif

@@ -86,6 +86,13 @@ enum tls_peer_trust {
 int tls_pem_memfd(const void *pem, size_t len, const char **error_r);
 int tls_pem_read_fd(int fd, char **pem_r, size_t *len_r, const char **error_r);
 void tls_pem_free(char *pem, size_t len);
+/* tls: {cert, key}: both files as one bundle (tls_pem_free it); a file that is
+   not regular, is writable by others than its owner or is owned by another user
+   than root or us is refused (common/tls_files.c) */
+int tls_pem_load_files(const char *cert, const char *key, char **pem_r,
+    size_t *len_r, const char **error_r);
+/* the same, checked by building a server context, as a sealed memfd */
+int tls_pem_files_memfd(const char *cert, const char *key, const char **error_r);
 
 /*
  * A server context from one PEM bundle: the certificate first, then its chain, and

@@ -555,6 +555,7 @@ conn_io_cb(struct io *io, enum io_event evt, void *arg)
 		return;
 	case IO_LOWAT:
 	case IO_TIMEOUT:
+	case IO_TLSREADY:	/* no outbound TLS yet: never started here */
 		return;
 	}
 }

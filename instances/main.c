@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -38,6 +39,7 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "common/spool.h"
+#include "common/tls.h"
 #include "instances/listen.h"
 #include "instances/smtpd.h"
 
@@ -129,13 +131,87 @@ notify_send(const char *msg)
 		log_warn("notify %s", msg);
 }
 
+/*
+ * A certificate from the supervisor ("TLS" with a sealed memfd): the context
+ * new sessions use. Sessions already in TLS hold a reference to the old one.
+ * -1 when it cannot be used (the old context, if any, stays).
+ */
+static int
+tls_take(int fd, const char *why)
+{
+	struct tls_ctx *ctx;
+	const char *err;
+
+	if (fd == -1) {
+		log_warnx("%s: no descriptor came with the certificate message", why);
+		return -1;
+	}
+	int r = tls_server_ctx_from_fd(fd, &ctx, &err);
+	close(fd);
+	if (r == -1) {
+		log_warnx("%s: %s", why, err);
+		return -1;
+	}
+	bool had = main_sd->tls != NULL;
+	tls_ctx_swap(&main_sd->tls, ctx);
+	if (had)
+		log_info("TLS certificate reloaded: new sessions use it");
+	return 0;
+}
+
+/* supervised with tls: the first message is the certificate (sent right after
+   the fork); standalone, the files are read here, before confinement */
+static void
+tls_setup(const struct instance *inst, bool supervised)
+{
+	const char *err;
+
+	if (inst->tls_cert == NULL)
+		return;
+	if (!supervised || notify_fd < 0) {
+		char *pem;
+		size_t len;
+		struct tls_ctx *ctx;
+		if (tls_pem_load_files(inst->tls_cert, inst->tls_key, &pem, &len,
+		    &err) == -1 || tls_server_ctx_new(pem, len, &ctx, &err) == -1) {
+			log_warnx("%s", err);
+			exit(CHILD_EXIT_CONFIG);
+		}
+		tls_pem_free(pem, len);
+		main_sd->tls = ctx;
+		return;
+	}
+	struct pollfd pfd = { .fd = notify_fd, .events = POLLIN };
+	int pr;
+	while ((pr = poll(&pfd, 1, 30000)) == -1 && errno == EINTR)
+		;
+	if (pr != 1) {
+		log_warnx("no certificate from the supervisor within 30s");
+		exit(1);
+	}
+	char buf[CHILD_MSG_MAX + 1];
+	int fd;
+	ssize_t n = childproto_recv(notify_fd, buf, sizeof(buf), &fd, 0);
+	if (n > 0 && strcmp(buf, CHILD_MSG_TLS) == 0 && tls_take(fd, "certificate") == 0)
+		return;
+	if (fd != -1 && (n <= 0 || strcmp(buf, CHILD_MSG_TLS) != 0))
+		close(fd);
+	if (n > 0 && strncmp(buf, CHILD_MSG_TLS_ERROR, strlen(CHILD_MSG_TLS_ERROR)) == 0)
+		log_warnx("%s", buf + strlen(CHILD_MSG_TLS_ERROR) + 1);
+	else if (n > 0 && strcmp(buf, CHILD_MSG_TLS) != 0)
+		log_warnx("expected the certificate from the supervisor, got \"%.40s\"",
+		    buf);
+	exit(CHILD_EXIT_CONFIG);
+}
+
 static void
 notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	char buf[CHILD_MSG_MAX + 1];
+	int fd;
 
 	(void)revents;
-	ssize_t n = recv(notify_fd, buf, CHILD_MSG_MAX, MSG_DONTWAIT);
+	ssize_t n = childproto_recv(notify_fd, buf, sizeof(buf), &fd, MSG_DONTWAIT);
 	if (n == -1) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			log_warn("notify recv");
@@ -148,7 +224,16 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ev_io_stop(loop, w);
 		return;
 	}
-	buf[n] = '\0';
+	if (strcmp(buf, CHILD_MSG_TLS) == 0) {
+		(void)tls_take(fd, "reloaded certificate (the previous one stays)");
+		return;
+	}
+	if (fd != -1)
+		close(fd);
+	if (strncmp(buf, CHILD_MSG_TLS_ERROR, strlen(CHILD_MSG_TLS_ERROR)) == 0) {
+		log_warnx("certificate not reloaded: %s", buf);
+		return;
+	}
 	if (strcmp(buf, CHILD_MSG_STATS) == 0) {
 		char reply[CHILD_MSG_MAX];
 		smtpd_stats_format(main_sd, reply, sizeof(reply));
@@ -286,6 +371,7 @@ main(int argc, char **argv)
 	main_sd = smtpd_new(loop, cfg, inst);
 	if (main_sd == NULL)
 		fatal("smtpd_new");
+	tls_setup(inst, supervised);
 
 	const char *err;
 	if (supervised) {

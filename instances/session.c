@@ -10,7 +10,9 @@
  * reading pauses while the input buffer is full. So a client that pipelines a
  * whole transaction in one write gets every reply once, in order, and a client
  * that does not read its replies cannot make the process grow. The session
- * never calls read() or write(): TLS will go under it inside io.c.
+ * never calls read() or write(): TLS goes under it inside io.c (io_start_tls),
+ * so the session only decides when: after its "220 2.0.0 Ready to start TLS"
+ * (STARTTLS, RFC 3207) or before its greeting (tls_mode: implicit, RFC 8314).
  *
  * Logs follow Postfix's smtpd word for word (DESIGN.md section 9), so
  * fail2ban's postfix filter and pflogsumm read them unchanged.
@@ -33,6 +35,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/spool.h"
+#include "common/tls.h"
 #include "instances/reader.h"
 #include "instances/smtpd.h"
 #include "common/address.h"
@@ -53,6 +56,7 @@ enum session_state {
 	S_NEW,			/* accepted, not greeted */
 	S_CONNECTED,		/* greeted, no HELO/EHLO yet */
 	S_HELO,			/* HELO/EHLO done; a transaction may be open */
+	S_TLS,			/* TLS handshake under way (IO_TLSREADY ends it) */
 	S_DATA,			/* reading message text */
 	S_COMMIT,		/* message submitted, waiting for the group commit */
 	S_QUIT,			/* last reply queued: close once it is written */
@@ -60,12 +64,12 @@ enum session_state {
 };
 
 static const char *const state_names[] = {
-	"NEW", "CONNECTED", "HELO", "DATA", "COMMIT", "QUIT", "CLOSED",
+	"NEW", "CONNECTED", "HELO", "TLS", "DATA", "COMMIT", "QUIT", "CLOSED",
 };
 
 /* Postfix's order of the "disconnect from" counters */
 enum cmd_id {
-	CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET, CMD_NOOP,
+	CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET, CMD_NOOP,
 	CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
 };
 
@@ -107,6 +111,9 @@ struct session {
 	enum session_state state;
 	char helo[SESSION_HELO_MAX + 1];
 	bool esmtp;
+	bool tls;			/* the session runs over TLS */
+	bool implicit_tls;		/* TLS from the first octet: greet after it */
+	char tls_info[128];		/* "TLSv1.3 with cipher ... (256/256 bits)" */
 	struct tx *tx;
 	const char *last_cmd;		/* for "lost connection after X" */
 	int cur_cmd;			/* command being answered, -1 when none */
@@ -140,6 +147,8 @@ struct cmd {
 
 static void session_settle(struct session *s);
 static void session_process(struct session *s);
+static void session_tls_ready(struct session *s);
+static void session_greet(struct session *s);
 static spool_done_fn session_commit_done;
 /* the command table, defined with the commands below */
 static const struct cmd commands[CMD_COUNT];
@@ -565,7 +574,23 @@ session_io_cb(struct io *io, enum io_event ev, void *arg)
 		/* output drained below the mark: settle goes on with held input */
 		break;
 	case IO_ERROR:
-		session_lost(s, io_errno(io));
+		if (io_errno(io) == EPROTO && s->state == S_TLS) {
+			/* Postfix: "SSL_accept error from unknown[IP]: -1" */
+			log_info("SSL_accept error from %s: %s", s->client,
+			    io_tls_error(io));
+			log_info("lost connection after %s from %s", s->last_cmd,
+			    s->client);
+			s->dead = true;
+		} else if (io_errno(io) == EPROTO) {
+			log_warnx("TLS library problem with %s: %s", s->client,
+			    io_tls_error(io));
+			session_lost(s, EPROTO);
+		} else {
+			session_lost(s, io_errno(io));
+		}
+		break;
+	case IO_TLSREADY:
+		session_tls_ready(s);
 		break;
 	case IO_CONNECTED:
 	case IO_TIMEOUT:
@@ -605,6 +630,12 @@ session_timeout(struct session *s)
 		return;
 	}
 	log_info("timeout after %s from %s", s->last_cmd, s->client);
+	if (s->state == S_TLS) {
+		/* mid-handshake: a reply could go neither in clear nor in TLS */
+		s->dead = true;
+		session_settle(s);
+		return;
+	}
 	s->cur_cmd = -1;
 	session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->sd->hostname);
 	session_enter_state(s, S_QUIT);
@@ -648,6 +679,15 @@ check_helo(struct session *s, const char *args)
 	return 0;
 }
 
+/* STARTTLS is offered only with a certificate, in clear, on a STARTTLS
+   instance (RFC 3207: never again once TLS is on) */
+static bool
+session_offers_starttls(const struct session *s)
+{
+	return s->sd->tls != NULL && s->live && !s->tls &&
+	    s->sd->inst->tls_mode == TLS_MODE_STARTTLS;
+}
+
 static void
 proceed_helo(struct session *s, const char *args)
 {
@@ -666,8 +706,75 @@ proceed_ehlo(struct session *s, const char *args)
 	s->esmtp = true;
 	session_enter_state(s, S_HELO);
 	session_reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %" PRIu64
-	    "\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES", s->sd->hostname,
-	    s->sd->inst->max_message_size);
+	    "\r\n250-8BITMIME\r\n%s250 ENHANCEDSTATUSCODES", s->sd->hostname,
+	    s->sd->inst->max_message_size,
+	    session_offers_starttls(s) ? "250-STARTTLS\r\n" : "");
+}
+
+static int
+check_starttls(struct session *s, const char *args)
+{
+	if (!session_offers_starttls(s)) {
+		session_reply(s, s->tls ? "554 5.5.1 Error: TLS already active" :
+		    "502 5.5.1 Error: command not implemented");
+		return -1;
+	}
+	if (args[0] != '\0') {
+		session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return -1;
+	}
+	if (s->tx != NULL) {
+		session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * "220 2.0.0 Ready to start TLS" goes in clear, then the handshake. Whatever
+ * the client pipelined after the command came in clear too and must not be
+ * taken as if it came through TLS (CVE-2011-0411): it is dropped here, and
+ * the IO layer feeds everything read from now on to the TLS engine.
+ */
+static void
+proceed_starttls(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, "220 2.0.0 Ready to start TLS");
+	size_t dropped = io_discard_input(s->io);
+	if (dropped > 0)
+		log_info("%s: %zu octets pipelined after STARTTLS discarded", s->client,
+		    dropped);
+	if (io_start_tls(s->io, s->sd->tls) == -1) {
+		log_warnx("%s: cannot start TLS: %s", s->client, io_tls_error(s->io));
+		s->dead = true;
+		return;
+	}
+	session_enter_state(s, S_TLS);
+}
+
+/*
+ * The handshake completed. RFC 3207 section 4.2: the client must discard what
+ * it knew of the server and the server what it knew of the client, so the
+ * session is back to before EHLO: no HELO name, no transaction. With implicit
+ * TLS this is where the session starts.
+ */
+static void
+session_tls_ready(struct session *s)
+{
+	s->tls = true;
+	io_tls_describe(s->io, s->tls_info, sizeof(s->tls_info));
+	/* Postfix's words, which log analysers know */
+	log_info("Anonymous TLS connection established from %s: %s", s->client,
+	    s->tls_info);
+	tx_free(s);
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	if (s->implicit_tls) {
+		session_greet(s);
+		return;
+	}
+	session_enter_state(s, S_CONNECTED);
 }
 
 static const char *
@@ -690,6 +797,10 @@ check_mail(struct session *s, const char *args)
 	}
 	if (s->tx != NULL) {
 		session_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return -1;
+	}
+	if (s->sd->inst->require_tls && !s->tls) {
+		session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return -1;
 	}
 	if (strncasecmp(args, "FROM:", 5) != 0) {
@@ -920,10 +1031,15 @@ tx_write_received(struct session *s, const char **error_r)
 		snprintf(addr, sizeof(addr), "%s", s->ip);
 	if (tx->rcpt_ok == 1)
 		snprintf(for_rcpt, sizeof(for_rcpt), "\r\n\tfor <%s>", tx->first_rcpt);
+	/* RFC 3848: ESMTPS when the message came over TLS; Postfix's "(using ...)" */
+	char using[192] = "";
+	if (s->tls)
+		snprintf(using, sizeof(using), "\r\n\t(using %s)\r\n\t(No client "
+		    "certificate requested)", s->tls_info);
 	int n = snprintf(buf, sizeof(buf),
-	    "Received: from %s (unknown [%s])\r\n\tby %s (relayvisor) with %s id %s%s;"
-	    " %s\r\n", s->helo, addr, s->sd->hostname, session_proto(s), tx->qid,
-	    for_rcpt, date);
+	    "Received: from %s (unknown [%s])%s\r\n\tby %s (relayvisor) with %s%s id "
+	    "%s%s; %s\r\n", s->helo, addr, using, s->sd->hostname, session_proto(s),
+	    s->tls ? "S" : "", tx->qid, for_rcpt, date);
 	if (n < 0 || (size_t)n >= sizeof(buf)) {
 		*error_r = "Received: header too long";
 		return -1;
@@ -1026,6 +1142,7 @@ proceed_quit(struct session *s, const char *args)
 static const struct cmd commands[CMD_COUNT] = {
 	[CMD_HELO] = { "HELO", "helo", check_helo, proceed_helo },
 	[CMD_EHLO] = { "EHLO", "ehlo", check_helo, proceed_ehlo },
+	[CMD_STARTTLS] = { "STARTTLS", "starttls", check_starttls, proceed_starttls },
 	[CMD_MAIL] = { "MAIL", "mail", check_mail, proceed_mail },
 	[CMD_RCPT] = { "RCPT", "rcpt", check_rcpt, proceed_rcpt },
 	[CMD_DATA] = { "DATA", "data", check_data, proceed_data },
@@ -1316,6 +1433,29 @@ session_start(struct session *s)
 	struct smtpd *sd = s->sd;
 
 	log_info("connect from %s", s->client);
+	if (s->live && sd->tls != NULL && sd->inst->tls_mode == TLS_MODE_IMPLICIT) {
+		/* RFC 8314: TLS first; the greeting comes through it */
+		s->implicit_tls = true;
+		if (io_start_tls(s->io, sd->tls) == -1) {
+			log_warnx("%s: cannot start TLS: %s", s->client,
+			    io_tls_error(s->io));
+			s->dead = true;
+		} else {
+			session_enter_state(s, S_TLS);
+		}
+		session_settle(s);
+		return;
+	}
+	session_greet(s);
+	session_settle(s);
+}
+
+/* the greeting, or the refusal of a client the access list keeps out */
+static void
+session_greet(struct session *s)
+{
+	struct smtpd *sd = s->sd;
+
 	if (!policy_client_allowed(sd->cfg, sd->inst, (const struct sockaddr *)&s->ss)) {
 		/* Postfix smtpd_client_restrictions = reject at connect */
 		sd->stats.refused++;
@@ -1326,7 +1466,6 @@ session_start(struct session *s)
 		session_reply(s, "220 %s ESMTP relayvisor", sd->hostname);
 		session_enter_state(s, S_CONNECTED);
 	}
-	session_settle(s);
 }
 
 void

@@ -14,6 +14,7 @@
 #include "common/childproto.h"
 #include "common/log.h"
 #include "common/spool.h"
+#include "common/tls.h"
 
 struct smtpd_client {
 	struct smtpd_client *next;
@@ -259,6 +260,7 @@ smtpd_free(struct smtpd *sd)
 		free(sd->listeners[i].text);
 	}
 	free(sd->listeners);
+	tls_ctx_unref(sd->tls);
 	if (sd->loop != NULL) {
 		ev_prepare_stop(sd->loop, &sd->commit_prepare);
 		ev_idle_stop(sd->loop, &sd->commit_idle);

@@ -32,6 +32,7 @@
 #include "common/config.h"
 
 struct session;
+struct tls_ctx;
 struct spool;
 
 struct smtpd_stats {
@@ -71,6 +72,8 @@ struct smtpd {
 	const struct instance *inst;
 	const char *hostname;
 	struct spool *spool;
+	struct tls_ctx *tls;	/* the instance's certificate (tls:), NULL without;
+				   replaced on reload (sessions in TLS keep theirs) */
 
 	struct smtpd_listener *listeners;
 	size_t n_listeners;

@@ -9,7 +9,7 @@ pkgs="libev-dev libyaml-dev libcidr-dev liblmdb-dev libedit-dev check pkg-config
       swaks libio-socket-inet6-perl python3 postfix fail2ban pflogsumm clang libclang-rt-14-dev
       iproute2 procps psmisc mandoc man-db libc-ares-dev dnsmasq-base
       libssl-dev libcrypt-dev openssl dovecot-core
-      dovecot-lmtpd"
+      dovecot-lmtpd libio-socket-ssl-perl libnet-ssleay-perl testssl.sh"
 
 missing=""
 for p in $pkgs; do

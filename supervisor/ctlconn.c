@@ -237,6 +237,7 @@ conn_io_cb(struct io *io, enum io_event ev, void *arg)
 		break;
 	case IO_CONNECTED:
 	case IO_TIMEOUT:
+	case IO_TLSREADY:	/* the control socket never starts TLS */
 		break;
 	}
 }

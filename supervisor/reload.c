@@ -170,6 +170,14 @@ sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out, const char **er
 		out_diags(out, &diags);
 	config_diags_free(&diags);
 
+	/* a certificate that cannot be used refuses the reload (nothing changes) */
+	if (sv_tls_check(ncfg, error_r) == -1) {
+		snprintf(err, sizeof(err), "ERROR: CANT_REREAD: %s", *error_r);
+		log_errorx("reload refused, nothing changed: %s", strip_error(err));
+		config_free(ncfg);
+		*error_r = err;
+		return -1;
+	}
 	size_t nchanges = 0, n_want;
 	struct want *want = wanted(ncfg, &n_want);
 	if (dry_run) {
@@ -286,6 +294,9 @@ sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out, const char **er
 	audit_log_config(sv->cfg);
 	if (logs_moved)
 		sv_reopen_logs(sv);
+	/* running listeners get their certificate again: a renewed one is used
+	   by new sessions, open sessions keep theirs */
+	sv_tls_reload(sv);
 	/* start after the swap: children get the new snapshot */
 	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next) {
 		for (unsigned i = 0; i < in->n_procs; i++) {

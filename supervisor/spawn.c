@@ -374,6 +374,7 @@ proc_spawn(struct sv_proc *p)
 	ev_child_set(&p->child_w, pid, 0);
 	ev_child_start(sv->loop, &p->child_w);
 	log_info("spawned: '%s' with pid %ld", p->name, (long)pid);
+	sv_tls_hand(p);
 	return 0;
 }
 

@@ -61,6 +61,11 @@ void sv_program_path(const struct sv *sv, const struct svc_kind *kind, char *buf
    its own prefix */
 const char *strip_error(const char *e);
 
+/* tlshand.c: listeners' certificates as sealed memfds (spawn, reload) */
+void sv_tls_hand(struct sv_proc *p);
+int sv_tls_check(const struct config *cfg, const char **error_r);
+void sv_tls_reload(struct sv *sv);
+
 /* childio.c */
 void proc_notify_cb(struct ev_loop *loop, ev_io *w, int revents);
 void proc_out_cb(struct ev_loop *loop, ev_io *w, int revents);

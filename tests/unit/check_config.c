@@ -299,6 +299,22 @@ static const struct {
 	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    backoff:\n      initial: 10s\n      max: 5s\n",
 	    NULL,
 	    "conf.d/10-a.yaml:9:12: error: backoff of instance 'x': max (5s) is below initial (10s)" },
+	{ "tls_cert_without_key",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    tls: {cert: /etc/ssl/c.pem}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:10: error: tls of instance 'x': expected both cert and key" },
+	{ "tls_implicit_without_cert",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    tls_mode: implicit\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:15: error: tls_mode implicit of instance 'x' needs tls: {cert, key}" },
+	{ "tls_mode_unknown",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    tls_mode: smtps\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:15: error: 'tls_mode' in instance 'x': expected starttls or implicit, got 'smtps'" },
+	{ "require_tls_without_cert",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    require_tls: true\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:18: error: require_tls of instance 'x' needs tls: {cert, key} (STARTTLS is offered only with a certificate)" },
 	{ "interlock_outside",
 	    "profiles:\n  p:\n    relay_outside_lan: true\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\", \"0.0.0.0:2526\"]\n    profile: p\n",
 	    NULL,
@@ -1222,7 +1238,7 @@ START_TEST(test_known_keys)
 			ck_assert_str_ne(k[i], k[n]);
 	}
 	ck_assert(host && backoff && lan && !section);
-	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13);
+	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13 + 4);	/* + delivery.*, + tls.cert, tls.key, tls_mode, require_tls */
 	ck_assert_ptr_eq(config_known_keys(), k);
 }
 END_TEST

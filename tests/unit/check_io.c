@@ -1,8 +1,9 @@
 /*
  * common/io.c on socketpairs and loopback TCP: reading and the input limit,
  * writing, low water and the output limit, half-close, errors, the inactivity
- * timeout, connect, discarding input (STARTTLS), the fd -1 memory pipe, and a
- * callback that frees its connection.
+ * timeout, connect, discarding input (STARTTLS), the fd -1 memory pipe, a
+ * callback that frees its connection, and TLS started on a connection (clear
+ * octets before it, a handshake, bulk data both ways through small buffers).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -12,7 +13,9 @@
 #include <unistd.h>
 
 #include "common/io.h"
+#include "common/tls.h"
 #include "tests/unit/testmain.h"
+#include "tests/unit/tlscerts.h"
 
 struct rec {
 	enum io_event ev[64];
@@ -427,6 +430,218 @@ START_TEST(test_read_pause)
 }
 END_TEST
 
+/* a peer of the TLS test: checks the octets it takes against the pattern */
+struct tlspeer {
+	struct rec r;
+	size_t got;
+	bool bad;
+};
+
+static void
+tlspeer_cb(struct io *io, enum io_event ev, void *arg)
+{
+	struct tlspeer *p = arg;
+
+	if (p->r.n < 64 && (p->r.n == 0 || p->r.ev[p->r.n - 1] != ev))
+		p->r.ev[p->r.n++] = ev;
+	if (ev != IO_DATAIN)
+		return;
+	size_t len;
+	const char *d = io_data(io, &len);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)d[i] != (unsigned char)((p->got + i) % 251))
+			p->bad = true;
+	p->got += len;
+	io_drop(io, len);
+}
+
+static void
+run_until_got(struct ev_loop *loop, struct tlspeer *p, size_t want)
+{
+	bool expired = false;
+	ev_timer guard;
+
+	ev_timer_init(&guard, guard_cb, 10.0, 0.0);
+	guard.data = &expired;
+	ev_timer_start(loop, &guard);
+	while (p->got < want && !expired && !rec_has(&p->r, IO_ERROR))
+		ev_run(loop, EVRUN_ONCE);
+	ev_timer_stop(loop, &guard);
+	ck_assert_uint_eq(p->got, want);
+	ck_assert(!p->bad);
+}
+
+static void
+write_pattern(struct io *io, size_t n)
+{
+	char buf[4096];
+	for (size_t off = 0; off < n; off += sizeof(buf)) {
+		size_t k = n - off < sizeof(buf) ? n - off : sizeof(buf);
+		for (size_t i = 0; i < k; i++)
+			buf[i] = (char)((off + i) % 251);
+		ck_assert_int_eq(io_write(io, buf, k), 0);
+	}
+	ck_assert_int_eq(io_flush(io), 0);
+}
+
+/* STARTTLS as the session does it: a reply in clear, then TLS; 200 KB each way
+   through a 1 KB input buffer (plaintext waiting inside the engine while the
+   buffer is full must still arrive) */
+START_TEST(test_tls)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct testcert ca = testcert_make("Test CA", NULL);
+	struct testcert leaf = testcert_make("mx.test.example", &ca);
+	size_t pem_len;
+	char *pem = testcert_pem(&leaf, &ca, true, &pem_len);
+	struct tls_ctx *sctx, *cctx;
+	const char *err;
+	struct tlspeer srv = { 0 }, cli = { 0 };
+	int sv[2];
+
+	ck_assert_int_eq(tls_server_ctx_new(pem, pem_len, &sctx, &err), 0);
+	ck_assert_int_eq(tls_client_ctx_new(TLS_CLIENT_MAY, NULL, &cctx, &err), 0);
+	pair(sv);
+	struct io *s = io_new(loop, sv[0], tlspeer_cb, &srv);
+	struct io *c = io_new(loop, sv[1], rec_cb, &cli.r);
+	cli.r.take = false;
+	io_set_limits(s, 1024, 0);
+	io_set_limits(c, 1024, 0);
+
+	/* input pending: TLS cannot start (it came in clear) */
+	ck_assert_int_eq(io_write(c, "STARTTLS\r\nNOOP\r\n", 16), 0);
+	ck_assert_int_eq(io_flush(c), 0);
+	run_until(loop, &srv.r, IO_DATAIN);
+	ck_assert_uint_eq(srv.got, 16);		/* taken (and pattern-checked) */
+	srv.bad = false;
+	srv.got = 0;
+
+	/* the reply goes in clear, everything after through TLS */
+	ck_assert_int_eq(io_write(s, "220 go\r\n", 8), 0);
+	ck_assert_int_eq(io_start_tls(s, sctx), 0);
+	ck_assert(!io_tls_active(s));
+	run_until(loop, &cli.r, IO_DATAIN);
+	size_t len;
+	const char *d = io_data(c, &len);
+	ck_assert_uint_eq(len, 8);
+	ck_assert(memcmp(d, "220 go\r\n", 8) == 0);
+	io_discard_input(c);
+	cli.r.n = 0;
+	/* the client goes on with the pattern-checking callback */
+	int cfd = dup(sv[1]);
+	ck_assert_int_ge(cfd, 0);
+	io_free(c);
+	c = io_new(loop, cfd, tlspeer_cb, &cli);
+	io_set_limits(c, 1024, 0);
+	ck_assert_int_eq(io_start_tls_client(c, cctx, "mx.test.example"), 0);
+	run_until(loop, &srv.r, IO_TLSREADY);
+	run_until(loop, &cli.r, IO_TLSREADY);
+	ck_assert(io_tls_active(s) && io_tls_active(c));
+	char desc[160];
+	io_tls_describe(s, desc, sizeof(desc));
+	ck_assert_msg(strncmp(desc, "TLSv1.", 6) == 0 && strstr(desc, " with cipher ")
+	    != NULL, "%s", desc);
+
+	write_pattern(c, 200 * 1024);
+	run_until_got(loop, &srv, 200 * 1024);
+	write_pattern(s, 200 * 1024);
+	run_until_got(loop, &cli, 200 * 1024);
+	ck_assert(!rec_has(&srv.r, IO_ERROR) && !rec_has(&cli.r, IO_ERROR));
+
+	/* a peer that closes: the other sees the end */
+	io_free(c);
+	run_until(loop, &srv.r, IO_EOF);
+	io_free(s);
+	tls_ctx_unref(sctx);
+	tls_ctx_unref(cctx);
+	tls_pem_free(pem, pem_len);
+	testcert_free(&leaf);
+	testcert_free(&ca);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+/* the client sends 100 KB and closes while the server's protocol is not
+   taking input: once it takes again, every octet the engine still holds comes
+   before IO_EOF (nothing is lost with the socket's end of file) */
+START_TEST(test_tls_eof_after_buffered)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct testcert leaf = testcert_make("mx.test.example", NULL);
+	size_t pem_len;
+	char *pem = testcert_pem(&leaf, NULL, true, &pem_len);
+	struct tls_ctx *sctx, *cctx;
+	const char *err;
+	struct tlspeer srv = { 0 }, cli = { 0 };
+	int sv[2];
+
+	ck_assert_int_eq(tls_server_ctx_new(pem, pem_len, &sctx, &err), 0);
+	ck_assert_int_eq(tls_client_ctx_new(TLS_CLIENT_MAY, NULL, &cctx, &err), 0);
+	pair(sv);
+	int big = 1 << 20;
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+	struct io *s = io_new(loop, sv[0], tlspeer_cb, &srv);
+	struct io *c = io_new(loop, sv[1], tlspeer_cb, &cli);
+	io_set_limits(s, 1024, 0);
+	ck_assert_int_eq(io_start_tls(s, sctx), 0);
+	ck_assert_int_eq(io_start_tls_client(c, cctx, NULL), 0);
+	run_until(loop, &srv.r, IO_TLSREADY);
+	run_until(loop, &cli.r, IO_TLSREADY);
+
+	/* the server's protocol pauses; the client sends everything and closes */
+	io_set_read(s, false);
+	write_pattern(c, 100 * 1024);
+	for (int i = 0; i < 200 && io_out_pending(c) > 0; i++)
+		ev_run(loop, EVRUN_NOWAIT);
+	ck_assert_uint_eq(io_out_pending(c), 0);
+	for (int i = 0; i < 50; i++)
+		ev_run(loop, EVRUN_NOWAIT);	/* the engine's last records go out */
+	io_free(c);
+	io_set_read(s, true);
+	run_until(loop, &srv.r, IO_EOF);
+	ck_assert_uint_eq(srv.got, 100 * 1024);
+	ck_assert(!srv.bad);
+
+	io_free(s);
+	tls_ctx_unref(sctx);
+	tls_ctx_unref(cctx);
+	tls_pem_free(pem, pem_len);
+	testcert_free(&leaf);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+/* garbage instead of a ClientHello: IO_ERROR with EPROTO and a reason */
+START_TEST(test_tls_garbage)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct testcert leaf = testcert_make("mx.test.example", NULL);
+	size_t pem_len;
+	char *pem = testcert_pem(&leaf, NULL, true, &pem_len);
+	struct tls_ctx *sctx;
+	const char *err;
+	struct rec r = { .take = true };
+	int sv[2];
+
+	ck_assert_int_eq(tls_server_ctx_new(pem, pem_len, &sctx, &err), 0);
+	pair(sv);
+	struct io *s = io_new(loop, sv[0], rec_cb, &r);
+	ck_assert_int_eq(io_start_tls(s, sctx), 0);
+	ck_assert_int_eq(write(sv[1], "EHLO x\r\nMAIL FROM:<a@b>\r\n", 24), 24);
+	run_until(loop, &r, IO_ERROR);
+	ck_assert_int_eq(io_errno(s), EPROTO);
+	ck_assert_str_ne(io_tls_error(s), "no TLS error");
+	ck_assert(!rec_has(&r, IO_DATAIN));
+	io_free(s);
+	close(sv[1]);
+	tls_ctx_unref(sctx);
+	tls_pem_free(pem, pem_len);
+	testcert_free(&leaf);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
 static Suite *
 io_suite(void)
 {
@@ -446,6 +661,9 @@ io_suite(void)
 	tcase_add_test(tc, test_memory_pipe);
 	tcase_add_test(tc, test_free_in_callback);
 	tcase_add_test(tc, test_read_pause);
+	tcase_add_test(tc, test_tls);
+	tcase_add_test(tc, test_tls_garbage);
+	tcase_add_test(tc, test_tls_eof_after_buffered);
 	suite_add_tcase(s, tc);
 	return s;
 }
