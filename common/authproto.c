@@ -8,119 +8,23 @@
 
 #include <openssl/crypto.h>
 
-struct wbuf {
-	unsigned char *p;
-	size_t len, cap;
-	bool over;
-};
-
-struct rbuf {
-	const unsigned char *p;
-	size_t len, off;
-	bool bad;
-};
+#include "common/wire.h"
 
 static void
-put(struct wbuf *w, const void *v, size_t n)
+header(struct wire_w *w, enum authproto_type type, uint32_t id)
 {
-	if (w->over || w->cap - w->len < n) {
-		w->over = true;
-		return;
-	}
-	memcpy(w->p + w->len, v, n);
-	w->len += n;
-}
-
-static void
-put8(struct wbuf *w, unsigned v)
-{
-	unsigned char c = (unsigned char)v;
-	put(w, &c, 1);
-}
-
-static void
-put16(struct wbuf *w, size_t v)
-{
-	unsigned char b[2] = { (unsigned char)(v >> 8), (unsigned char)v };
-	put(w, b, 2);
-}
-
-static void
-put32(struct wbuf *w, uint32_t v)
-{
-	unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16),
-	    (unsigned char)(v >> 8), (unsigned char)v };
-	put(w, b, 4);
-}
-
-static void
-putstr(struct wbuf *w, const char *s, size_t max)
-{
-	size_t n = strlen(s);
-	if (n > max) {
-		w->over = true;
-		return;
-	}
-	put16(w, n);
-	put(w, s, n);
-}
-
-static unsigned
-get8(struct rbuf *r)
-{
-	if (r->bad || r->len - r->off < 1) {
-		r->bad = true;
-		return 0;
-	}
-	return r->p[r->off++];
-}
-
-static size_t
-get16(struct rbuf *r)
-{
-	size_t hi = get8(r);
-	return hi << 8 | get8(r);
-}
-
-static uint32_t
-get32(struct rbuf *r)
-{
-	uint32_t v = 0;
-	for (int i = 0; i < 4; i++)
-		v = v << 8 | get8(r);
-	return v;
-}
-
-/* a string into out[max + 1]: within max, no NUL */
-static void
-getstr(struct rbuf *r, char *out, size_t max)
-{
-	size_t n = get16(r);
-	if (r->bad || n > max || r->len - r->off < n || memchr(r->p + r->off, '\0', n)) {
-		r->bad = true;
-		out[0] = '\0';
-		return;
-	}
-	memcpy(out, r->p + r->off, n);
-	out[n] = '\0';
-	r->off += n;
-}
-
-static void
-header(struct wbuf *w, enum authproto_type type, uint32_t id)
-{
-	put8(w, 'R');
-	put8(w, 'A');
-	put8(w, AUTHPROTO_VERSION);
-	put8(w, type);
-	put32(w, id);
+	wire_put8(w, 'R');
+	wire_put8(w, 'A');
+	wire_put8(w, AUTHPROTO_VERSION);
+	wire_put8(w, type);
+	wire_put32(w, id);
 }
 
 static int
-header_check(struct rbuf *r, enum authproto_type type, uint32_t *id, const char **error_r)
+header_check(struct wire_r *r, enum authproto_type type, uint32_t *id, const char **error_r)
 {
-	unsigned m1 = get8(r), m2 = get8(r), v = get8(r), t = get8(r);
-	*id = get32(r);
+	unsigned m1 = wire_get8(r), m2 = wire_get8(r), v = wire_get8(r), t = wire_get8(r);
+	*id = wire_get32(r);
 	if (r->bad || m1 != 'R' || m2 != 'A') {
 		*error_r = "not an auth protocol message";
 		return -1;
@@ -140,18 +44,18 @@ int
 authproto_request_encode(const struct authproto_request *q, void *buf, size_t cap,
     const char **error_r)
 {
-	struct wbuf w = { buf, 0, cap, false };
+	struct wire_w w = { buf, 0, cap, false };
 	if (q->mech != SASL_MECH_PLAIN && q->mech != SASL_MECH_LOGIN) {
 		*error_r = "no mechanism";
 		return -1;
 	}
 	header(&w, AUTHPROTO_REQUEST, q->id);
-	put8(&w, q->mech == SASL_MECH_PLAIN ? 1 : 2);
-	put8(&w, q->secured ? 1 : 0);
-	putstr(&w, q->client, AUTHPROTO_IP_MAX);
-	putstr(&w, q->local, AUTHPROTO_IP_MAX);
-	putstr(&w, q->user, SASL_USER_MAX);
-	putstr(&w, q->password, SASL_PASS_MAX);
+	wire_put8(&w, q->mech == SASL_MECH_PLAIN ? 1 : 2);
+	wire_put8(&w, q->secured ? 1 : 0);
+	wire_putstr(&w, q->client, AUTHPROTO_IP_MAX);
+	wire_putstr(&w, q->local, AUTHPROTO_IP_MAX);
+	wire_putstr(&w, q->user, SASL_USER_MAX);
+	wire_putstr(&w, q->password, SASL_PASS_MAX);
 	if (w.over) {
 		*error_r = "auth request field over its limit";
 		return -1;
@@ -163,7 +67,7 @@ int
 authproto_request_decode(const void *buf, size_t len, struct authproto_request *q,
     const char **error_r)
 {
-	struct rbuf r = { buf, len, 0, false };
+	struct wire_r r = { buf, len, 0, false };
 	memset(q, 0, sizeof(*q));
 	if (len > AUTHPROTO_MSG_MAX) {
 		*error_r = "auth message too long";
@@ -171,11 +75,11 @@ authproto_request_decode(const void *buf, size_t len, struct authproto_request *
 	}
 	if (header_check(&r, AUTHPROTO_REQUEST, &q->id, error_r) == -1)
 		return -1;
-	unsigned mech = get8(&r), flags = get8(&r);
-	getstr(&r, q->client, AUTHPROTO_IP_MAX);
-	getstr(&r, q->local, AUTHPROTO_IP_MAX);
-	getstr(&r, q->user, SASL_USER_MAX);
-	getstr(&r, q->password, SASL_PASS_MAX);
+	unsigned mech = wire_get8(&r), flags = wire_get8(&r);
+	wire_getstr(&r, q->client, AUTHPROTO_IP_MAX);
+	wire_getstr(&r, q->local, AUTHPROTO_IP_MAX);
+	wire_getstr(&r, q->user, SASL_USER_MAX);
+	wire_getstr(&r, q->password, SASL_PASS_MAX);
 	if (r.bad || r.off != len || (mech != 1 && mech != 2) || (flags & ~1u) != 0 ||
 	    q->user[0] == '\0') {
 		authproto_request_wipe(q);
@@ -191,21 +95,21 @@ int
 authproto_answer_encode(const struct authproto_answer *a, void *buf, size_t cap,
     const char **error_r)
 {
-	struct wbuf w = { buf, 0, cap, false };
+	struct wire_w w = { buf, 0, cap, false };
 	if (a->result != AUTHPROTO_OK && a->result != AUTHPROTO_FAIL &&
 	    a->result != AUTHPROTO_TEMPFAIL) {
 		*error_r = "bad result";
 		return -1;
 	}
 	header(&w, AUTHPROTO_ANSWER, a->id);
-	put8(&w, a->result);
-	put8(&w, 0);
-	putstr(&w, a->user, SASL_USER_MAX);
-	putstr(&w, a->reason, AUTHPROTO_REASON_MAX);
-	put16(&w, a->naddrs);
+	wire_put8(&w, a->result);
+	wire_put8(&w, 0);
+	wire_putstr(&w, a->user, SASL_USER_MAX);
+	wire_putstr(&w, a->reason, AUTHPROTO_REASON_MAX);
+	wire_put16(&w, a->naddrs);
 	for (const char *s = authproto_answer_next_addr(a, NULL); s != NULL;
 	    s = authproto_answer_next_addr(a, s))
-		putstr(&w, s, AUTHPROTO_ADDR_MAX);
+		wire_putstr(&w, s, AUTHPROTO_ADDR_MAX);
 	if (w.over) {
 		*error_r = "auth answer field over its limit";
 		return -1;
@@ -217,7 +121,7 @@ int
 authproto_answer_decode(const void *buf, size_t len, struct authproto_answer *a,
     const char **error_r)
 {
-	struct rbuf r = { buf, len, 0, false };
+	struct wire_r r = { buf, len, 0, false };
 	memset(a, 0, sizeof(*a));
 	if (len > AUTHPROTO_MSG_MAX) {
 		*error_r = "auth message too long";
@@ -225,15 +129,15 @@ authproto_answer_decode(const void *buf, size_t len, struct authproto_answer *a,
 	}
 	if (header_check(&r, AUTHPROTO_ANSWER, &a->id, error_r) == -1)
 		return -1;
-	unsigned result = get8(&r), reserved = get8(&r);
-	getstr(&r, a->user, SASL_USER_MAX);
-	getstr(&r, a->reason, AUTHPROTO_REASON_MAX);
-	size_t n = get16(&r);
+	unsigned result = wire_get8(&r), reserved = wire_get8(&r);
+	wire_getstr(&r, a->user, SASL_USER_MAX);
+	wire_getstr(&r, a->reason, AUTHPROTO_REASON_MAX);
+	size_t n = wire_get16(&r);
 	if (n > AUTHPROTO_ADDRS_MAX)
 		r.bad = true;
 	for (size_t i = 0; i < n && !r.bad; i++) {
 		char addr[AUTHPROTO_ADDR_MAX + 1];
-		getstr(&r, addr, AUTHPROTO_ADDR_MAX);
+		wire_getstr(&r, addr, AUTHPROTO_ADDR_MAX);
 		if (!r.bad && (addr[0] == '\0' || authproto_answer_add_addr(a, addr) == -1))
 			r.bad = true;
 	}

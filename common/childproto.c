@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fdpass.h"
+
 static const struct childproto_field smtpd_fields[SMTPD_STAT_N] = {
 	[SMTPD_STAT_CONNECTIONS] = { "connections", 11, false },
 	[SMTPD_STAT_ACTIVE] = { "active", 6, true },
@@ -98,57 +100,14 @@ childproto_stats_add(const struct childproto_fieldset *set, struct childproto_st
 int
 childproto_send_fd(int sock, const char *msg, int fd)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct iovec iov = { (void *)msg, strlen(msg) };
-	struct msghdr mh = { 0 };
-
-	memset(&u, 0, sizeof(u));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = u.buf;
-	mh.msg_controllen = sizeof(u.buf);
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) == -1 ? -1 : 0;
+	return fdpass_send(sock, msg, strlen(msg), fd);
 }
 
 ssize_t
 childproto_recv(int sock, char *buf, size_t cap, int *fd_r, int flags)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
-	} u;
-	struct iovec iov = { buf, cap - 1 };
-	struct msghdr mh = { 0 };
-
-	*fd_r = -1;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = u.buf;
-	mh.msg_controllen = sizeof(u.buf);
-	ssize_t n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
-	if (n < 0)
-		return n;
-	buf[n] = '\0';
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < nfd; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (*fd_r == -1)
-				*fd_r = fd;
-			else
-				close(fd);
-		}
-	}
+	ssize_t n = fdpass_recv(sock, buf, cap - 1, fd_r, flags);
+	if (n >= 0)
+		buf[n] = '\0';
 	return n;
 }

@@ -127,7 +127,8 @@ extern const struct childproto_fieldset childproto_deliver_stats;
 /* a message with one descriptor attached (SCM_RIGHTS); -1 with errno */
 int childproto_send_fd(int sock, const char *msg, int fd);
 /* one message (NUL-terminated in buf, cap > 1) and the descriptor it carried
-   (*fd_r, close-on-exec; -1 when none; extra ones are closed); recv()'s result */
+   (*fd_r, close-on-exec; -1 when none); recv()'s result, or -1 with errno
+   (EMSGSIZE truncated, EPROTO several descriptors: common/fdpass.h) */
 ssize_t childproto_recv(int sock, char *buf, size_t cap, int *fd_r, int flags);
 
 /* "STATS name=N ..." for the fields of set, into buf; snprintf's result */
