@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/child.h"
 #include "common/childproto.h"
 #include "common/config.h"
 #include "common/confine.h"
@@ -56,55 +57,6 @@ usage(void)
 	exit(CHILD_EXIT_CONFIG);
 }
 
-static int
-env_int(const char *name)
-{
-	const char *v = getenv(name);
-	char *end;
-
-	if (v == NULL || *v == '\0')
-		return -1;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno != 0 || *end != '\0' || n < 0 || n > 1 << 20)
-		return -1;
-	return (int)n;
-}
-
-static struct config *
-load_config(const char *dir)
-{
-	struct config_diags diags;
-	struct config *cfg;
-	int fd = env_int(CHILD_ENV_CONFIG_FD);
-
-	memset(&diags, 0, sizeof(diags));
-	if (fd >= 0) {
-		struct config_source *src;
-		const char *err;
-		if (config_source_read_fd(fd, &src, &err) == -1) {
-			log_warnx("configuration snapshot (fd %d): %s", fd, err);
-			exit(CHILD_EXIT_CONFIG);
-		}
-		close(fd);
-		unsetenv(CHILD_ENV_CONFIG_FD);
-		cfg = config_load(src, &diags);
-	} else {
-		cfg = config_load_dir(dir, &diags);
-	}
-	if (cfg == NULL || diags.n_errors > 0) {
-		config_diags_print(&diags, stderr);
-		config_diags_free(&diags);
-		if (cfg != NULL)
-			config_free(cfg);
-		exit(CHILD_EXIT_CONFIG);
-	}
-	if (diags.n > 0)
-		config_diags_print(&diags, stderr);
-	config_diags_free(&diags);
-	return cfg;
-}
-
 /* 10 000 idle sessions need 10 000 descriptors */
 static void
 raise_fd_limit(void)
@@ -120,15 +72,6 @@ raise_fd_limit(void)
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
 			log_warn("setrlimit RLIMIT_NOFILE %lu", (unsigned long)rl.rlim_max);
 	}
-}
-
-static void
-notify_send(const char *msg)
-{
-	if (notify_fd < 0)
-		return;
-	if (send(notify_fd, msg, strlen(msg), MSG_NOSIGNAL) == -1)
-		log_warn("notify %s", msg);
 }
 
 /*
@@ -237,7 +180,7 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (strcmp(buf, CHILD_MSG_STATS) == 0) {
 		char reply[CHILD_MSG_MAX];
 		smtpd_stats_format(main_sd, reply, sizeof(reply));
-		notify_send(reply);
+		child_notify(notify_fd, reply);
 	} else {
 		log_warnx("notify: unknown message \"%.40s\"", buf);
 	}
@@ -325,25 +268,15 @@ main(int argc, char **argv)
 	if (signal(SIGHUP, SIG_IGN) == SIG_ERR)
 		log_warn("signal SIGHUP");
 
-	int listen_pid = env_int("LISTEN_PID");
-	int n_fds = env_int("LISTEN_FDS");
+	int listen_pid = child_env_num("LISTEN_PID");
+	int n_fds = child_env_num("LISTEN_FDS");
 	bool supervised = listen_pid >= 0 && listen_pid == (int)getpid() && n_fds >= 0;
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
-	notify_fd = env_int(CHILD_ENV_NOTIFY_FD);
-	unsetenv(CHILD_ENV_NOTIFY_FD);
-	if (notify_fd >= 0 && fcntl(notify_fd, F_SETFD, FD_CLOEXEC) == -1) {
-		log_warn("%s=%d", CHILD_ENV_NOTIFY_FD, notify_fd);
-		notify_fd = -1;
-	}
+	notify_fd = child_env_fd(CHILD_ENV_NOTIFY_FD);
 	/* the commit notification for the queue manager (spool.h) */
-	int wake_fd = env_int(SPOOL_ENV_WAKE_FD);
-	unsetenv(SPOOL_ENV_WAKE_FD);
-	if (wake_fd >= 0 && fcntl(wake_fd, F_SETFD, FD_CLOEXEC) == -1) {
-		log_warn("%s=%d", SPOOL_ENV_WAKE_FD, wake_fd);
-		wake_fd = -1;
-	}
+	int wake_fd = child_env_fd(SPOOL_ENV_WAKE_FD);
 	pid_t ppid = getppid();
 	char run_user[64] = "";
 	const char *ru = getenv(CONFINE_ENV_USER);
@@ -351,7 +284,7 @@ main(int argc, char **argv)
 		snprintf(run_user, sizeof(run_user), "%s", ru);
 	unsetenv(CONFINE_ENV_USER);
 
-	struct config *cfg = load_config(dir);
+	struct config *cfg = child_load_config(dir);
 	const struct instance *inst = config_instance(cfg, name);
 	if (inst == NULL) {
 		log_warnx("no instance named %s in the configuration", name);
@@ -465,7 +398,7 @@ main(int argc, char **argv)
 	listen_start(main_sd);
 	log_info("ready: instance %s, %zu listening sockets", inst->name,
 	    main_sd->n_listeners);
-	notify_send(CHILD_MSG_READY);
+	child_notify(notify_fd, CHILD_MSG_READY);
 
 	ev_run(loop, 0);
 
@@ -475,7 +408,7 @@ main(int argc, char **argv)
 	/* the final counters, which the supervisor adds to the instance's totals */
 	char stats[CHILD_MSG_MAX];
 	smtpd_stats_format(main_sd, stats, sizeof(stats));
-	notify_send(stats);
+	child_notify(notify_fd, stats);
 	log_info("stopped");
 	smtpd_free(main_sd);
 	spool_close(spool);
