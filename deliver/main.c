@@ -35,6 +35,7 @@
 
 #include <ev.h>
 
+#include "common/child.h"
 #include "common/childproto.h"
 #include "common/config.h"
 #include "common/confine.h"
@@ -114,36 +115,12 @@ static struct {
 static void conn_pump(struct conn *c);
 static void job_try_next(struct job *jb);
 
-static int
-env_int(const char *name)
-{
-	const char *v = getenv(name);
-	char *end;
-	if (v == NULL || *v == '\0')
-		return -1;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno != 0 || *end != '\0' || n < 0 || n > 1 << 20)
-		return -1;
-	unsetenv(name);
-	if (fcntl((int)n, F_SETFD, FD_CLOEXEC) == -1)
-		return -1;
-	return (int)n;
-}
-
-static void
-notify_send(const char *msg)
-{
-	if (a.notify_fd >= 0 && send(a.notify_fd, msg, strlen(msg), MSG_NOSIGNAL) == -1)
-		log_warn("notify %s", msg);
-}
-
 static void
 stats_send(void)
 {
 	char buf[CHILD_MSG_MAX];
 	childproto_stats_format(buf, sizeof(buf), &childproto_deliver_stats, &a.stats);
-	notify_send(buf);
+	child_notify(a.notify_fd, buf);
 }
 
 /* ---- results ---- */
@@ -855,33 +832,6 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 		stats_send();
 }
 
-static struct config *
-load_config(void)
-{
-	struct config_diags diags;
-	memset(&diags, 0, sizeof(diags));
-	int fd = env_int(CHILD_ENV_CONFIG_FD);
-	struct config *cfg;
-	if (fd >= 0) {
-		struct config_source *src;
-		const char *err;
-		if (config_source_read_fd(fd, &src, &err) == -1) {
-			log_warnx("configuration snapshot (fd %d): %s", fd, err);
-			exit(CHILD_EXIT_CONFIG);
-		}
-		close(fd);
-		cfg = config_load(src, &diags);
-	} else {
-		cfg = config_load_dir(config_default_dir(), &diags);
-	}
-	if (cfg == NULL || diags.n_errors > 0) {
-		config_diags_print(&diags, stderr);
-		exit(CHILD_EXIT_CONFIG);
-	}
-	config_diags_free(&diags);
-	return cfg;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -890,8 +840,8 @@ main(int argc, char **argv)
 	log_init("relayvisor/deliver", true);
 	if (signal(SIGHUP, SIG_IGN) == SIG_ERR || signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		log_warn("signal");
-	a.notify_fd = env_int(CHILD_ENV_NOTIFY_FD);
-	a.fd = env_int(DELIVERPROTO_ENV_FD);
+	a.notify_fd = child_env_fd(CHILD_ENV_NOTIFY_FD);
+	a.fd = child_env_fd(DELIVERPROTO_ENV_FD);
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
 	if (a.fd < 0) {
@@ -905,7 +855,7 @@ main(int argc, char **argv)
 	if (ru != NULL)
 		snprintf(run_user, sizeof(run_user), "%s", ru);
 	unsetenv(CONFINE_ENV_USER);
-	a.cfg = load_config();
+	a.cfg = child_load_config(config_default_dir());
 
 	/* no chroot: resolv.conf, connections, Maildirs */
 	bool root = geteuid() == 0 && run_user[0] != '\0';
@@ -980,7 +930,7 @@ main(int argc, char **argv)
 		ev_signal_start(a.loop, &stop_w[i]);
 	}
 	log_info("ready");
-	notify_send(CHILD_MSG_READY);
+	child_notify(a.notify_fd, CHILD_MSG_READY);
 	ev_run(a.loop, 0);
 
 	stats_send();
