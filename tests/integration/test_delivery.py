@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import smtplib
+import struct
 import subprocess
 import time
 import unittest
@@ -27,6 +28,22 @@ lan: [127.0.0.1]
 
 def have(prog):
     return shutil.which(prog) is not None
+
+
+def lmdb_txnid(spool):
+    """The last committed write transaction's id of the spool's LMDB file (the
+    newer of its two meta pages, 64-bit layout): each commit adds one."""
+    best = -1
+    psize = os.sysconf("SC_PAGE_SIZE")
+    with open(os.path.join(spool, "data.mdb"), "rb") as f:
+        for off in (0, psize):
+            f.seek(off)
+            page = f.read(160)
+            magic, = struct.unpack_from("<I", page, 16)
+            if magic != 0xBEEFC0DE:
+                raise AssertionError("data.mdb: no LMDB meta page at %d" % off)
+            best = max(best, struct.unpack_from("<Q", page, 144)[0])
+    return best
 
 
 class Sink:
@@ -185,6 +202,28 @@ class RelayDelivery(Delivery):
         subjects = sorted(re.search(rb"Subject: (relay \d)", m).group(1)
                           for m in sink.messages() if b"Subject: relay" in m)
         self.assertEqual(subjects, [b"relay 0", b"relay 1", b"relay 2"])
+
+    def test_group_commit(self):
+        """the qmgr batches its spool writes: the claims of one pass and the
+        results read together share one durable commit (a transaction per
+        recipient claimed and again per result was most of the relay's cost)"""
+        sink = self.relay()
+        spool = os.path.join(self.conf.top, "var", "spool")
+        n = 20
+        before = lmdb_txnid(spool)
+        self.send("bob@example.test", ["r%02d@remote.example" % i for i in range(n)],
+                  subject="batched")
+        self.wait_log(r"\w+: removed")
+        self.sup.wait_for(lambda: len(sink.messages()) >= 1, 10, "at the sink")
+        self.assertEqual(self.sup.ctl("queue"), (0, "Mail queue is empty\n"))
+        self.assertEqual(len(re.findall(r"to=<r\d\d@remote.example>, .*status=sent",
+                                        self.logs())), n)
+        commits = lmdb_txnid(spool) - before
+        # one for the listener, one for intake and every claim, at most one per
+        # result, a few for the stats the supervisor asks for; a commit per
+        # claim and per result would be 2n + 3 at least
+        self.assertLessEqual(commits, n + 6, "%d commits for %d recipients"
+                             % (commits, n))
 
     def test_bounce_5xx(self):
         """a 5xx to RCPT bounces the recipient: an RFC 3464 report from <> goes
