@@ -269,6 +269,12 @@ spool_sweep(int tmpfd, const char *tmpdir)
 int
 spool_txn_begin(struct spool *sp, unsigned flags, MDB_txn **txn_r)
 {
+	/* one writer at a time: an open queue batch (spool_queue_batch) would
+	   hold the write lock this transaction waits for */
+	const char *err;
+	if (!(flags & MDB_RDONLY) && sp->qbatch != NULL &&
+	    spool_queue_flush(sp, &err) == -1)
+		log_warnx("%s", err);
 	int rc = mdb_txn_begin(sp->env, NULL, flags, txn_r);
 	if (rc == MDB_MAP_RESIZED) {
 		rc = mdb_env_set_mapsize(sp->env, 0);
@@ -428,6 +434,8 @@ spool_close(struct spool *sp)
 		return;
 	if (!spool_inherited(sp))
 		spool_async_stop(sp);
+	if (sp->qbatch != NULL)
+		spool_queue_batch(sp, false);
 	if (sp->n_pending > 0)
 		log_warnx("spool: closing with %zu uncommitted messages", sp->n_pending);
 	struct spool_msg *m;

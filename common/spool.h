@@ -272,5 +272,16 @@ int spool_queue_delete(struct spool *sp, const char *qid, const char **error_r);
 typedef bool spool_alive_fn(uint32_t pid, void *arg);
 int spool_queue_reclaim(struct spool *sp, int64_t now, spool_alive_fn *alive,
     void *arg, const char **error_r);
+/* group commit for the queue manager: with batching on, the writes above share
+   one write transaction (and see each other) until spool_queue_flush() commits
+   it, one fsync for every claim and result of an event-loop pass. A crash before
+   the flush loses the batch: claims were never durable anyway (a restart
+   reclaims every INFLIGHT record), and a lost result means the recipient is
+   tried again: duplicates stay bounded by what was in flight. Any other write
+   transaction on the handle (spool_commit) flushes first. */
+void spool_queue_batch(struct spool *sp, bool on);
+/* commit the open batch, if any; -1 and *error_r when the commit failed (the
+   batch is lost) */
+int spool_queue_flush(struct spool *sp, const char **error_r);
 
 #endif

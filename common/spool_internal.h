@@ -68,6 +68,9 @@ struct spool {
 	uint64_t commits;
 	struct spool_committer *committer;	/* spool_async_start(), else NULL */
 	uint64_t batch_max;		/* body bytes per commit (spool_set_batch_max) */
+	bool qbatch_on;			/* spool_queue_batch(): queue writes share one
+					   transaction until spool_queue_flush() */
+	MDB_txn *qbatch;		/* that transaction, or NULL */
 };
 
 /* a batch of submitted messages on its way into one write transaction */

@@ -241,7 +241,13 @@ queue_write_begin(struct spool *sp, MDB_txn **txn_r, const char **error_r)
 		*error_r = spool_err("spool: delivery state is not writable on this handle");
 		return -1;
 	}
+	if (sp->qbatch != NULL) {
+		*txn_r = sp->qbatch;
+		return 0;
+	}
 	int rc = spool_txn_begin(sp, 0, txn_r);
+	if (rc == 0 && sp->qbatch_on)
+		sp->qbatch = *txn_r;
 	if (rc != 0) {
 		*error_r = spool_err("spool %s: %s", sp->dir, spool_strerror(rc));
 		return -1;
@@ -256,12 +262,37 @@ queue_read_begin(struct spool *sp, MDB_txn **txn_r, const char **error_r)
 		*error_r = spool_err("spool %s has no delivery state yet", sp->dir);
 		return -1;
 	}
+	if (sp->qbatch != NULL) {
+		/* the open batch sees its own writes */
+		*txn_r = sp->qbatch;
+		return 0;
+	}
 	return spool_read_begin(sp, txn_r, error_r);
+}
+
+/* ends a read (or a write that wrote nothing): the open batch stays open */
+static void
+queue_read_end(struct spool *sp, MDB_txn *txn)
+{
+	if (txn != sp->qbatch)
+		mdb_txn_abort(txn);
 }
 
 static int
 queue_commit(struct spool *sp, MDB_txn *txn, int rc, const char **error_r)
 {
+	if (txn != NULL && txn == sp->qbatch) {
+		if (rc == 0)
+			return 0;	/* spool_queue_flush() commits */
+		/* a failed write leaves the transaction unusable: the whole batch
+		   is lost, as a crash before its commit would lose it */
+		mdb_txn_abort(txn);
+		sp->qbatch = NULL;
+		log_warnx("spool %s: queue batch aborted: %s", sp->dir,
+		    spool_strerror(rc));
+		*error_r = spool_err("spool %s: %s", sp->dir, spool_strerror(rc));
+		return -1;
+	}
 	if (rc == 0 && (rc = mdb_txn_commit(txn)) == 0)
 		return 0;
 	if (rc != 0 && txn != NULL)
@@ -397,7 +428,7 @@ spool_queue_new_count(struct spool *sp, size_t *count_r, const char **error_r)
 	if (queue_read_begin(sp, &txn, error_r) == -1)
 		return -1;
 	int rc = mdb_stat(txn, sp->dbi_new, &st);
-	mdb_txn_abort(txn);
+	queue_read_end(sp, txn);
 	if (rc != 0) {
 		*error_r = spool_err("spool %s: %s", sp->dir, spool_strerror(rc));
 		return -1;
@@ -435,7 +466,7 @@ spool_queue_due(struct spool *sp, int64_t now, size_t max, spool_rcpt_fn *fn,
 		return -1;
 	int rc = mdb_cursor_open(txn, sp->dbi_sched, &cur);
 	if (rc != 0) {
-		mdb_txn_abort(txn);
+		queue_read_end(sp, txn);
 		*error_r = spool_err("spool %s: %s", sp->dir, spool_strerror(rc));
 		return -1;
 	}
@@ -458,7 +489,7 @@ spool_queue_due(struct spool *sp, int64_t now, size_t max, spool_rcpt_fn *fn,
 			break;
 	}
 	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	queue_read_end(sp, txn);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		*error_r = spool_err("spool %s: %s", sp->dir, spool_strerror(rc));
 		return -1;
@@ -480,7 +511,7 @@ spool_queue_next_try(struct spool *sp, int64_t *when_r, const char **error_r)
 		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 		mdb_cursor_close(cur);
 	}
-	mdb_txn_abort(txn);
+	queue_read_end(sp, txn);
 	if (rc == MDB_NOTFOUND) {
 		*when_r = -1;
 		return 0;
@@ -503,7 +534,7 @@ spool_rcpt_get(struct spool *sp, const char *qid, unsigned idx, struct spool_rcp
 	if (queue_read_begin(sp, &txn, error_r) == -1)
 		return -1;
 	int rc = rcpt_lookup(sp, txn, qid, idx, r);
-	mdb_txn_abort(txn);
+	queue_read_end(sp, txn);
 	if (rc == MDB_NOTFOUND) {
 		*error_r = spool_err("%s: no such recipient %u", qid, idx);
 		return -1;
@@ -533,7 +564,7 @@ spool_rcpt_foreach(struct spool *sp, const char *qid, spool_rcpt_fn *fn, void *a
 	rcpt_key(start, qid, 0);
 	int rc = mdb_cursor_open(txn, sp->dbi_rcpt, &cur), ret = 0;
 	if (rc != 0) {
-		mdb_txn_abort(txn);
+		queue_read_end(sp, txn);
 		*error_r = spool_err("spool %s: %s", sp->dir, spool_strerror(rc));
 		return -1;
 	}
@@ -551,7 +582,7 @@ spool_rcpt_foreach(struct spool *sp, const char *qid, spool_rcpt_fn *fn, void *a
 			break;
 	}
 	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	queue_read_end(sp, txn);
 	return ret;
 }
 
@@ -601,7 +632,7 @@ spool_rcpt_update(struct spool *sp, const struct spool_rcpt *r, bool *complete_r
 		return -1;
 	int rc = rcpt_lookup(sp, txn, r->qid, r->idx, &old);
 	if (rc == MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
+		queue_read_end(sp, txn);
 		*error_r = spool_err("%s: no such recipient %u", r->qid, r->idx);
 		return -1;
 	}
@@ -635,7 +666,7 @@ spool_queue_delete(struct spool *sp, const char *qid, const char **error_r)
 		return -1;
 	int rc = mdb_get(txn, sp->dbi_env, &k, &v);
 	if (rc == MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
+		queue_read_end(sp, txn);
 		*error_r = spool_err("%s: no such message", qid);
 		return -1;
 	}
@@ -782,4 +813,29 @@ fail:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	return -1;
+}
+
+void
+spool_queue_batch(struct spool *sp, bool on)
+{
+	const char *err;
+	if (!on && spool_queue_flush(sp, &err) == -1)
+		log_warnx("%s", err);
+	sp->qbatch_on = on;
+}
+
+int
+spool_queue_flush(struct spool *sp, const char **error_r)
+{
+	MDB_txn *txn = sp->qbatch;
+	if (txn == NULL)
+		return 0;
+	sp->qbatch = NULL;
+	int rc = mdb_txn_commit(txn);
+	if (rc != 0) {
+		*error_r = spool_err("spool %s: queue batch: %s", sp->dir,
+		    spool_strerror(rc));
+		return -1;
+	}
+	return 0;
 }

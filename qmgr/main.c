@@ -137,6 +137,9 @@ static void
 stats_send(void)
 {
 	char buf[CHILD_MSG_MAX];
+	const char *err;
+	if (spool_queue_flush(q.sp, &err) == -1)
+		log_warnx("%s", err);
 	childproto_stats_format(buf, sizeof(buf), &childproto_qmgr_stats, &q.stats);
 	notify_send(buf);
 }
@@ -1050,14 +1053,30 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 		unsigned long id;
 		char verb[16], arg[320];
 		int k = sscanf(buf + ql + 1, "%lu %15s %319s", &id, verb, arg);
+		/* a verb sees and writes committed state before it answers */
+		spool_queue_batch(q.sp, false);
 		if (k >= 2)
 			queue_op((uint32_t)id, verb, k == 3 ? arg : NULL);
+		spool_queue_batch(q.sp, true);
 		return;
 	}
 	if (strcmp(buf, CHILD_MSG_STATS) == 0)
 		stats_send();
 	else
 		log_warnx("notify: unknown message \"%.40s\"", buf);
+}
+
+/* before the loop waits: one commit for every claim and result of this pass
+   (spool_queue_batch; a listener's group commit does the same for messages) */
+static void
+flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	const char *err;
+	if (spool_queue_flush(q.sp, &err) == -1)
+		log_warnx("%s", err);
 }
 
 static void
@@ -1190,6 +1209,10 @@ main(int argc, char **argv)
 
 	q.loop = EV_DEFAULT;
 	ev_idle_init(&q.pass_w, pass_cb);
+	ev_prepare flush_w;
+	ev_prepare_init(&flush_w, flush_cb);
+	ev_prepare_start(q.loop, &flush_w);
+	spool_queue_batch(q.sp, true);
 	ev_timer_init(&q.timer, timer_cb, 1, 0);
 	static const int stops[] = { CHILD_STOP_SIGNALS };
 	ev_signal stop_w[sizeof(stops) / sizeof(stops[0])];
@@ -1224,6 +1247,7 @@ main(int argc, char **argv)
 		q.jobs->ag = NULL;
 		job_free(q.jobs);
 	}
+	spool_queue_batch(q.sp, false);
 	log_info("stopped");
 	spool_close(q.sp);
 	sched_free(q.sched);

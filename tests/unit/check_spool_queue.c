@@ -630,6 +630,71 @@ END_TEST
  * spool verifies, and every message the writer reported committed is there
  * (or was deleted by it after every recipient became final).
  */
+/* what another process sees of recipient idx: its state, 100 for none */
+static int
+committed_state(const char *qid, unsigned idx)
+{
+	pid_t pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		struct spool *ro;
+		const char *err;
+		struct spool_rcpt r;
+		if (spool_open_readonly(spool_dir, &ro, &err) == -1)
+			_exit(101);
+		int st = spool_rcpt_get(ro, qid, idx, &r, &err) == -1 ? 100 : (int)r.state;
+		_exit(st);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* batching (the qmgr's group commit): writes share one transaction that sees
+   itself, others see nothing of it until the flush, and a commit of new mail
+   flushes it first instead of waiting for the write lock it holds */
+START_TEST(test_batch)
+{
+	struct spool *sp = open_spool();
+	char q[SPOOL_QID_MAX], q2[SPOOL_QID_MAX];
+	const char *err = NULL;
+	struct spool_rcpt r;
+	struct collect c;
+
+	commit_msg(sp, 2, q);
+	spool_queue_batch(sp, true);
+	ck_assert_int_eq(spool_queue_intake(sp, 10, 0, &err), 1);
+	ck_assert_int_eq(spool_rcpt_get(sp, q, 0, &r, &err), 0);
+	r.state = SPOOL_RCPT_INFLIGHT;
+	r.owner = 4242;
+	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), 0);
+	ck_assert_int_eq(spool_rcpt_get(sp, q, 0, &r, &err), 0);
+	ck_assert_int_eq(r.state, SPOOL_RCPT_INFLIGHT);
+	ck_assert_uint_eq(count_due(sp, 100, &c), 1);	/* recipient 1 only */
+	ck_assert_int_eq(committed_state(q, 0), 100);	/* not taken in yet */
+	ck_assert_int_eq(spool_queue_flush(sp, &err), 0);
+	ck_assert_int_eq(committed_state(q, 0), SPOOL_RCPT_INFLIGHT);
+	ck_assert_int_eq(committed_state(q, 1), SPOOL_RCPT_QUEUED);
+
+	/* an open batch and a listener-style commit in the same process */
+	ck_assert_int_eq(spool_rcpt_get(sp, q, 1, &r, &err), 0);
+	r.state = SPOOL_RCPT_INFLIGHT;
+	r.owner = 4242;
+	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), 0);
+	commit_msg(sp, 1, q2);
+	ck_assert_int_eq(committed_state(q, 1), SPOOL_RCPT_INFLIGHT);
+	/* a refused update inside the batch leaves the batch alone */
+	r.idx = 7;
+	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), -1);
+	ck_assert_int_eq(spool_queue_intake(sp, 11, 0, &err), 1);
+	spool_queue_batch(sp, false);		/* flushes */
+	ck_assert_int_eq(committed_state(q2, 0), SPOOL_RCPT_QUEUED);
+	assert_verify(sp, 2);
+	spool_close(sp);
+}
+END_TEST
+
 static void __attribute__((noreturn))
 crash_writer(int report)
 {
@@ -752,6 +817,7 @@ spool_queue_suite(void)
 	tcase_add_test(tc, test_hold);
 	tcase_add_test(tc, test_wake_libev);
 	tcase_add_test(tc, test_kill9_consistent);
+	tcase_add_test(tc, test_batch);
 	suite_add_tcase(s, tc);
 	return s;
 }
