@@ -47,6 +47,7 @@
 
 #include <ev.h>
 
+#include "common/child.h"
 #include "common/childproto.h"
 #include "common/config.h"
 #include "common/confine.h"
@@ -109,30 +110,6 @@ static struct {
 
 static void pass_schedule(void);
 
-static int
-env_int(const char *name)
-{
-	const char *v = getenv(name);
-	char *end;
-	if (v == NULL || *v == '\0')
-		return -1;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno != 0 || *end != '\0' || n < 0 || n > 1 << 20)
-		return -1;
-	unsetenv(name);
-	if (fcntl((int)n, F_SETFD, FD_CLOEXEC) == -1)
-		return -1;
-	return (int)n;
-}
-
-static void
-notify_send(const char *msg)
-{
-	if (q.notify_fd >= 0 && send(q.notify_fd, msg, strlen(msg), MSG_NOSIGNAL) == -1)
-		log_warn("notify %s", msg);
-}
-
 static void
 stats_send(void)
 {
@@ -141,7 +118,7 @@ stats_send(void)
 	if (spool_queue_flush(q.sp, &err) == -1)
 		log_warnx("%s", err);
 	childproto_stats_format(buf, sizeof(buf), &childproto_qmgr_stats, &q.stats);
-	notify_send(buf);
+	child_notify(q.notify_fd, buf);
 }
 
 /* ---- logging in Postfix's format ---- */
@@ -912,7 +889,7 @@ queue_reply(uint32_t id, int code, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	snprintf(msg, sizeof(msg), "%s %u %d %s", CHILD_MSG_QUEUE, id, code, text);
-	notify_send(msg);
+	child_notify(q.notify_fd, msg);
 }
 
 static void
@@ -1097,30 +1074,11 @@ alive_never(uint32_t pid, void *arg)
 	return false;	/* one qmgr per spool: every claim is from an earlier life */
 }
 
+/* the snapshot relayvisord validated; a qmgr runs only for a delivery: section */
 static struct config *
 load_config(void)
 {
-	struct config_diags diags;
-	memset(&diags, 0, sizeof(diags));
-	int fd = env_int(CHILD_ENV_CONFIG_FD);
-	struct config *cfg;
-	if (fd >= 0) {
-		struct config_source *src;
-		const char *err;
-		if (config_source_read_fd(fd, &src, &err) == -1) {
-			log_warnx("configuration snapshot (fd %d): %s", fd, err);
-			exit(CHILD_EXIT_CONFIG);
-		}
-		close(fd);
-		cfg = config_load(src, &diags);
-	} else {
-		cfg = config_load_dir(config_default_dir(), &diags);
-	}
-	if (cfg == NULL || diags.n_errors > 0) {
-		config_diags_print(&diags, stderr);
-		exit(CHILD_EXIT_CONFIG);
-	}
-	config_diags_free(&diags);
+	struct config *cfg = child_load_config(config_default_dir());
 	if (!cfg->delivery.configured) {
 		log_warnx("the configuration has no delivery: section");
 		exit(CHILD_EXIT_CONFIG);
@@ -1155,8 +1113,8 @@ main(int argc, char **argv)
 	log_init("relayvisor/qmgr", true);
 	if (signal(SIGHUP, SIG_IGN) == SIG_ERR || signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		log_warn("signal");
-	q.notify_fd = env_int(CHILD_ENV_NOTIFY_FD);
-	q.wake_fd = env_int(SPOOL_ENV_WAKE_FD);
+	q.notify_fd = child_env_fd(CHILD_ENV_NOTIFY_FD);
+	q.wake_fd = child_env_fd(SPOOL_ENV_WAKE_FD);
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
 	pid_t ppid = getppid();
@@ -1233,7 +1191,7 @@ main(int argc, char **argv)
 	}
 	log_info("ready: spool %s, %u delivery agent%s expected", q.cfg->server.spool,
 	    d->procs, d->procs == 1 ? "" : "s");
-	notify_send(CHILD_MSG_READY);
+	child_notify(q.notify_fd, CHILD_MSG_READY);
 	pass_schedule();
 	ev_run(q.loop, 0);
 
