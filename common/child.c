@@ -41,6 +41,15 @@ child_env_fd(const char *name)
 	return fd;
 }
 
+void
+child_env_str(const char *name, char *buf, size_t size)
+{
+	const char *v = getenv(name);
+
+	snprintf(buf, size, "%s", v != NULL ? v : "");
+	unsetenv(name);
+}
+
 struct config *
 child_load_config(const char *dir)
 {

@@ -8,6 +8,8 @@
 #ifndef RELAYVISOR_CHILD_H
 #define RELAYVISOR_CHILD_H
 
+#include <stddef.h>
+
 struct config;
 
 /* a non-negative decimal from the environment (LISTEN_PID, LISTEN_FDS);
@@ -16,6 +18,8 @@ int child_env_num(const char *name);
 /* an inherited descriptor named in the environment: the variable is removed
    and the descriptor made close-on-exec; -1 when absent or unusable (logged) */
 int child_env_fd(const char *name);
+/* a string from the environment into buf ("" when absent), then removed */
+void child_env_str(const char *name, char *buf, size_t size);
 /* the configuration: the supervisor's snapshot (RELAYVISOR_CONFIG_FD) when it
    handed one, else the files of dir. Diagnostics go to stderr; errors end the
    process with CHILD_EXIT_CONFIG, so the supervisor does not respawn it. */

@@ -850,11 +850,8 @@ main(int argc, char **argv)
 		exit(CHILD_EXIT_CONFIG);
 	}
 	pid_t ppid = getppid();
-	char run_user[64] = "";
-	const char *ru = getenv(CONFINE_ENV_USER);
-	if (ru != NULL)
-		snprintf(run_user, sizeof(run_user), "%s", ru);
-	unsetenv(CONFINE_ENV_USER);
+	char run_user[64];
+	child_env_str(CONFINE_ENV_USER, run_user, sizeof(run_user));
 	a.cfg = child_load_config(config_default_dir());
 
 	/* no chroot: resolv.conf, connections, Maildirs */

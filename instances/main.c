@@ -278,11 +278,8 @@ main(int argc, char **argv)
 	/* the commit notification for the queue manager (spool.h) */
 	int wake_fd = child_env_fd(SPOOL_ENV_WAKE_FD);
 	pid_t ppid = getppid();
-	char run_user[64] = "";
-	const char *ru = getenv(CONFINE_ENV_USER);
-	if (ru != NULL)
-		snprintf(run_user, sizeof(run_user), "%s", ru);
-	unsetenv(CONFINE_ENV_USER);
+	char run_user[64];
+	child_env_str(CONFINE_ENV_USER, run_user, sizeof(run_user));
 
 	struct config *cfg = child_load_config(dir);
 	const struct instance *inst = config_instance(cfg, name);

@@ -1118,11 +1118,8 @@ main(int argc, char **argv)
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
 	pid_t ppid = getppid();
-	char run_user[64] = "";
-	const char *ru = getenv(CONFINE_ENV_USER);
-	if (ru != NULL)
-		snprintf(run_user, sizeof(run_user), "%s", ru);
-	unsetenv(CONFINE_ENV_USER);
+	char run_user[64];
+	child_env_str(CONFINE_ENV_USER, run_user, sizeof(run_user));
 
 	q.cfg = load_config();
 	q.routes = routes_build(q.cfg);
