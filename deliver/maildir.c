@@ -118,15 +118,78 @@ open_dir(int dirfd, const char *name, bool nofollow)
 	return fd;
 }
 
+/* the template's fixed prefix, opened by maildir_base_open() before the drop */
+static int base_fd = -1;
+static char base_prefix[4096];
+
+/* the length of tmpl's fixed part: up to the '/' before the first expansion */
+static size_t
+fixed_len(const char *tmpl)
+{
+	const char *pct = strchr(tmpl, '%');
+	size_t fixed = strlen(tmpl);
+	if (pct != NULL) {
+		fixed = (size_t)(pct - tmpl);
+		while (fixed > 0 && tmpl[fixed - 1] != '/')
+			fixed--;
+	}
+	return fixed;
+}
+
+int
+maildir_base_open(const char *tmpl, uid_t uid, gid_t gid, const char **error_r)
+{
+	size_t fixed = fixed_len(tmpl);
+	if (tmpl[0] != '/' || fixed >= sizeof(base_prefix)) {
+		*error_r = "maildir template is not an absolute path";
+		return -1;
+	}
+	memcpy(base_prefix, tmpl, fixed);
+	base_prefix[fixed] = '\0';
+	/* mkdir -p; only the directory itself, when we made it, is given away */
+	char *copy = xstrdup(base_prefix), *save = NULL;
+	int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	bool made = false;
+	for (char *c = strtok_r(copy, "/", &save); c != NULL && fd != -1;
+	    c = strtok_r(NULL, "/", &save)) {
+		made = mkdirat(fd, c, 0755) == 0;
+		int next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int e = errno;
+		close(fd);
+		errno = e;
+		fd = next;
+	}
+	free(copy);
+	if (fd != -1 && made && (uid != (uid_t)-1 || gid != (gid_t)-1) &&
+	    fchown(fd, uid, gid) == -1)
+		log_warn("chown %s", base_prefix);
+	if (fd == -1) {
+		log_warn("maildir base %s", base_prefix);
+		*error_r = "cannot create or open the maildir template's directory";
+		return -1;
+	}
+	if (base_fd != -1)
+		close(base_fd);
+	base_fd = fd;
+	return 0;
+}
+
 /*
- * Walk path from "/": components before `fixed` octets follow symlinks (the
+ * Walk path from "/" (or from the base opened before the privilege drop, when
+ * path lies below it): components before `fixed` octets follow symlinks (the
  * administrator's prefix), the rest do not. Returns the maildir's fd.
  */
 static int
 walk(const char *path, size_t fixed)
 {
-	char *copy = xstrdup(path), *save = NULL;
-	int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	size_t blen = strlen(base_prefix);
+	bool below = base_fd != -1 && blen > 0 && blen <= fixed &&
+	    strncmp(path, base_prefix, blen) == 0;
+	char *copy = xstrdup(below ? path + blen : path), *save = NULL;
+	int fd = below ? fcntl(base_fd, F_DUPFD_CLOEXEC, 0) :
+	    open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (below)
+		fixed -= blen;
 
 	for (char *c = strtok_r(copy, "/", &save); c != NULL && fd != -1;
 	    c = strtok_r(NULL, "/", &save)) {
@@ -192,12 +255,7 @@ maildir_open(const char *tmpl, const char *local, const char *domain, const char
 	if (maildir_expand(tmpl, local, domain, path, sizeof(path), error_r) == -1)
 		return NULL;
 	/* the fixed prefix: up to the '/' before the first expansion */
-	fixed = strlen(path);
-	if (pct != NULL) {
-		fixed = (size_t)(pct - tmpl);
-		while (fixed > 0 && tmpl[fixed - 1] != '/')
-			fixed--;
-	}
+	fixed = pct != NULL ? fixed_len(tmpl) : strlen(path);
 	struct maildir_msg *m = xcalloc(1, sizeof(*m));
 	m->fd = -1;
 	m->dirfd = walk(path, fixed);

@@ -32,6 +32,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* "%d"/"%u" expansion alone; -1 with *error_r when a part is empty or too long */
 int maildir_expand(const char *tmpl, const char *local, const char *domain, char *out,
@@ -40,6 +41,16 @@ int maildir_expand(const char *tmpl, const char *local, const char *domain, char
 int maildir_encode(const char *in, char *out, size_t len);
 
 struct maildir_msg;
+
+/*
+ * Before a process drops its privileges: open the template's fixed prefix (the
+ * directory before the first %-expansion), creating it when missing, so that
+ * later deliveries walk from that descriptor instead of from "/". A prefix
+ * below a directory the dropped user cannot traverse (a clone in /root) stays
+ * reachable. A directory this call creates is given to uid/gid (-1: keep);
+ * an existing one is left as it is. -1 with *error_r.
+ */
+int maildir_base_open(const char *tmpl, uid_t uid, gid_t gid, const char **error_r);
 
 /*
  * Create the directories and the tmp file, write the two trace headers. sender ""

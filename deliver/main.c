@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -856,6 +857,18 @@ main(int argc, char **argv)
 
 	/* no chroot: resolv.conf, connections, Maildirs */
 	bool root = geteuid() == 0 && run_user[0] != '\0';
+	/* the Maildirs' fixed directory, opened while we may still reach it (a
+	   tree below /root is not reachable once we run as the confined user) */
+	struct nexthop lnh;
+	const char *lerr;
+	if (a.cfg->delivery.local != NULL &&
+	    route_parse_nexthop(a.cfg->delivery.local, &lnh, &lerr) == 0 &&
+	    lnh.kind == NH_MAILDIR) {
+		struct passwd *pw = root ? getpwnam(run_user) : NULL;
+		if (maildir_base_open(lnh.path, pw != NULL ? pw->pw_uid : (uid_t)-1,
+		    pw != NULL ? pw->pw_gid : (gid_t)-1, &lerr) == -1)
+			log_warnx("maildir %s: %s", lnh.path, lerr);
+	}
 	struct confine conf = { .user = root ? run_user : NULL, .chroot = NULL,
 	    .what = "delivery agent" };
 	struct confine_result cres;
