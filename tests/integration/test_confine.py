@@ -127,6 +127,34 @@ class PrivateTree(Base):
         self.assertIn("big@remote.example", out)
 
 
+@unittest.skipUnless(ROOT, "needs root: the privilege drop")
+class PrivateMaildir(Base):
+    """Local delivery into a Maildir inside a mode-0700 tree (a clone in /root):
+    the delivery agent runs as the confined user, who cannot traverse the tree,
+    so it must open the Maildirs' directory before it drops privileges."""
+
+    def test_local_maildir_in_a_private_tree(self):
+        tree = tempfile.mkdtemp(prefix="rv-0700-mail-")
+        self.later(lambda: shutil.rmtree(tree, ignore_errors=True))
+        os.chmod(tree, 0o700)
+        pl = free_port()
+        conf = self.setup_conf([("lan", pl, "lan-relay", "access: lan")])
+        conf.write("30-delivery.yaml", 'delivery:\n  local: "maildir:%s/mail/%%d/%%u"\n'
+                   '  dns_servers: ["127.0.0.1:9"]\n' % tree)
+        sup = self.start(conf)
+        code, out = swaks("--server", "127.0.0.1:%d" % pl, "--from", "me@example.test",
+                          "--to", "postmaster@example.test")
+        self.assertEqual(code, 0, out)
+        new = os.path.join(tree, "mail", "example.test", "postmaster", "new")
+        deadline = time.monotonic() + 30
+        while not (os.path.isdir(new) and os.listdir(new)):
+            if time.monotonic() > deadline:
+                self.fail("not delivered into %s:\n%s" % (new, sup.ctl("queue")[1]))
+            time.sleep(0.1)
+        self.assertEqual(os.stat(os.path.join(tree, "mail")).st_uid,
+                         pwd.getpwnam("nobody").pw_uid)
+
+
 class OneSupervisor(Base):
     def test_second_supervisor_refused(self):
         port = free_port()
