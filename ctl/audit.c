@@ -522,6 +522,24 @@ facts_of(const struct inst *in, struct facts *f)
 	}
 }
 
+/* one instance's share of the summary line and the exit code */
+static void
+totals_add(struct totals *t, const struct inst *in, const struct facts *f)
+{
+	const struct rec *h = f->head;
+	if (f->relayed > 0) {
+		t->open++;
+		if (num(h, 4))
+			t->acknowledged++;
+	}
+	t->differences += f->diffs;
+	t->live_failures += f->live_failed;
+	if (num(h, 3) && !f->checklist_ok)	/* an Internet-facing instance */
+		t->checklist_failures++;
+	for (size_t i = 0; i < in->r.n; i++)
+		t->exposure += is(&in->r.v[i], "exposure");
+}
+
 static void
 text_instance(FILE *out, const struct inst *in, struct totals *t)
 {
@@ -618,17 +636,7 @@ text_instance(FILE *out, const struct inst *in, struct totals *t)
 			    senders[s], fld(r, 3 + s * 2), fld(r, 4 + s * 2));
 		}
 	}
-	if (f.relayed > 0) {
-		t->open++;
-		if (num(h, 4))
-			t->acknowledged++;
-	}
-	t->differences += f.diffs;
-	t->live_failures += f.live_failed;
-	if (internet && !f.checklist_ok)
-		t->checklist_failures++;
-	for (size_t i = 0; i < in->r.n; i++)
-		t->exposure += is(&in->r.v[i], "exposure");
+	totals_add(t, in, &f);
 }
 
 static void
@@ -787,17 +795,7 @@ json_instance(FILE *out, const struct inst *in, struct totals *t)
 		fputs("]}", out);
 	}
 	fputs("]}", out);
-	if (f.relayed > 0) {
-		t->open++;
-		if (num(h, 4))
-			t->acknowledged++;
-	}
-	t->differences += f.diffs;
-	t->live_failures += f.live_failed;
-	if (internet && !f.checklist_ok)
-		t->checklist_failures++;
-	for (size_t i = 0; i < in->r.n; i++)
-		t->exposure += is(&in->r.v[i], "exposure");
+	totals_add(t, in, &f);
 }
 
 static int
