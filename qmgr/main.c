@@ -259,7 +259,9 @@ dsn_send(struct spool_message *m, const struct spool_rcpt *v, size_t n,
     enum dsn_action action)
 {
 	const char *to = m->e.sender;
-	enum dsn_target t = dsn_decide(m->e.sender, 0, action);
+	/* who gets it (the records were picked by their own NOTIFY already) */
+	enum dsn_target t = dsn_decide(m->e.sender, DSNPARAM_NOTIFY_SUCCESS |
+	    DSNPARAM_NOTIFY_FAILURE | DSNPARAM_NOTIFY_DELAY, action);
 	char pm[300];
 	if (t == DSN_NONE || n == 0)
 		return true;
