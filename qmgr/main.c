@@ -421,13 +421,18 @@ message_finish(const char *qid)
  * again. Checked whenever a recipient of the message is deferred.
  */
 static void
-warn_check(const char *qid, int64_t arrival)
+warn_check(const char *qid, uint32_t idx, int64_t arrival)
 {
 	int64_t now = (int64_t)ev_now(q.loop);
 	if (!sched_warn_due(&q.sp_params, (time_t)arrival, (time_t)now, false))
 		return;
 	struct recs rs = { NULL, 0 };
+	struct spool_rcpt one;
 	const char *err;
+	/* every record of a warned message has the flag: one read is enough */
+	if (spool_rcpt_get(q.sp, qid, idx, &one, &err) == 0 &&
+	    (one.flags & SPOOL_RCPT_F_WARNED))
+		return;
 	if (spool_rcpt_foreach(q.sp, qid, collect_rec, &rs, &err) == -1) {
 		log_warnx("%s: %s", qid, err);
 		return;
@@ -572,7 +577,7 @@ job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn
 	if (complete)
 		message_finish(j->qid);
 	else if (st == DELIVERPROTO_DEFERRED)
-		warn_check(j->qid, j->arrival);
+		warn_check(j->qid, j->r[i].idx, j->arrival);
 }
 
 static void
@@ -806,7 +811,7 @@ defer_dead(struct spool_message *m, uint32_t idx, int64_t until, const char *key
 	    "destination %.400s is dead", key);
 	if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1)
 		log_warnx("%s: %s", m->e.qid, err);
-	warn_check(m->e.qid, m->e.arrival);
+	warn_check(m->e.qid, idx, m->e.arrival);
 }
 
 /* hand one job over; false when nothing could be sent (records reverted) */
