@@ -137,7 +137,7 @@ struct session {
 	struct dsnparam_mail arg_dsn_mail;
 	struct dsnparam_rcpt arg_dsn_rcpt;
 
-	char line[READER_CMD_MAX + 1];
+	char line[READER_CMD_PARAM_MAX + 1];
 };
 
 struct cmd {

@@ -252,6 +252,11 @@ static const struct {
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
 	    "RCPT TO:<postmaster@example.test> ORCPT=rfc822;a ORCPT=rfc822;b\r\n",
 	    "220 |250 |250 2.1.0|501 5.5.4 Duplicate ORCPT parameter\r", false },
+	{ "127.0.0.1", "EHLO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+	    "RCPT TO:<abuse@example.test> ORCPT=rfc822;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+	    "220 |250-|250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|"
+	    "501 5.5.4 ORCPT parameter too long\r", false },
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
 	    "RCPT TO:<postmaster@example.test> FOO=1\r\n",
 	    "220 |250 |250 2.1.0|555 5.5.4 Unsupported option: FOO=1\r", false },
