@@ -96,6 +96,8 @@ struct job {
 	struct sched_dest *dest;
 	int64_t arrival;
 	double t_queued;	/* when the job was handed over (ev_now) */
+	bool deferred;		/* a recipient was deferred: check the delay warning
+				   once every result is in (job_end) */
 	size_t n;
 	struct job_rcpt r[DELIVERPROTO_RCPTS_MAX];
 };
@@ -577,7 +579,7 @@ job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn
 	if (complete)
 		message_finish(j->qid);
 	else if (st == DELIVERPROTO_DEFERRED)
-		warn_check(j->qid, j->r[i].idx, j->arrival);
+		j->deferred = true;
 }
 
 static void
@@ -603,6 +605,10 @@ job_end(struct job *j, bool handshake_ok, const char *why)
 		if (!j->r[i].reported)
 			job_result(j, i, DELIVERPROTO_DEFERRED, "4.3.0", "none", why, 0, 0,
 			    false);
+	/* after every result of the job: a recipient it delivered is not in the
+	   warning */
+	if (j->deferred && j->n > 0)
+		warn_check(j->qid, j->r[0].idx, j->arrival);
 	if (j->dest != NULL) {
 		sched_conn_done(q.sched, j->dest, handshake_ok, (time_t)ev_now(q.loop),
 		    drand48());
