@@ -5,6 +5,7 @@ land in the sender's local Maildir and are read as RFC 3464 messages. The client
 is smtplib with MAIL/RCPT options (swaks has no DSN switches)."""
 import email
 import glob
+import json
 import os
 import re
 import signal
@@ -215,8 +216,9 @@ class Dsn(Delivery):
         # alice (local) is delivered at once: she is not in the warning
         self.submit("bob@example.test", [("slow@remote.example", []),
                                          ("alice@example.test", [])], subject="warn me")
-        self.submit("bob@example.test", [("quiet@remote.example", ["NOTIFY=FAILURE"])],
-                    subject="no warning")
+        self.submit("bob@example.test", [("quiet@remote.example",
+                                          ["NOTIFY=FAILURE", "ORCPT=rfc822;q+40r"])],
+                    ["RET=HDRS", "ENVID=Q+2B1"], subject="no warning")
         self.submit("", [("bounce@remote.example", [])], subject="from null")
         self.wait_log(r"sender delay notification")
         self.sup.wait_for(lambda: self.reports(), 30, "the warning in bob's Maildir")
@@ -242,3 +244,14 @@ class Dsn(Delivery):
         self.wait_log(r"to=<bounce@remote.example>, .*status=deferred", 4)
         self.assertEqual(len(re.findall(r"sender delay notification", self.logs())), 1)
         self.assertEqual(len(self.reports()), 1)
+        # relayvisorctl queue --json: the DSN parameters and the durable flag
+        code, out = self.sup.ctl("queue", "--json")
+        self.assertEqual(code, 0, out)
+        rcpts = {r["address"]: (m, r) for m in json.loads(out) for r in m["recipients"]}
+        m, r = rcpts["slow@remote.example"]
+        self.assertEqual((m["ret"], m["envid"], r["notify"], r["orcpt"],
+                          r["delay_warned"]), (None, None, None, None, True))
+        m, r = rcpts["quiet@remote.example"]
+        self.assertEqual((m["ret"], m["envid"], r["notify"], r["orcpt"],
+                          r["delay_warned"]),
+                         ("HDRS", "Q+2B1", ["FAILURE"], "rfc822;q+40r", True))
