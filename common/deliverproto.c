@@ -156,7 +156,7 @@ deliverproto_result_encode(const struct deliverproto_result *res, void *buf, siz
 	header(&w, DELIVERPROTO_RESULT, res->id);
 	wire_put32(&w, res->idx);
 	wire_put8(&w, res->status);
-	wire_put8(&w, res->conn_failed ? 1 : 0);
+	wire_put8(&w, (res->conn_failed ? 1 : 0) | (res->dsn_passed ? 2 : 0));
 	wire_put16(&w, res->code);
 	wire_putstr(&w, res->dsn, DELIVERPROTO_DSN_MAX);
 	wire_putstr(&w, res->relay, DELIVERPROTO_RELAY_MAX);
@@ -214,7 +214,7 @@ deliverproto_result_decode(const void *buf, size_t len, struct deliverproto_resu
 	res->xmit_ms = wire_get32(&r);
 	if (decoded(&r, error_r) == -1)
 		return -1;
-	if (status > DELIVERPROTO_BOUNCED || flags > 1 || res->code > 599 ||
+	if (status > DELIVERPROTO_BOUNCED || flags > 3 || res->code > 599 ||
 	    !dsn_valid(res->dsn) || !printable(res->relay) || !printable(res->text) ||
 	    res->relay[0] == '\0') {
 		*error_r = "delivery result out of range";
@@ -229,6 +229,7 @@ deliverproto_result_decode(const void *buf, size_t len, struct deliverproto_resu
 	}
 	res->status = (enum deliverproto_status)status;
 	res->conn_failed = flags & 1;
+	res->dsn_passed = (flags & 2) != 0;
 	return 0;
 }
 

@@ -111,6 +111,11 @@ const char *spool_msg_qid(const struct spool_msg *m);
    attribute key that is not [a-z0-9_-]+ or names a built-in envelope line */
 int spool_msg_set_sender(struct spool_msg *m, const char *sender);
 int spool_msg_add_rcpt(struct spool_msg *m, const char *rcpt);
+/* the DSN parameters of MAIL (ret: enum dsnparam_ret; envid NULL none) and of
+   the recipient added last (notify: DSNPARAM_NOTIFY_* bits, orcpt NULL none);
+   -1 (errno EINVAL) for a value that is not valid (dsnparam.h) or no recipient */
+int spool_msg_set_dsn(struct spool_msg *m, int ret, const char *envid);
+int spool_msg_set_rcpt_dsn(struct spool_msg *m, unsigned notify, const char *orcpt);
 /* free-form envelope attributes: "client", "helo", "instance", "proto" ... */
 int spool_msg_set_attr(struct spool_msg *m, const char *key, const char *value);
 /* append body octets; -1 with *error_r on I/O error (spill file) */
@@ -169,6 +174,13 @@ struct spool_entry {
 	const char *sender;
 	const char *const *rcpts;
 	size_t n_rcpts;
+	/* the DSN parameters (RFC 3461, common/dsnparam.h) as received: RET
+	   (enum dsnparam_ret, 0 none), ENVID (xtext, NULL none), and per recipient
+	   NOTIFY bits (0 none given) and ORCPT ("rfc822;xtext", NULL none) */
+	int dsn_ret;
+	const char *envid;
+	const unsigned *notify;
+	const char *const *orcpt;
 };
 typedef int spool_entry_fn(const struct spool_entry *e, void *arg);
 /* in QID order; stops when fn returns non-zero */
@@ -230,8 +242,15 @@ struct spool_rcpt {
 	int64_t next_try;		/* unix seconds (QUEUED, DEFERRED) */
 	int64_t last_try;		/* unix seconds, 0 never */
 	uint32_t owner;			/* pid holding it in flight, 0 none */
+	uint32_t flags;			/* SPOOL_RCPT_F_* */
 	char reply[SPOOL_REPLY_MAX];	/* last reply, "" none (no CR or LF) */
 };
+
+/* rcpt flags, durable with the record (the qmgr's DSN bookkeeping) */
+#define SPOOL_RCPT_F_WARNED	(1u << 0)	/* the message's delay warning was sent */
+#define SPOOL_RCPT_F_DELIVERED	(1u << 1)	/* SENT, a "delivered" success DSN owed */
+#define SPOOL_RCPT_F_RELAYED	(1u << 2)	/* SENT, a "relayed" success DSN owed */
+#define SPOOL_RCPT_F_ALL	0x7u
 
 bool spool_rcpt_final(enum spool_rcpt_state st);
 const char *spool_rcpt_state_name(enum spool_rcpt_state st);

@@ -21,6 +21,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "common/dsnparam.h"
 #include "common/log.h"
 #include "common/spool.h"
 #include "common/spool_internal.h"
@@ -93,10 +94,26 @@ spool_envelope(const struct spool_msg *m, size_t *len_r)
 	FILE *fp = open_memstream(&text, &len);
 	if (fp == NULL)
 		return NULL;
-	fprintf(fp, "version: " ENV_VERSION "\narrival: %" PRId64 "\nsize: %" PRIu64
-	    "\nsender: %s\n", m->arrival, m->size, m->sender != NULL ? m->sender : "");
+	bool dsn = m->dsn_ret != DSNPARAM_RET_NONE || m->envid != NULL;
 	for (size_t i = 0; i < m->n_rcpts; i++)
+		dsn |= m->notify[i] != 0 || m->orcpt[i] != NULL;
+	fprintf(fp, "version: %s\narrival: %" PRId64 "\nsize: %" PRIu64
+	    "\nsender: %s\n", dsn ? ENV_VERSION_DSN : ENV_VERSION, m->arrival, m->size,
+	    m->sender != NULL ? m->sender : "");
+	if (m->dsn_ret != DSNPARAM_RET_NONE)
+		fprintf(fp, "ret: %s\n", m->dsn_ret == DSNPARAM_RET_FULL ? "FULL" : "HDRS");
+	if (m->envid != NULL)
+		fprintf(fp, "envid: %s\n", m->envid);
+	for (size_t i = 0; i < m->n_rcpts; i++) {
 		fprintf(fp, "rcpt: %s\n", m->rcpts[i]);
+		if (m->notify[i] != 0) {
+			char nt[64];
+			dsnparam_notify_format(m->notify[i], nt, sizeof(nt));
+			fprintf(fp, "notify: %s\n", nt);
+		}
+		if (m->orcpt[i] != NULL)
+			fprintf(fp, "orcpt: %s\n", m->orcpt[i]);
+	}
 	for (size_t i = 0; i < m->n_attrs; i++)
 		fprintf(fp, "%s: %s\n", m->attrs[i].key, m->attrs[i].value);
 	if (ferror(fp)) {

@@ -31,8 +31,15 @@
  * "sender: ...", one "rcpt: ..." per recipient; then the free-form attributes
  * ("client", "helo", "instance", "proto", ...). A reader ignores keys it does not
  * know, so later versions can add lines.
+ *
+ * Version 2 adds the DSN parameters (RFC 3461, common/dsnparam.h), as received:
+ * "ret: FULL|HDRS" and "envid: <xtext>" after the sender, and after a "rcpt:"
+ * line the "notify: SUCCESS,FAILURE" and "orcpt: rfc822;<xtext>" of that
+ * recipient. A message without any is written as version 1, so an older reader
+ * still reads it; a reader takes both versions.
  */
 #define ENV_VERSION "1"
+#define ENV_VERSION_DSN "2"
 
 #define SPOOL_MAXDBS 8
 #define SPOOL_DB_ENV "env"
@@ -91,7 +98,11 @@ struct spool_msg {
 	int64_t arrival;
 	char *sender;
 	char **rcpts;
+	unsigned *notify;		/* per recipient, DSNPARAM_NOTIFY_* (0 none) */
+	char **orcpt;			/* per recipient, NULL none */
 	size_t n_rcpts, cap_rcpts;
+	int dsn_ret;			/* enum dsnparam_ret */
+	char *envid;			/* NULL none */
 	struct spool_attr *attrs;
 	size_t n_attrs, cap_attrs;
 	/* body: the whole of it while in memory; after a spill, the tail not yet
@@ -111,6 +122,8 @@ struct spool_parsed {
 	char *text;			/* copy of the record, lines NUL-terminated */
 	struct spool_entry e;
 	const char **rcpts;
+	unsigned *notify;
+	const char **orcpt;
 	bool have_arrival, have_size, have_sender;
 };
 

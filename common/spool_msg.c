@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/dsnparam.h"
 #include "common/log.h"
 #include "common/spool.h"
 #include "common/spool_internal.h"
@@ -79,10 +80,20 @@ spool_msg_add_rcpt(struct spool_msg *m, const char *rcpt)
 		if (v == NULL)
 			return -1;
 		m->rcpts = v;
+		unsigned *nv = reallocarray(m->notify, cap, sizeof(*nv));
+		if (nv == NULL)
+			return -1;
+		m->notify = nv;
+		char **ov = reallocarray(m->orcpt, cap, sizeof(*ov));
+		if (ov == NULL)
+			return -1;
+		m->orcpt = ov;
 		m->cap_rcpts = cap;
 	}
 	if ((m->rcpts[m->n_rcpts] = strdup(rcpt)) == NULL)
 		return -1;
+	m->notify[m->n_rcpts] = 0;
+	m->orcpt[m->n_rcpts] = NULL;
 	m->n_rcpts++;
 	return 0;
 }
@@ -92,6 +103,7 @@ spool_key_builtin(const char *key)
 {
 	static const char *const builtin[] = {
 		"version", "arrival", "size", "sender", "rcpt", "qid",
+		"ret", "envid", "notify", "orcpt",
 	};
 	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
 		if (strcmp(key, builtin[i]) == 0)
@@ -109,6 +121,49 @@ spool_key_ok(const char *key)
 		    *p == '_' || *p == '-'))
 			return false;
 	return true;
+}
+
+int
+spool_msg_set_dsn(struct spool_msg *m, int ret, const char *envid)
+{
+	if (ret < DSNPARAM_RET_NONE || ret > DSNPARAM_RET_HDRS || (envid != NULL &&
+	    (strlen(envid) > DSNPARAM_ENVID_MAX ||
+	    !dsnparam_xtext_valid(envid, strlen(envid))))) {
+		errno = EINVAL;
+		return -1;
+	}
+	char *e = NULL;
+	if (envid != NULL && (e = strdup(envid)) == NULL)
+		return -1;
+	free(m->envid);
+	m->envid = e;
+	m->dsn_ret = ret;
+	return 0;
+}
+
+int
+spool_msg_set_rcpt_dsn(struct spool_msg *m, unsigned notify, const char *orcpt)
+{
+	const char *reply;
+	char text[64];
+	unsigned back;
+
+	dsnparam_notify_format(notify, text, sizeof(text));
+	if (m->n_rcpts == 0 || (notify != 0 && (dsnparam_notify_parse(text,
+	    strlen(text), &back, &reply) == -1 || back != notify)) ||
+	    (orcpt != NULL && (strlen(orcpt) > DSNPARAM_ORCPT_MAX ||
+	    !dsnparam_orcpt_valid(orcpt, strlen(orcpt))))) {
+		errno = EINVAL;
+		return -1;
+	}
+	char *o = NULL;
+	if (orcpt != NULL && (o = strdup(orcpt)) == NULL)
+		return -1;
+	size_t i = m->n_rcpts - 1;
+	free(m->orcpt[i]);
+	m->orcpt[i] = o;
+	m->notify[i] = notify;
+	return 0;
 }
 
 int
@@ -261,9 +316,14 @@ spool_msg_free(struct spool_msg *m)
 	free(m->tmppath);
 	free(m->buf);
 	free(m->sender);
-	for (size_t i = 0; i < m->n_rcpts; i++)
+	for (size_t i = 0; i < m->n_rcpts; i++) {
 		free(m->rcpts[i]);
+		free(m->orcpt[i]);
+	}
 	free(m->rcpts);
+	free(m->notify);
+	free(m->orcpt);
+	free(m->envid);
 	for (size_t i = 0; i < m->n_attrs; i++) {
 		free(m->attrs[i].key);
 		free(m->attrs[i].value);

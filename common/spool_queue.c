@@ -10,7 +10,8 @@
  *   0  u8   version (1)         8  i64  next try (unix seconds)
  *   1  u8   state               16 i64  last try (unix seconds, 0 never)
  *   2  u16  reply length        24 u32  owner (pid in flight, 0 none)
- *   4  u32  attempts            28 u32  reserved (0)
+ *   4  u32  attempts            28 u32  flags (SPOOL_RCPT_F_*; 0 in records
+ *                                        written before there were any)
  *   32      reply octets (no CR, LF or NUL), at most SPOOL_REPLY_MAX - 1
  */
 #include <errno.h>
@@ -37,7 +38,7 @@ struct rcpt_rec {
 	int64_t next_try;
 	int64_t last_try;
 	uint32_t owner;
-	uint32_t reserved;
+	uint32_t flags;
 };
 _Static_assert(sizeof(struct rcpt_rec) == RCPT_HDR, "recipient record header");
 
@@ -110,6 +111,7 @@ rcpt_decode(const MDB_val *key, const MDB_val *val, struct spool_rcpt *r)
 		return -1;
 	memcpy(&h, val->mv_data, RCPT_HDR);
 	if (h.version != RCPT_VERSION || h.state > SPOOL_RCPT_HOLD ||
+	    (h.flags & ~SPOOL_RCPT_F_ALL) != 0 ||
 	    h.reply_len != val->mv_size - RCPT_HDR || h.reply_len >= SPOOL_REPLY_MAX)
 		return -1;
 	memset(r, 0, sizeof(*r));
@@ -123,6 +125,7 @@ rcpt_decode(const MDB_val *key, const MDB_val *val, struct spool_rcpt *r)
 	r->next_try = h.next_try;
 	r->last_try = h.last_try;
 	r->owner = h.owner;
+	r->flags = h.flags;
 	memcpy(r->reply, (const char *)val->mv_data + RCPT_HDR, h.reply_len);
 	r->reply[h.reply_len] = '\0';
 	if (strpbrk(r->reply, "\r\n") != NULL || strlen(r->reply) != h.reply_len)
@@ -139,6 +142,7 @@ rcpt_put(struct spool *sp, MDB_txn *txn, const struct spool_rcpt *r)
 		.version = RCPT_VERSION, .state = (uint8_t)r->state,
 		.reply_len = (uint16_t)rlen, .attempts = r->attempts,
 		.next_try = r->next_try, .last_try = r->last_try, .owner = r->owner,
+		.flags = r->flags,
 	};
 
 	rcpt_key(key, r->qid, r->idx);
@@ -623,6 +627,7 @@ spool_rcpt_update(struct spool *sp, const struct spool_rcpt *r, bool *complete_r
 	if ((unsigned)r->state > SPOOL_RCPT_HOLD ||
 	    strnlen(r->reply, SPOOL_REPLY_MAX) >= SPOOL_REPLY_MAX ||
 	    strpbrk(r->reply, "\r\n") != NULL || r->next_try < 0 ||
+	    (r->flags & ~SPOOL_RCPT_F_ALL) != 0 ||
 	    (r->state == SPOOL_RCPT_INFLIGHT) != (r->owner != 0)) {
 		errno = EINVAL;
 		*error_r = spool_err("%s: recipient %u: invalid record", r->qid, r->idx);

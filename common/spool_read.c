@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/dsnparam.h"
 #include "common/log.h"
 #include "common/spool.h"
 #include "common/spool_internal.h"
@@ -24,6 +25,8 @@ spool_parsed_free(struct spool_parsed *p)
 {
 	free(p->text);
 	free(p->rcpts);
+	free(p->notify);
+	free(p->orcpt);
 }
 
 static bool
@@ -38,6 +41,53 @@ spool_parse_num(const char *s, uint64_t *v)
 		return false;
 	*v = n;
 	return true;
+}
+
+/*
+ * A version 2 line of the DSN parameters (spool_internal.h): 1 taken, or 1 with
+ * *error_r set when it is refused (a bad value, a repeated line, NOTIFY or ORCPT
+ * before any recipient); 0 not a DSN line.
+ */
+static int
+spool_parse_dsn(const char *qid, const char *key, const char *value,
+    struct spool_parsed *p, bool *have_ret, bool *have_envid, bool *r_notify,
+    bool *r_orcpt, const char **error_r)
+{
+	const char *reply;
+	size_t vl = strlen(value);
+
+	*error_r = NULL;
+	if (strcmp(key, "ret") == 0) {
+		if (*have_ret || p->e.n_rcpts > 0 || (strcmp(value, "FULL") != 0 &&
+		    strcmp(value, "HDRS") != 0))
+			*error_r = spool_err("%s: bad ret line", qid);
+		p->e.dsn_ret = value[0] == 'F' ? DSNPARAM_RET_FULL : DSNPARAM_RET_HDRS;
+		*have_ret = true;
+	} else if (strcmp(key, "envid") == 0) {
+		if (*have_envid || p->e.n_rcpts > 0 || vl > DSNPARAM_ENVID_MAX ||
+		    !dsnparam_xtext_valid(value, vl))
+			*error_r = spool_err("%s: bad envid line", qid);
+		p->e.envid = value;
+		*have_envid = true;
+	} else if (strcmp(key, "notify") == 0) {
+		unsigned n;
+		if (*r_notify || p->e.n_rcpts == 0 ||
+		    dsnparam_notify_parse(value, vl, &n, &reply) == -1)
+			*error_r = spool_err("%s: bad notify line", qid);
+		else
+			p->notify[p->e.n_rcpts - 1] = n;
+		*r_notify = true;
+	} else if (strcmp(key, "orcpt") == 0) {
+		if (*r_orcpt || p->e.n_rcpts == 0 || vl > DSNPARAM_ORCPT_MAX ||
+		    !dsnparam_orcpt_valid(value, vl))
+			*error_r = spool_err("%s: bad orcpt line", qid);
+		else
+			p->orcpt[p->e.n_rcpts - 1] = value;
+		*r_orcpt = true;
+	} else {
+		return 0;
+	}
+	return 1;
 }
 
 /* parse an envelope record defensively: it came from disk */
@@ -61,12 +111,16 @@ spool_parse(const char *qid, const MDB_val *val, struct spool_parsed *p,
 	size_t n_lines = 0;
 	for (size_t i = 0; i < len; i++)
 		n_lines += data[i] == '\n';
-	if ((p->rcpts = calloc(n_lines, sizeof(*p->rcpts))) == NULL) {
+	if ((p->rcpts = calloc(n_lines, sizeof(*p->rcpts))) == NULL ||
+	    (p->notify = calloc(n_lines, sizeof(*p->notify))) == NULL ||
+	    (p->orcpt = calloc(n_lines, sizeof(*p->orcpt))) == NULL) {
 		*error_r = spool_err("out of memory");
 		goto fail;
 	}
 	p->e.qid = qid;
-	bool first = true;
+	bool first = true, v2 = false, have_ret = false, have_envid = false;
+	/* the DSN lines of the recipient read last */
+	bool r_notify = false, r_orcpt = false;
 	for (char *line = p->text; *line != '\0'; first = false) {
 		char *nl = strchr(line, '\n');
 		*nl = '\0';
@@ -86,10 +140,17 @@ spool_parse(const char *qid, const MDB_val *val, struct spool_parsed *p,
 			goto fail;
 		}
 		if (first) {
-			if (strcmp(key, "version") != 0 || strcmp(value, ENV_VERSION) != 0) {
+			v2 = strcmp(key, "version") == 0 && strcmp(value, ENV_VERSION_DSN) == 0;
+			if (strcmp(key, "version") != 0 || (!v2 &&
+			    strcmp(value, ENV_VERSION) != 0)) {
 				*error_r = spool_err("%s: unknown envelope version", qid);
 				goto fail;
 			}
+		} else if (v2 && spool_parse_dsn(qid, key, value, p, &have_ret,
+		    &have_envid, &r_notify, &r_orcpt, error_r) != 0) {
+			/* a DSN line (taken, or refused: then error_r is set) */
+			if (*error_r != NULL)
+				goto fail;
 		} else if (strcmp(key, "arrival") == 0) {
 			if (!spool_parse_num(value, &num) || num > INT64_MAX) {
 				*error_r = spool_err("%s: bad arrival", qid);
@@ -107,8 +168,10 @@ spool_parse(const char *qid, const MDB_val *val, struct spool_parsed *p,
 		} else if (strcmp(key, "sender") == 0) {
 			p->e.sender = value;
 			p->have_sender = true;
-		} else if (strcmp(key, "rcpt") == 0)
+		} else if (strcmp(key, "rcpt") == 0) {
 			p->rcpts[p->e.n_rcpts++] = value;
+			r_notify = r_orcpt = false;
+		}
 		line = nl + 1;
 	}
 	if (!p->have_arrival || !p->have_size || !p->have_sender) {
@@ -116,6 +179,8 @@ spool_parse(const char *qid, const MDB_val *val, struct spool_parsed *p,
 		goto fail;
 	}
 	p->e.rcpts = p->rcpts;
+	p->e.notify = p->notify;
+	p->e.orcpt = p->orcpt;
 	return 0;
 fail:
 	spool_parsed_free(p);

@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "common/ctlproto.h"
+#include "common/dsnparam.h"
 #include "common/spool.h"
 
 volatile sig_atomic_t ctl_interrupted;
@@ -235,6 +236,13 @@ queue_json(const struct spool_entry *e, void *arg)
 	fprintf(q->out, ", \"arrival\": %lld, \"size\": %llu, \"sender\": ",
 	    (long long)e->arrival, (unsigned long long)e->size);
 	json_str(q->out, e->sender != NULL ? e->sender : "");
+	/* the DSN parameters the client gave (RFC 3461), null when none */
+	fprintf(q->out, ", \"ret\": %s, \"envid\": ", e->dsn_ret == DSNPARAM_RET_FULL ?
+	    "\"FULL\"" : e->dsn_ret == DSNPARAM_RET_HDRS ? "\"HDRS\"" : "null");
+	if (e->envid != NULL)
+		json_str(q->out, e->envid);
+	else
+		fprintf(q->out, "null");
 	fprintf(q->out, ", \"recipients\": [");
 	for (size_t i = 0; i < e->n_rcpts; i++) {
 		fprintf(q->out, "%s{\"address\": ", i == 0 ? "" : ", ");
@@ -249,6 +257,27 @@ queue_json(const struct spool_entry *e, void *arg)
 		    (long long)r->next_try : 0LL,
 		    have ? (long long)r->last_try : 0LL);
 		json_str(q->out, have ? r->reply : "");
+		unsigned notify = e->notify != NULL ? e->notify[i] : 0;
+		fprintf(q->out, ", \"notify\": ");
+		if (notify != 0) {
+			char text[64];
+			dsnparam_notify_format(notify, text, sizeof(text));
+			const char *sep = "[";
+			for (char *w = strtok(text, ","); w != NULL; w = strtok(NULL, ","),
+			    sep = ", ") {
+				fprintf(q->out, "%s", sep);
+				json_str(q->out, w);
+			}
+			fputc(']', q->out);
+		} else
+			fprintf(q->out, "null");
+		fprintf(q->out, ", \"orcpt\": ");
+		if (e->orcpt != NULL && e->orcpt[i] != NULL)
+			json_str(q->out, e->orcpt[i]);
+		else
+			fprintf(q->out, "null");
+		fprintf(q->out, ", \"delay_warned\": %s",
+		    have && (r->flags & SPOOL_RCPT_F_WARNED) ? "true" : "false");
 		fputc('}', q->out);
 	}
 	fprintf(q->out, "]}");

@@ -265,14 +265,21 @@ dsn_compose(const struct dsn_report *r, const char *orig, size_t orig_len, bool 
 		    "If you do so, please include this problem report. You can\r\n"
 		    "delete your own text from the attached returned message.\r\n");
 	else if (delayed) {
-		char until[64];
+		char until[64], since[48];
+		long long d = (long long)(r->now - r->arrival);
 		dsn_date(r->retry_until, until, sizeof(until));
+		/* hours as Postfix says it; a short delay_warning in minutes or seconds */
+		if (d >= 3600)
+			snprintf(since, sizeof(since), "%lld hour(s)", d / 3600);
+		else if (d >= 60)
+			snprintf(since, sizeof(since), "%lld minute(s)", d / 60);
+		else
+			snprintf(since, sizeof(since), "%lld second(s)", d < 0 ? 0 : d);
 		out_printf(&o, "####################################################################\r\n"
 		    "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
 		    "####################################################################\r\n\r\n"
-		    "Your message could not be delivered for %lld hour(s).\r\n"
-		    "It will be retried until %s.\r\n",
-		    (long long)((r->now - r->arrival) / 3600), until);
+		    "Your message could not be delivered for %s.\r\n"
+		    "The mail system will keep trying until %s.\r\n", since, until);
 	} else
 		out_printf(&o, "Your message was successfully delivered to the destination(s)\r\n"
 		    "listed below. If the message was delivered to a mailbox you will\r\n"

@@ -394,6 +394,9 @@ conn_event(struct conn *c, const struct smtpc_event *ev)
 		    ev->status == SMTPC_DEFER ? DELIVERPROTO_DEFERRED : DELIVERPROTO_BOUNCED,
 		    (unsigned)ev->code, ev->dsn, c->peer, text);
 		jb->res[ev->rcpt].conn_failed = ev->conn_failed;
+		/* RFC 3461 5.2.2: a DSN-capable next hop reports success itself */
+		jb->res[ev->rcpt].dsn_passed = (smtpc_extensions(c->c) & SMTPC_EXT_DSN) &&
+		    jb->j.rcpts[ev->rcpt].notify != 0;
 		break;
 	case SMTPC_EV_DONE:
 		if (jb != NULL) {

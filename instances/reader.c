@@ -22,18 +22,29 @@ enum hdr_state {
 	HDR_DONE,		/* decided: counted, or not a hop header */
 };
 
+/* the limit of the line starting at buf: MAIL and RCPT carry DSN parameters */
+static size_t
+cmd_limit(const char *buf, size_t len)
+{
+	if (len >= 5 && (strncasecmp(buf, "MAIL ", 5) == 0 ||
+	    strncasecmp(buf, "RCPT ", 5) == 0))
+		return READER_CMD_PARAM_MAX;
+	return READER_CMD_MAX;
+}
+
 enum reader_status
 reader_cmd_line(const char *buf, size_t len, size_t *linelen, size_t *consumed,
     bool *discard)
 {
-	size_t scan = len < READER_CMD_MAX ? len : READER_CMD_MAX;
+	size_t max = cmd_limit(buf, len);
+	size_t scan = len < max ? len : max;
 	const char *lf = memchr(buf, '\n', scan);
 
 	*discard = false;
 	*linelen = 0;
 	*consumed = 0;
 	if (lf == NULL) {
-		if (len < READER_CMD_MAX)
+		if (len < max)
 			return READER_MORE;
 		/* no LF within the limit: the line is too long whatever follows */
 		lf = memchr(buf, '\n', len);

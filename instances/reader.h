@@ -28,6 +28,10 @@
 
 /* RFC 5321 4.5.3.1.4: a command line, CRLF included */
 #define READER_CMD_MAX 512
+/* RFC 3461 (DSN) adds parameters to MAIL and RCPT beyond RFC 5321's 512: up to
+   " RET=HDRS ENVID=" and 100 octets, " NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=" and
+   500. A line starting "MAIL " or "RCPT " may be this long, CRLF included */
+#define READER_CMD_PARAM_MAX (READER_CMD_MAX + 540)
 /* RFC 5321 4.5.3.1.6: a text line, CRLF included (kept, not refused, see above) */
 #define READER_TEXT_MAX 1000
 /* RFC 5321 6.3 hop count; Postfix hopcount_limit */
@@ -36,7 +40,8 @@
 enum reader_status {
 	READER_MORE,		/* need more input */
 	READER_LINE,		/* a command line / the end of the message */
-	READER_TOOLONG,		/* command line over READER_CMD_MAX */
+	READER_TOOLONG,		/* command line over READER_CMD_MAX (MAIL and RCPT:
+				   READER_CMD_PARAM_MAX) */
 	READER_BARE_LF,
 	READER_BARE_CR,
 	READER_NUL,		/* a NUL octet in a command line: a syntax error */

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/dsnparam.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/spool.h"
@@ -93,6 +94,7 @@ struct tx {
 	bool too_big;
 	bool write_failed;
 	int write_errno;		/* of the first failed spool write */
+	struct dsnparam_mail dsn;	/* MAIL's RET and ENVID (RFC 3461) */
 	uint64_t size;			/* spooled octets, for the log */
 };
 
@@ -132,8 +134,10 @@ struct session {
 
 	/* scratch of the current command's check half for its proceed half */
 	struct mailaddr arg_addr;
+	struct dsnparam_mail arg_dsn_mail;
+	struct dsnparam_rcpt arg_dsn_rcpt;
 
-	char line[READER_CMD_MAX + 1];
+	char line[READER_CMD_PARAM_MAX + 1];
 };
 
 struct cmd {
@@ -706,7 +710,7 @@ proceed_ehlo(struct session *s, const char *args)
 	s->esmtp = true;
 	session_enter_state(s, S_HELO);
 	session_reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %" PRIu64
-	    "\r\n250-8BITMIME\r\n%s250 ENHANCEDSTATUSCODES", s->sd->hostname,
+	    "\r\n250-8BITMIME\r\n%s250-DSN\r\n250 ENHANCEDSTATUSCODES", s->sd->hostname,
 	    s->sd->inst->max_message_size,
 	    session_offers_starttls(s) ? "250-STARTTLS\r\n" : "");
 }
@@ -785,6 +789,44 @@ skip_spaces(const char *p)
 	return p;
 }
 
+/*
+ * RFC 3461 parameters of MAIL (RET, ENVID) and RCPT (NOTIFY, ORCPT): the raw
+ * parameter (n octets, untruncated, so a value over its limit is refused as
+ * such); 1 taken, 0 not a DSN parameter, -1 refused (the reply is sent).
+ */
+static int
+mail_param_dsn(struct session *s, const char *param, size_t n)
+{
+	const char *reply;
+	int r = dsnparam_mail(&s->arg_dsn_mail, param, n, &reply);
+	if (r == -1)
+		session_reply(s, "%s", reply);
+	return r;
+}
+
+/* every parameter after RCPT TO's address: only NOTIFY and ORCPT exist */
+static int
+rcpt_params(struct session *s, const char *p)
+{
+	memset(&s->arg_dsn_rcpt, 0, sizeof(s->arg_dsn_rcpt));
+	while (*(p = skip_spaces(p)) != '\0') {
+		size_t n = strcspn(p, " ");
+		const char *reply;
+		int r = dsnparam_rcpt(&s->arg_dsn_rcpt, p, n, &reply);
+		if (r == -1) {
+			session_reply(s, "%s", reply);
+			return -1;
+		}
+		if (r == 0) {
+			session_reply(s, "555 5.5.4 Unsupported option: %.*s",
+			    (int)(n < 127 ? n : 127), p);
+			return -1;
+		}
+		p += n;
+	}
+	return 0;
+}
+
 static int
 check_mail(struct session *s, const char *args)
 {
@@ -813,13 +855,19 @@ check_mail(struct session *s, const char *args)
 		session_reply(s, "501 5.1.7 Bad sender address syntax");
 		return -1;
 	}
-	/* ESMTP parameters (RFC 1870 SIZE, RFC 6152 BODY) */
+	/* ESMTP parameters (RFC 1870 SIZE, RFC 6152 BODY, RFC 3461 RET ENVID) */
 	p += end;
+	memset(&s->arg_dsn_mail, 0, sizeof(s->arg_dsn_mail));
 	while (*(p = skip_spaces(p)) != '\0') {
 		char param[128];
 		size_t n = strcspn(p, " ");
 		snprintf(param, sizeof(param), "%.*s", (int)(n < 127 ? n : 127), p);
+		int dsn = mail_param_dsn(s, p, n);
 		p += n;
+		if (dsn == -1)
+			return -1;
+		if (dsn == 1)
+			continue;
 		if (strncasecmp(param, "SIZE=", 5) == 0) {
 			/* RFC 1870: any number of digits is valid syntax; a value
 			   over the limit, including one no integer type holds, is
@@ -868,6 +916,7 @@ proceed_mail(struct session *s, const char *args)
 		return;
 	}
 	tx->sender = s->arg_addr;
+	tx->dsn = s->arg_dsn_mail;
 	s->tx = tx;
 	session_reply(s, "250 2.1.0 Ok");
 }
@@ -894,12 +943,8 @@ check_rcpt(struct session *s, const char *args)
 		session_reply(s, "501 5.1.3 Bad recipient address syntax");
 		return -1;
 	}
-	p = skip_spaces(p + end);
-	if (*p != '\0') {
-		session_reply(s, "555 5.5.4 Unsupported option: %.*s",
-		    (int)strcspn(p, " "), p);
+	if (rcpt_params(s, p + end) == -1)
 		return -1;
-	}
 	if (s->tx->rcpt_ok >= s->sd->inst->max_recipients) {
 		/* RFC 5321 4.5.3.1.10: the client sends the rest in another
 		   transaction; only a client that goes on far past the limit
@@ -927,7 +972,9 @@ tx_open_msg(struct session *s)
 	    spool_msg_set_attr(tx->msg, "client", s->ip) == -1 ||
 	    spool_msg_set_attr(tx->msg, "helo", s->helo) == -1 ||
 	    spool_msg_set_attr(tx->msg, "instance", sd->inst->name) == -1 ||
-	    spool_msg_set_attr(tx->msg, "proto", session_proto(s)) == -1) {
+	    spool_msg_set_attr(tx->msg, "proto", session_proto(s)) == -1 ||
+	    spool_msg_set_dsn(tx->msg, (int)tx->dsn.ret,
+	    tx->dsn.has_envid ? tx->dsn.envid : NULL) == -1) {
 		spool_msg_abort(tx->msg);
 		tx->msg = NULL;
 		return -1;
@@ -980,7 +1027,9 @@ proceed_rcpt(struct session *s, const char *args)
 		session_reply(s, "250 2.1.5 Ok");
 		return;
 	}
-	if (spool_msg_add_rcpt(tx->msg, rcpt.text) == -1) {
+	if (spool_msg_add_rcpt(tx->msg, rcpt.text) == -1 ||
+	    spool_msg_set_rcpt_dsn(tx->msg, s->arg_dsn_rcpt.notify,
+	    s->arg_dsn_rcpt.has_orcpt ? s->arg_dsn_rcpt.orcpt : NULL) == -1) {
 		session_reply(s, "451 4.3.0 Error: queue file write error");
 		return;
 	}

@@ -52,12 +52,22 @@
 #include "common/config.h"
 #include "common/confine.h"
 #include "common/deliverproto.h"
+#include "common/dsnparam.h"
 #include "common/log.h"
 #include "common/spool.h"
 #include "common/xmalloc.h"
 #include "deliver/dsn.h"
 #include "deliver/route.h"
 #include "deliver/sched.h"
+#include "deliver/smtpc.h"
+
+/* the envelope's NOTIFY bits go to the agent and to dsn_decide() as they are */
+_Static_assert(DSNPARAM_NOTIFY_NEVER == SMTPC_NOTIFY_NEVER &&
+    DSNPARAM_NOTIFY_SUCCESS == SMTPC_NOTIFY_SUCCESS &&
+    DSNPARAM_NOTIFY_FAILURE == SMTPC_NOTIFY_FAILURE &&
+    DSNPARAM_NOTIFY_DELAY == SMTPC_NOTIFY_DELAY, "NOTIFY bits");
+_Static_assert((int)DSNPARAM_RET_FULL == (int)DELIVERPROTO_RET_FULL &&
+    (int)DSNPARAM_RET_HDRS == (int)DELIVERPROTO_RET_HDRS, "RET values");
 
 #define AGENTS_MAX 64
 #define PASS_DUE_MAX 2000
@@ -72,6 +82,7 @@ struct agent {
 struct job_rcpt {
 	uint32_t idx;
 	char *addr;
+	unsigned notify;	/* DSNPARAM_NOTIFY_* of the envelope */
 	bool reported;
 };
 
@@ -85,6 +96,8 @@ struct job {
 	struct sched_dest *dest;
 	int64_t arrival;
 	double t_queued;	/* when the job was handed over (ev_now) */
+	bool deferred;		/* a recipient was deferred: check the delay warning
+				   once every result is in (job_end) */
 	size_t n;
 	struct job_rcpt r[DELIVERPROTO_RCPTS_MAX];
 };
@@ -185,45 +198,74 @@ log_status(const struct job *j, const char *addr, const char *relay, double conn
 	    text);
 }
 
-/* ---- finishing a message: bounces, removal ---- */
+/* ---- DSNs (RFC 3464 reports, RFC 3461 NOTIFY/RET/ENVID/ORCPT) ---- */
 
-struct bounced {
+struct recs {
 	struct spool_rcpt *v;
 	size_t n;
 };
 
 static int
-collect_bounced(const struct spool_rcpt *r, void *arg)
+collect_rec(const struct spool_rcpt *r, void *arg)
 {
-	struct bounced *b = arg;
-	if (r->state == SPOOL_RCPT_BOUNCED) {
-		b->v = xreallocarray(b->v, b->n + 1, sizeof(*b->v));
-		b->v[b->n++] = *r;
-	}
+	struct recs *s = arg;
+	s->v = xreallocarray(s->v, s->n + 1, sizeof(*s->v));
+	s->v[s->n++] = *r;
 	return 0;
 }
+
+struct dsn_sent {
+	char orig[SPOOL_QID_MAX];
+	const char *what;
+};
 
 static void
 dsn_committed(void *arg, int result, const char *qid)
 {
-	const char *orig = arg;
+	const struct dsn_sent *d = arg;
 	if (result == 0)
-		log_as("relayvisor/bounce", "%s: sender non-delivery notification: %s",
-		    orig, qid);
+		log_as("relayvisor/bounce", "%s: sender %s notification: %s", d->orig,
+		    d->what, qid);
 	else
-		log_warnx("%s: queueing the non-delivery notification failed: %s", orig,
+		log_warnx("%s: queueing the %s notification failed: %s", d->orig, d->what,
 		    strerror(result));
 }
 
-/* queue a bounce for the message's bounced recipients; false when it could
-   not be queued (the message then stays, to be tried again) */
+static unsigned
+rcpt_notify(const struct spool_message *m, unsigned idx)
+{
+	return m->e.notify != NULL && idx < m->e.n_rcpts ? m->e.notify[idx] : 0;
+}
+
+/* the status a report gives: the "X.Y.Z" our record starts with, when it is of
+   the right class */
+static void
+rec_status(const struct spool_rcpt *r, char cls, char *buf, size_t len,
+    const char **text_r)
+{
+	size_t k = strspn(r->reply, "0123456789.");
+	snprintf(buf, len, "%.*s", (int)(k < 15 ? k : 15), r->reply);
+	if (buf[0] != cls || k < 5)
+		snprintf(buf, len, "%c.0.0", cls);
+	*text_r = r->reply[k] == ' ' ? r->reply + k + 1 : r->reply;
+}
+
+/*
+ * Queue one report about the n records v (all of one action) of message m,
+ * from <> to its sender (a failure of a message from <>: to postmaster of the
+ * first local domain, or dropped). The caller chose the records NOTIFY allows.
+ * false when it could not be queued (the caller tries again later).
+ */
 static bool
-bounce_send(struct spool_message *m, struct bounced *b)
+dsn_send(struct spool_message *m, const struct spool_rcpt *v, size_t n,
+    enum dsn_action action)
 {
 	const char *to = m->e.sender;
-	enum dsn_target t = dsn_decide(m->e.sender, 0, DSN_FAILED);
+	/* who gets it (the records were picked by their own NOTIFY already) */
+	enum dsn_target t = dsn_decide(m->e.sender, DSNPARAM_NOTIFY_SUCCESS |
+	    DSNPARAM_NOTIFY_FAILURE | DSNPARAM_NOTIFY_DELAY, action);
 	char pm[300];
-	if (t == DSN_NONE)
+	if (t == DSN_NONE || n == 0)
 		return true;
 	if (t == DSN_DOUBLE_BOUNCE) {
 		const struct strlist *ld = &q.cfg->server.local_domains;
@@ -236,34 +278,46 @@ bounce_send(struct spool_message *m, struct bounced *b)
 		}
 		to = pm;
 	}
-	struct dsn_rcpt *dr = xcalloc(b->n, sizeof(*dr));
-	char (*status)[16] = xcalloc(b->n, sizeof(*status));
-	for (size_t i = 0; i < b->n; i++) {
-		const struct spool_rcpt *r = &b->v[i];
-		dr[i].addr = r->idx < m->e.n_rcpts ? m->e.rcpts[r->idx] : "unknown";
-		dr[i].action = DSN_FAILED;
-		/* the reply starts with "X.Y.Z " as we record it */
-		size_t k = strspn(r->reply, "0123456789.");
-		snprintf(status[i], sizeof(status[i]), "%.*s", (int)(k < 15 ? k : 15),
-		    r->reply);
-		if (status[i][0] != '5' && status[i][0] != '4')
-			snprintf(status[i], sizeof(status[i]), "5.0.0");
+	struct dsn_rcpt *dr = xcalloc(n, sizeof(*dr));
+	char (*status)[16] = xcalloc(n, sizeof(*status));
+	char cls = action == DSN_FAILED ? '5' : action == DSN_DELAYED ? '4' : '2';
+	for (size_t i = 0; i < n; i++) {
+		const struct spool_rcpt *r = &v[i];
+		bool known = r->idx < m->e.n_rcpts;
+		dr[i].addr = known ? m->e.rcpts[r->idx] : "unknown";
+		dr[i].orcpt = known && m->e.orcpt != NULL ? m->e.orcpt[r->idx] : NULL;
+		dr[i].action = action;
+		if (action == DSN_DELIVERED && (r->flags & SPOOL_RCPT_F_RELAYED))
+			dr[i].action = DSN_RELAYED;
+		/* a failure's record may say 4.x.x (expired): the report says 5 */
+		rec_status(r, cls, status[i], sizeof(status[i]), &dr[i].text);
+		if (action == DSN_FAILED && r->reply[0] == '4' && status[i][0] == '5') {
+			snprintf(status[i], sizeof(status[i]), "5%s", r->reply + 1);
+			status[i][strspn(status[i], "0123456789.")] = '\0';
+		}
 		dr[i].status = status[i];
-		dr[i].text = r->reply[k] == ' ' ? r->reply + k + 1 : r->reply;
 		dr[i].last_attempt = (time_t)r->last_try;
 	}
+	time_t now = time(NULL);
 	struct dsn_report rep = {
 		.reporting_mta = q.cfg->server.hostname,
 		.qid = m->e.qid,
+		.envid = m->e.envid,
 		.sender = to,
 		.arrival = (time_t)m->e.arrival,
-		.now = time(NULL),
+		.now = now,
+		.retry_until = (time_t)m->e.arrival + (time_t)q.cfg->delivery.max_lifetime,
+		.ret = m->e.dsn_ret == DSNPARAM_RET_HDRS ? DSN_RET_HDRS :
+		    m->e.dsn_ret == DSNPARAM_RET_FULL ? DSN_RET_FULL : DSN_RET_DEFAULT,
 		.rcpts = dr,
-		.n_rcpts = b->n,
+		.n_rcpts = n,
 	};
 	size_t len;
 	bool eightbit;
-	char *msg = dsn_compose(&rep, m->body, m->body_len, true, &len, &eightbit);
+	/* RFC 3461 4.3: RET is about failures; delay and success reports carry
+	   the original's header only */
+	char *msg = dsn_compose(&rep, m->body, m->body_len, action == DSN_FAILED, &len,
+	    &eightbit);
 	free(dr);
 	free(status);
 	if (msg == NULL)
@@ -280,37 +334,79 @@ bounce_send(struct spool_message *m, struct bounced *b)
 			spool_msg_abort(nm);
 		return false;
 	}
-	static char orig[SPOOL_QID_MAX];
-	snprintf(orig, sizeof(orig), "%s", m->e.qid);
-	spool_msg_submit(nm, dsn_committed, orig);
+	static struct dsn_sent sent;
+	snprintf(sent.orig, sizeof(sent.orig), "%s", m->e.qid);
+	sent.what = action == DSN_FAILED ? "non-delivery" : action == DSN_DELAYED ?
+	    "delay" : "delivery status";
+	spool_msg_submit(nm, dsn_committed, &sent);
 	return spool_commit(q.sp) == 1;
 }
+
+/* the records of rs whose report NOTIFY asks for: failures (bounced), or
+   successes (sent with a report owed) */
+static size_t
+dsn_pick(const struct spool_message *m, const struct recs *rs, enum dsn_action action,
+    struct spool_rcpt *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct spool_rcpt *r = &rs->v[i];
+		bool want;
+		if (action == DSN_FAILED)
+			want = r->state == SPOOL_RCPT_BOUNCED;
+		else if (action == DSN_DELAYED)
+			want = !spool_rcpt_final(r->state);
+		else
+			want = r->state == SPOOL_RCPT_SENT && (r->flags &
+			    (SPOOL_RCPT_F_DELIVERED | SPOOL_RCPT_F_RELAYED));
+		if (want && dsn_decide(m->e.sender, rcpt_notify(m, r->idx), action) !=
+		    DSN_NONE)
+			out[n++] = *r;
+	}
+	return n;
+}
+
+/* ---- finishing a message: reports, removal ---- */
 
 static void
 message_finish(const char *qid)
 {
-	struct bounced b = { NULL, 0 };
+	struct recs rs = { NULL, 0 };
 	const char *err;
-	if (spool_rcpt_foreach(q.sp, qid, collect_bounced, &b, &err) == -1) {
+	if (spool_rcpt_foreach(q.sp, qid, collect_rec, &rs, &err) == -1) {
 		log_warnx("%s: %s", qid, err);
 		return;
 	}
-	if (b.n > 0) {
-		struct spool_message m;
-		if (spool_message_load(q.sp, qid, true, &m, &err) == -1) {
+	struct spool_rcpt *pick = xcalloc(rs.n + 1, sizeof(*pick));
+	struct spool_message m;
+	bool loaded = false, ok = true;
+	for (int k = 0; k < 2 && ok; k++) {
+		enum dsn_action action = k == 0 ? DSN_FAILED : DSN_DELIVERED;
+		bool any = false;
+		for (size_t i = 0; i < rs.n && !any; i++)
+			any = action == DSN_FAILED ? rs.v[i].state == SPOOL_RCPT_BOUNCED :
+			    (rs.v[i].flags & (SPOOL_RCPT_F_DELIVERED | SPOOL_RCPT_F_RELAYED));
+		if (!any)
+			continue;
+		if (!loaded && spool_message_load(q.sp, qid, true, &m, &err) == -1) {
 			log_warnx("%s: %s", qid, err);
-			free(b.v);
-			return;
+			ok = false;
+			break;
 		}
-		bool ok = bounce_send(&m, &b);
-		spool_message_free(&m);
-		if (!ok) {
-			log_warnx("%s: bounce not queued; the message stays", qid);
-			free(b.v);
-			return;
+		loaded = true;
+		size_t n = dsn_pick(&m, &rs, action, pick);
+		if (n > 0 && !dsn_send(&m, pick, n, action)) {
+			log_warnx("%s: %s not queued; the message stays", qid,
+			    action == DSN_FAILED ? "bounce" : "success report");
+			ok = false;
 		}
 	}
-	free(b.v);
+	if (loaded)
+		spool_message_free(&m);
+	free(pick);
+	free(rs.v);
+	if (!ok)
+		return;
 	if (spool_queue_delete(q.sp, qid, &err) == -1) {
 		log_warnx("%s: %s", qid, err);
 		return;
@@ -319,12 +415,78 @@ message_finish(const char *qid)
 	log_info("%s: removed", qid);
 }
 
+/*
+ * The delay warning (delivery.delay_warning after arrival): one RFC 3464
+ * "delayed" report for the recipients not final yet whose NOTIFY allows it
+ * (no NOTIFY: yes), never to <>, once per message: the warned flag goes on
+ * every record of the message, durably, so a restarted qmgr does not warn
+ * again. Checked whenever a recipient of the message is deferred.
+ */
+static void
+warn_check(const char *qid, uint32_t idx, int64_t arrival)
+{
+	int64_t now = (int64_t)ev_now(q.loop);
+	if (!sched_warn_due(&q.sp_params, (time_t)arrival, (time_t)now, false))
+		return;
+	struct recs rs = { NULL, 0 };
+	struct spool_rcpt one;
+	const char *err;
+	/* every record of a warned message has the flag: one read is enough */
+	if (spool_rcpt_get(q.sp, qid, idx, &one, &err) == 0 &&
+	    (one.flags & SPOOL_RCPT_F_WARNED))
+		return;
+	if (spool_rcpt_foreach(q.sp, qid, collect_rec, &rs, &err) == -1) {
+		log_warnx("%s: %s", qid, err);
+		return;
+	}
+	bool warned = false, pending = false;
+	for (size_t i = 0; i < rs.n; i++) {
+		warned |= (rs.v[i].flags & SPOOL_RCPT_F_WARNED) != 0;
+		pending |= !spool_rcpt_final(rs.v[i].state);
+	}
+	if (warned || !pending) {
+		free(rs.v);
+		return;
+	}
+	struct spool_message m;
+	if (spool_message_load(q.sp, qid, true, &m, &err) == -1) {
+		log_warnx("%s: %s", qid, err);
+		free(rs.v);
+		return;
+	}
+	struct spool_rcpt *pick = xcalloc(rs.n + 1, sizeof(*pick));
+	size_t n = dsn_pick(&m, &rs, DSN_DELAYED, pick);
+	bool ok = n == 0 || dsn_send(&m, pick, n, DSN_DELAYED);
+	spool_message_free(&m);
+	free(pick);
+	if (!ok) {
+		log_warnx("%s: delay warning not queued; tried again later", qid);
+		free(rs.v);
+		return;
+	}
+	/* the report is committed: now the flag, at once (a crash in between
+	   warns twice, never not at all) */
+	for (size_t i = 0; i < rs.n; i++) {
+		struct spool_rcpt r;
+		if (spool_rcpt_get(q.sp, qid, rs.v[i].idx, &r, &err) == -1)
+			continue;
+		r.flags |= SPOOL_RCPT_F_WARNED;
+		if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1)
+			log_warnx("%s: %s", qid, err);
+	}
+	if (spool_queue_flush(q.sp, &err) == -1)
+		log_warnx("%s", err);
+	if (n == 0)
+		log_info("%s: delay warning due, but no recipient asked for one", qid);
+	free(rs.v);
+}
+
 /* ---- recording results ---- */
 
 /* record one recipient's result; status text "X.Y.Z reply" is kept */
 static void
 record(const char *qid, uint32_t idx, enum deliverproto_status st, const char *dsn,
-    const char *text, int64_t arrival, bool *complete_r)
+    const char *text, int64_t arrival, uint32_t flags, bool *complete_r)
 {
 	struct spool_rcpt r;
 	const char *err;
@@ -336,6 +498,7 @@ record(const char *qid, uint32_t idx, enum deliverproto_status st, const char *d
 	int64_t now = (int64_t)ev_now(q.loop);
 	r.owner = 0;
 	r.last_try = now;
+	r.flags |= flags;
 	snprintf(r.reply, sizeof(r.reply), "%s %s", dsn, text);
 	for (char *c = r.reply; *c != '\0'; c++)
 		if (*c == '\r' || *c == '\n')
@@ -379,16 +542,35 @@ expire(const struct job *j, enum deliverproto_status st, const char **dsn,
 	return DELIVERPROTO_BOUNCED;
 }
 
+/*
+ * A success report owed for a recipient that asked for one (NOTIFY=SUCCESS):
+ * "delivered" by the Maildir and LMTP transports (final delivery), "relayed"
+ * to an SMTP next hop that does not speak DSN; none when the next hop speaks
+ * DSN, which got the request passed on (RFC 3461 5.2.2).
+ */
+static uint32_t
+success_flags(const struct job *j, size_t i, bool dsn_passed)
+{
+	unsigned n = j->r[i].notify;
+	if (!(n & DSNPARAM_NOTIFY_SUCCESS) || (n & DSNPARAM_NOTIFY_NEVER))
+		return 0;
+	if (j->kind != NH_SMTP)
+		return SPOOL_RCPT_F_DELIVERED;
+	return dsn_passed ? 0 : SPOOL_RCPT_F_RELAYED;
+}
+
 static void
 job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn,
-    const char *relay, const char *text_in, double conn_s, double xmit_s)
+    const char *relay, const char *text_in, double conn_s, double xmit_s,
+    bool dsn_passed)
 {
 	char text[DELIVERPROTO_TEXT_MAX + 32];
 	snprintf(text, sizeof(text), "%s", text_in);
 	st = expire(j, st, &dsn, text, sizeof(text));
 	j->r[i].reported = true;
 	bool complete;
-	record(j->qid, j->r[i].idx, st, dsn, text, j->arrival, &complete);
+	record(j->qid, j->r[i].idx, st, dsn, text, j->arrival,
+	    st == DELIVERPROTO_SENT ? success_flags(j, i, dsn_passed) : 0, &complete);
 	q.stats.v[QMGR_STAT_INFLIGHT]--;
 	q.stats.v[st == DELIVERPROTO_SENT ? QMGR_STAT_SENT :
 	    st == DELIVERPROTO_DEFERRED ? QMGR_STAT_DEFERRED : QMGR_STAT_BOUNCED]++;
@@ -396,6 +578,8 @@ job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn
 	    deliverproto_status_name(st), text);
 	if (complete)
 		message_finish(j->qid);
+	else if (st == DELIVERPROTO_DEFERRED)
+		j->deferred = true;
 }
 
 static void
@@ -419,7 +603,12 @@ job_end(struct job *j, bool handshake_ok, const char *why)
 {
 	for (size_t i = 0; i < j->n; i++)
 		if (!j->r[i].reported)
-			job_result(j, i, DELIVERPROTO_DEFERRED, "4.3.0", "none", why, 0, 0);
+			job_result(j, i, DELIVERPROTO_DEFERRED, "4.3.0", "none", why, 0, 0,
+			    false);
+	/* after every result of the job: a recipient it delivered is not in the
+	   warning */
+	if (j->deferred && j->n > 0)
+		warn_check(j->qid, j->r[0].idx, j->arrival);
 	if (j->dest != NULL) {
 		sched_conn_done(q.sched, j->dest, handshake_ok, (time_t)ev_now(q.loop),
 		    drand48());
@@ -496,7 +685,7 @@ agent_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (i == j->n)
 				continue;
 			job_result(j, i, r.status, r.dsn, r.relay, r.text, r.conn_ms / 1000.0,
-			    r.xmit_ms / 1000.0);
+			    r.xmit_ms / 1000.0, r.dsn_passed);
 		} else if (t == DELIVERPROTO_DONE) {
 			struct deliverproto_done d;
 			if (deliverproto_done_decode(buf, (size_t)n, &d, &err) == -1) {
@@ -607,7 +796,7 @@ bounce_now(struct spool_message *m, uint32_t idx, const char *dsn, const char *w
 	j.kind = NH_SMTP;
 	bool complete;
 	q.stats.v[QMGR_STAT_BOUNCED]++;
-	record(m->e.qid, idx, DELIVERPROTO_BOUNCED, dsn, why, m->e.arrival, &complete);
+	record(m->e.qid, idx, DELIVERPROTO_BOUNCED, dsn, why, m->e.arrival, 0, &complete);
 	log_status(&j, idx < m->e.n_rcpts ? m->e.rcpts[idx] : "?", "none", 0, 0, dsn,
 	    "bounced", why);
 	if (complete)
@@ -628,6 +817,7 @@ defer_dead(struct spool_message *m, uint32_t idx, int64_t until, const char *key
 	    "destination %.400s is dead", key);
 	if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1)
 		log_warnx("%s: %s", m->e.qid, err);
+	warn_check(m->e.qid, idx, m->e.arrival);
 }
 
 /* hand one job over; false when nothing could be sent (records reverted) */
@@ -653,6 +843,9 @@ job_start(struct spool_message *m, const struct nexthop *nh, const char *key,
 	snprintf(dj.qid, sizeof(dj.qid), "%s", m->e.qid);
 	snprintf(dj.sender, sizeof(dj.sender), "%s", m->e.sender);
 	dj.size = m->body_len;
+	/* RFC 3461: passed on to a next hop that speaks DSN (deliver/smtpc.c) */
+	dj.ret = (enum deliverproto_ret)m->e.dsn_ret;
+	snprintf(dj.envid, sizeof(dj.envid), "%s", m->e.envid != NULL ? m->e.envid : "");
 	const char *err;
 	for (size_t i = 0; i < n; i++) {
 		struct spool_rcpt r;
@@ -666,7 +859,12 @@ job_start(struct spool_message *m, const struct nexthop *nh, const char *key,
 		}
 		j->r[j->n].idx = idx[i];
 		j->r[j->n].addr = xstrdup(m->e.rcpts[idx[i]]);
+		j->r[j->n].notify = rcpt_notify(m, idx[i]);
 		dj.rcpts[dj.n_rcpts].idx = idx[i];
+		dj.rcpts[dj.n_rcpts].notify = j->r[j->n].notify;
+		snprintf(dj.rcpts[dj.n_rcpts].orcpt, sizeof(dj.rcpts[0].orcpt), "%s",
+		    m->e.orcpt != NULL && m->e.orcpt[idx[i]] != NULL ?
+		    m->e.orcpt[idx[i]] : "");
 		snprintf(dj.rcpts[dj.n_rcpts].addr, sizeof(dj.rcpts[0].addr), "%s",
 		    m->e.rcpts[idx[i]]);
 		dj.n_rcpts++;
@@ -853,20 +1051,6 @@ collect_qid(const struct spool_entry *e, void *arg)
 	struct qids *ids = arg;
 	ids->v = xreallocarray(ids->v, ids->n + 1, sizeof(*ids->v));
 	ids->v[ids->n++] = xstrdup(e->qid);
-	return 0;
-}
-
-struct recs {
-	struct spool_rcpt *v;
-	size_t n;
-};
-
-static int
-collect_rec(const struct spool_rcpt *r, void *arg)
-{
-	struct recs *s = arg;
-	s->v = xreallocarray(s->v, s->n + 1, sizeof(*s->v));
-	s->v[s->n++] = *r;
 	return 0;
 }
 

@@ -42,6 +42,8 @@ class Install(unittest.TestCase):
                   "/usr/local/share/man/man8/relayvisord.8",
                   "/usr/local/share/man/man8/relayvisor-smtpd.8",
                   "/usr/local/share/man/man8/relayvisorctl.8",
+                  "/usr/local/share/man/man8/relayvisor-qmgr.8",
+                  "/usr/local/share/man/man8/relayvisor-deliver.8",
                   "/usr/local/share/man/man5/relayvisor.conf.5",
                   "/usr/local/lib/systemd/system/relayvisord.service",
                   "/usr/local/share/doc/relayvisor/README.md",

@@ -4,11 +4,15 @@
 
 relayvisord runs inside `mailhost` as root, instances bound by interface name
 (wan0:25, lan0:25), listeners as an unprivileged user this test creates. The clients
-are swaks in the other namespaces. All addresses are in 198.18.0.0/15 (reserved for
+are swaks in the other namespaces. Delivery runs too: mail for remote.example
+goes, by a `delivery.routes` entry in brackets (no DNS at all), to Postfix's
+smtp-sink listening on 198.18.0.2:25 in the outside namespace, the MX out there;
+local mail goes to a Maildir. All addresses are in 198.18.0.0/15 (reserved for
 such tests) and exist only inside the namespaces this test makes; they are removed
 on every exit path. Without the rights to make namespaces the test is skipped (and
 counted as skipped, never as passed)."""
 import atexit
+import glob
 import os
 import pwd
 import shutil
@@ -94,6 +98,27 @@ class MultiHomedHost(unittest.TestCase):
             with open(os.path.join(conf, "10-server.yaml"), "w") as f:
                 f.write(harness.server_yaml(cls.top, extra="  user: %s\n" % USER)
                         + "lan: [198.19.0.0/24]\n")
+            # the outside MX: smtp-sink in the outside namespace, each message
+            # dumped to a file; reached through the route below, never DNS
+            cls.sink_dir = os.path.join(cls.top, "sink")
+            os.mkdir(cls.sink_dir)
+            os.chmod(cls.sink_dir, 0o777)
+            cls.sink_log = open(os.path.join(cls.top, "smtp-sink.log"), "wb")
+            cls.sink = None
+            if shutil.which("smtp-sink"):
+                cls.sink = subprocess.Popen(
+                    ["ip", "netns", "exec", OUT, "smtp-sink", "-u", "nobody", "-d",
+                     cls.sink_dir + "/%M.", "198.18.0.2:25", "100"],
+                    stdout=cls.sink_log, stderr=subprocess.STDOUT)
+            with open(os.path.join(conf, "30-delivery.yaml"), "w") as f:
+                f.write("""delivery:
+  local: "maildir:%s/mail/%%d/%%u"
+  routes:
+    remote.example: "[198.18.0.2]:25"
+  dns_servers: ["127.0.0.1:53"]
+  retry_min: 1s
+  retry_max: 2s
+""" % cls.top)
             with open(os.path.join(conf, "20-instances.yaml"), "w") as f:
                 f.write("""profiles:
   locked-down:
@@ -117,7 +142,8 @@ instances:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 rc, out = sh(harness.CTL, "-c", conf, "status", ns=MX, check=False)
-                if rc == 0 and out.count("RUNNING") == 2:
+                # the two listeners, the qmgr and the delivery agent
+                if rc == 0 and out.count("RUNNING") == 4:
                     break
                 time.sleep(0.1)
             else:
@@ -134,6 +160,9 @@ instances:
                 cls.sup.wait(10)
             except subprocess.TimeoutExpired:
                 cls.sup.kill()
+        sink = getattr(cls, "sink", None)
+        if sink is not None:
+            harness.stop_process(sink)
         teardown_namespaces()
         if cls.top:
             shutil.rmtree(cls.top, ignore_errors=True)
@@ -143,11 +172,65 @@ instances:
                      server, "--helo", "client.test", *args, ns=ns, check=False)
         return rc, out
 
+    def sink_messages(self):
+        out = []
+        for path in glob.glob(os.path.join(self.sink_dir, "*")):
+            with open(path, "rb") as f:
+                out.append(f.read())
+        return out
+
     def test_office_relays_through_lan_instance(self):
+        """the office client's mail, relayed by the LAN instance, arrives at the
+        MX in the outside namespace, sent from the host's WAN address"""
+        if self.sink is None:
+            self.skipTest("smtp-sink (postfix) missing")
         rc, out = self.swaks(OFFICE, "198.19.0.1:25", "--from", "me@example.test",
-                             "--to", "friend@remote.example")
+                             "--to", "friend@remote.example",
+                             "--header", "Subject: office to the world")
         self.assertEqual(rc, 0, out)
         self.assertIn("250 2.0.0 Ok: queued as", out)
+        deadline = time.monotonic() + 60
+        got = []
+        while time.monotonic() < deadline:
+            got = [m for m in self.sink_messages()
+                   if b"Subject: office to the world" in m]
+            if got:
+                break
+            time.sleep(0.1)
+        self.assertEqual(len(got), 1, "not at the outside MX; relayvisord log: %s"
+                         % open(os.path.join(self.top, "relayvisord.log"),
+                                errors="replace").read()[-3000:])
+        m = got[0]
+        self.assertIn(b"X-Client-Addr: 198.18.0.1", m)
+        self.assertIn(b"X-Mail-Args: <me@example.test>", m)
+        self.assertIn(b"X-Rcpt-Args: <friend@remote.example>", m)
+        # our Received: header names the office client
+        self.assertIn(b"Received: from client.test (unknown [198.19.0.2])\n"
+                      b"\tby mx.test.example (relayvisor)", m)
+        # the log says so in Postfix's words
+        logs = ""
+        for path in glob.glob(os.path.join(self.top, "var", "log", "*.log")):
+            logs += open(path, errors="replace").read()
+        self.assertRegex(logs, r"to=<friend@remote.example>, relay=198\.18\.0\.2"
+                               r"\[198\.18\.0\.2\]:25, .*status=sent")
+
+    def test_outside_local_mail_reaches_maildir(self):
+        """mail for a local user from outside, through the internet instance,
+        is delivered to the Maildir"""
+        rc, out = self.swaks(OUT, "198.18.0.1:25", "--from", "x@remote.example",
+                             "--to", "localuser@example.test",
+                             "--header", "Subject: from outside")
+        self.assertEqual(rc, 0, out)
+        deadline = time.monotonic() + 60
+        files = []
+        while time.monotonic() < deadline:
+            files = glob.glob(os.path.join(self.top, "mail", "example.test",
+                                           "localuser", "new", "*"))
+            if files:
+                break
+            time.sleep(0.1)
+        self.assertEqual(len(files), 1)
+        self.assertIn("Subject: from outside", open(files[0], errors="replace").read())
 
     def test_outside_cannot_relay_through_internet_instance(self):
         rc, out = self.swaks(OUT, "198.18.0.1:25", "--from", "x@remote.example",

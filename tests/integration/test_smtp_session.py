@@ -189,7 +189,8 @@ class SessionTest(TestCase):
             lines = text.split("\n")
             self.assertEqual(lines[0], "250-mx.test.example")
             self.assertEqual(lines[1:], ["250-PIPELINING", "250-SIZE 10485760",
-                                         "250-8BITMIME", "250 ENHANCEDSTATUSCODES"])
+                                         "250-8BITMIME", "250-DSN",
+                                         "250 ENHANCEDSTATUSCODES"])
             self.assertEqual(d.cmd("HELP")[1][:10], "214 2.0.0 ")
             self.assertEqual(d.cmd("VRFY root")[1][:10], "252 2.5.2 ")
             self.assertEqual(d.cmd("EXPN staff")[1][:10], "502 5.5.1 ")

@@ -198,6 +198,7 @@ START_TEST(delay_warning)
 	ck_assert_ptr_nonnull(strstr(m, "Subject: Delayed Mail (still being retried)\r\n"));
 	ck_assert_ptr_nonnull(strstr(m, "THIS IS A WARNING ONLY"));
 	ck_assert_ptr_nonnull(strstr(m, "could not be delivered for 4 hour(s)"));
+	ck_assert_ptr_nonnull(strstr(m, "will keep trying until "));
 	ck_assert_ptr_nonnull(strstr(m, "Action: delayed\r\nStatus: 4.4.1\r\n"));
 	ck_assert_ptr_nonnull(strstr(m, "Will-Retry-Until: Sun, 19 Nov 2023 22:13:20 +0000\r\n"));
 	free(m);

@@ -200,7 +200,22 @@ START_TEST(test_result_round_trip)
 	n = deliverproto_result_encode(&bad, buf, sizeof(buf), &error);
 	ck_assert_int_eq(deliverproto_result_decode(buf, (size_t)n, &back, &error), 0);
 	ck_assert(back.conn_failed);
+	ck_assert(!back.dsn_passed);
 	ck_assert_int_eq(back.status, DELIVERPROTO_DEFERRED);
+	/* sent to a next hop that took the DSN request over (RFC 3461 5.2.2) */
+	bad = sample_result();
+	bad.status = DELIVERPROTO_SENT;
+	bad.code = 250;
+	strcpy(bad.dsn, "2.0.0");
+	bad.dsn_passed = true;
+	n = deliverproto_result_encode(&bad, buf, sizeof(buf), &error);
+	ck_assert_int_eq(deliverproto_result_decode(buf, (size_t)n, &back, &error), 0);
+	ck_assert(back.dsn_passed);
+	ck_assert(!back.conn_failed);
+	/* an unknown flag bit is refused: the flags octet follows the status octet
+	   after the 8-octet header and the u32 index */
+	buf[8 + 4 + 1] |= 4;
+	ck_assert_int_eq(deliverproto_result_decode(buf, (size_t)n, &back, &error), -1);
 }
 END_TEST
 

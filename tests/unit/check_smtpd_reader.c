@@ -95,6 +95,38 @@ static const struct {
 	{ 513, READER_TOOLONG }, { 514, READER_TOOLONG }, { 2000, READER_TOOLONG },
 };
 
+/* MAIL and RCPT may be longer (RFC 3461 parameters), other commands not */
+static const struct {
+	const char *verb;
+	size_t total;
+	enum reader_status st;
+} param_cases[] = {
+	{ "MAIL ", 1052, READER_LINE }, { "rcpt ", 1052, READER_LINE },
+	{ "RCPT ", 1053, READER_TOOLONG }, { "MAIL ", 5000, READER_TOOLONG },
+	{ "NOOP ", 600, READER_TOOLONG }, { "MAILX", 600, READER_TOOLONG },
+};
+
+START_TEST(test_cmd_param_limit)
+{
+	size_t total = param_cases[_i].total, linelen, consumed;
+	bool discard;
+	char *buf = malloc(total);
+	memset(buf, 'a', total - 2);
+	memcpy(buf, param_cases[_i].verb, 5);
+	memcpy(buf + total - 2, "\r\n", 2);
+	enum reader_status st = reader_cmd_line(buf, total, &linelen, &consumed, &discard);
+	ck_assert_int_eq(st, param_cases[_i].st);
+	ck_assert_uint_eq(consumed, total);
+	if (st == READER_LINE)
+		ck_assert_uint_eq(linelen, total - 2);
+	/* a long MAIL line still arriving is not cut early */
+	if (param_cases[_i].st == READER_LINE)
+		ck_assert_int_eq(reader_cmd_line(buf, total - 1, &linelen, &consumed,
+		    &discard), READER_MORE);
+	free(buf);
+}
+END_TEST
+
 START_TEST(test_cmd_limit)
 {
 	size_t len, linelen, consumed;
@@ -306,6 +338,8 @@ smtpd_reader_suite(void)
 	tcase_add_loop_test(tc, test_cmd_line, 0, sizeof(cmd_cases) / sizeof(cmd_cases[0]));
 	tcase_add_loop_test(tc, test_cmd_limit, 0,
 	    sizeof(limit_cases) / sizeof(limit_cases[0]));
+	tcase_add_loop_test(tc, test_cmd_param_limit, 0,
+	    sizeof(param_cases) / sizeof(param_cases[0]));
 	tcase_add_test(tc, test_cmd_discard);
 	tcase_add_loop_test(tc, test_cmd_nul, 0, sizeof(nul_cases) / sizeof(nul_cases[0]));
 	tcase_add_loop_test(tc, test_data_decode, 0,

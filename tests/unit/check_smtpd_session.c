@@ -185,13 +185,13 @@ static const struct {
 } transcripts[] = {
 	{ "127.0.0.1", "EHLO c\r\nQUIT\r\n",
 	    "220 mx.test.example ESMTP|250-mx.test.example|250-PIPELINING|250-SIZE 2048|"
-	    "250-8BITMIME|250 ENHANCEDSTATUSCODES|221 2.0.0", true },
+	    "250-8BITMIME|250-DSN|250 ENHANCEDSTATUSCODES|221 2.0.0", true },
 	{ "127.0.0.1", "HELO c\r\n", "220 |250 mx.test.example", false },
 	{ "127.0.0.1", "EHLO\r\nHELO\r\n", "220 |501 5.5.4|501 5.5.4", false },
 	/* order of commands */
 	{ "127.0.0.1", "MAIL FROM:<a@example.test>\r\n", "220 |503 5.5.1", false },
 	{ "127.0.0.1", "EHLO c\r\nRCPT TO:<postmaster@example.test>\r\n",
-	    "220 |250-|250-|250-|250-|250 |503 5.5.1", false },
+	    "220 |250-|250-|250-|250-|250-|250 |503 5.5.1", false },
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nDATA\r\n", "220 |250 |250 2.1.0|503 5.5.1",
 	    false },
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nMAIL FROM:<>\r\n",
@@ -213,6 +213,53 @@ static const struct {
 	    "220 |250 |501 5.5.4", false },
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> FOO=1\r\n",
 	    "220 |250 |555 5.5.4", false },
+	/* RFC 3461 DSN parameters: accepted, and refused with exact replies */
+	{ "127.0.0.1", "EHLO c\r\nMAIL FROM:<a@example.test> RET=HDRS ENVID=abc+2B1\r\n"
+	    "RCPT TO:<postmaster@example.test> NOTIFY=SUCCESS,FAILURE,DELAY "
+	    "ORCPT=rfc822;postmaster+40example.test\r\n"
+	    "RCPT TO:<abuse@example.test> notify=never\r\n",
+	    "220 |250-|250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|250 2.1.5", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> ENVID=yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy ret=full\r\n",
+	    "220 |250 |250 2.1.0", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> RET=FULL RET=HDRS\r\n",
+	    "220 |250 |501 5.5.4 Duplicate RET parameter\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> RET=ALL\r\n",
+	    "220 |250 |501 5.5.4 Bad RET parameter syntax\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> ENVID=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n",
+	    "220 |250 |501 5.5.4 ENVID parameter too long\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> ENVID=a=b\r\n",
+	    "220 |250 |501 5.5.4 Bad ENVID parameter syntax\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> ENVID=a+2\r\n",
+	    "220 |250 |501 5.5.4 Bad ENVID parameter syntax\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> ENVID=a ENVID=b\r\n",
+	    "220 |250 |501 5.5.4 Duplicate ENVID parameter\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> NOTIFY=NEVER,SUCCESS\r\n",
+	    "220 |250 |250 2.1.0|501 5.5.4 NOTIFY=NEVER cannot be combined with other "
+	    "NOTIFY values\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> NOTIFY=SUCCESS NOTIFY=DELAY\r\n",
+	    "220 |250 |250 2.1.0|501 5.5.4 Duplicate NOTIFY parameter\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> NOTIFY=SUCCESS,,DELAY\r\n",
+	    "220 |250 |250 2.1.0|501 5.5.4 Bad NOTIFY parameter syntax\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> NOTIFY=SOMETIMES\r\n",
+	    "220 |250 |250 2.1.0|501 5.5.4 Bad NOTIFY parameter syntax\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> ORCPT=x400;abc\r\n",
+	    "220 |250 |250 2.1.0|501 5.5.4 Bad ORCPT parameter syntax\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> ORCPT=rfc822;a ORCPT=rfc822;b\r\n",
+	    "220 |250 |250 2.1.0|501 5.5.4 Duplicate ORCPT parameter\r", false },
+	{ "127.0.0.1", "EHLO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+	    "RCPT TO:<abuse@example.test> ORCPT=rfc822;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+	    "220 |250-|250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|"
+	    "501 5.5.4 ORCPT parameter too long\r", false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test>\r\n"
+	    "RCPT TO:<postmaster@example.test> FOO=1\r\n",
+	    "220 |250 |250 2.1.0|555 5.5.4 Unsupported option: FOO=1\r", false },
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a b@>\r\n", "220 |250 |501 5.1.7", false },
 	{ "127.0.0.1", "HELO c\r\nMAIL TO:<a@example.test>\r\n", "220 |250 |501 5.5.4", false },
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<>\r\n",
@@ -321,7 +368,7 @@ static const char tx_text[] =
     "QUIT\r\n";
 static const char tx_body[] = "Subject: hi\r\n\r\n.stuffed\r\nline . with a dot\r\n";
 static const char tx_replies[] =
-    "220 |250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 |250 2.0.0 Ok: queued as |"
+    "220 |250-|250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 |250 2.0.0 Ok: queued as |"
     "221 2.0.0";
 
 /* the stored body: our Received: header, then exactly the client's text */
@@ -358,7 +405,7 @@ START_TEST(test_pipelined_commit)
 
 	feed(s, tx_text);
 	char *before = take(s);
-	expect(before, "220 |250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 ", "before commit");
+	expect(before, "220 |250-|250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 ", "before commit");
 	ck_assert(!session_closed(s));
 	ck_assert_uint_eq(spool_pending(sp), 1);
 	uint64_t commits = spool_commit_count(sp);
@@ -435,7 +482,7 @@ START_TEST(test_two_transactions)
 	for (int i = 0; i < 3; i++)
 		smtpd_commit(sd);
 	char *out = take(s);
-	expect(out, "220 |250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 |250 2.0.0 Ok: "
+	expect(out, "220 |250-|250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 |250 2.0.0 Ok: "
 	    "queued as |250 2.1.0|250 2.1.5|354 |250 2.0.0 Ok: queued as |221 2.0.0", "two");
 	ck_assert(session_closed(s));
 	free(out);

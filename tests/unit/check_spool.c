@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/dsnparam.h"
 #include "common/spool.h"
 #include "tests/unit/testmain.h"
 
@@ -370,6 +371,83 @@ START_TEST(test_show_exact)
 	ck_assert(memcmp(got, want, wlen) == 0);
 	free(want);
 	free(got);
+	spool_close(sp);
+}
+END_TEST
+
+/* RFC 3461 parameters go into the envelope (version 2) and come back */
+START_TEST(test_dsn_envelope)
+{
+	struct spool *sp = open_spool(0);
+	const char *err = NULL;
+	char qid[2][SPOOL_QID_MAX];
+
+	struct spool_msg *m = spool_msg_begin(sp);
+	snprintf(qid[0], sizeof(qid[0]), "%s", spool_msg_qid(m));
+	ck_assert_int_eq(spool_msg_set_sender(m, "s@example.test"), 0);
+	ck_assert_int_eq(spool_msg_set_dsn(m, DSNPARAM_RET_HDRS, "QID+2B1"), 0);
+	ck_assert_int_eq(spool_msg_add_rcpt(m, "a@remote.example"), 0);
+	ck_assert_int_eq(spool_msg_set_rcpt_dsn(m, DSNPARAM_NOTIFY_SUCCESS |
+	    DSNPARAM_NOTIFY_FAILURE, "rfc822;A+40remote.example"), 0);
+	ck_assert_int_eq(spool_msg_add_rcpt(m, "b@remote.example"), 0);
+	ck_assert_int_eq(spool_msg_add_rcpt(m, "c@remote.example"), 0);
+	ck_assert_int_eq(spool_msg_set_rcpt_dsn(m, DSNPARAM_NOTIFY_NEVER, NULL), 0);
+	/* refused: invalid values, never half stored */
+	ck_assert_int_eq(spool_msg_set_dsn(m, 7, NULL), -1);
+	ck_assert_int_eq(spool_msg_set_dsn(m, DSNPARAM_RET_FULL, "a=b"), -1);
+	ck_assert_int_eq(spool_msg_set_rcpt_dsn(m, DSNPARAM_NOTIFY_NEVER |
+	    DSNPARAM_NOTIFY_DELAY, NULL), -1);
+	ck_assert_int_eq(spool_msg_set_rcpt_dsn(m, 0, "x400;a"), -1);
+	write_body(m, 10, 1);
+	spool_msg_submit(m, NULL, NULL);
+	/* without DSN parameters: still version 1, readable by older readers */
+	m = spool_msg_begin(sp);
+	snprintf(qid[1], sizeof(qid[1]), "%s", spool_msg_qid(m));
+	ck_assert_int_eq(spool_msg_set_sender(m, "s@example.test"), 0);
+	ck_assert_int_eq(spool_msg_add_rcpt(m, "a@remote.example"), 0);
+	write_body(m, 10, 1);
+	spool_msg_submit(m, NULL, NULL);
+	ck_assert_int_eq(spool_commit(sp), 2);
+
+	struct spool_message sm;
+	ck_assert_msg(spool_message_load(sp, qid[0], false, &sm, &err) == 0, "%s", err);
+	ck_assert_int_eq(sm.e.dsn_ret, DSNPARAM_RET_HDRS);
+	ck_assert_str_eq(sm.e.envid, "QID+2B1");
+	ck_assert_uint_eq(sm.e.n_rcpts, 3);
+	ck_assert_uint_eq(sm.e.notify[0], DSNPARAM_NOTIFY_SUCCESS | DSNPARAM_NOTIFY_FAILURE);
+	ck_assert_str_eq(sm.e.orcpt[0], "rfc822;A+40remote.example");
+	ck_assert_uint_eq(sm.e.notify[1], 0);
+	ck_assert_ptr_null(sm.e.orcpt[1]);
+	ck_assert_uint_eq(sm.e.notify[2], DSNPARAM_NOTIFY_NEVER);
+	ck_assert_ptr_null(sm.e.orcpt[2]);
+	spool_message_free(&sm);
+	ck_assert_msg(spool_message_load(sp, qid[1], false, &sm, &err) == 0, "%s", err);
+	ck_assert_int_eq(sm.e.dsn_ret, DSNPARAM_RET_NONE);
+	ck_assert_ptr_null(sm.e.envid);
+	ck_assert_uint_eq(sm.e.notify[0], 0);
+	ck_assert_ptr_null(sm.e.orcpt[0]);
+	spool_message_free(&sm);
+
+	char *out = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&out, &len);
+	ck_assert_int_eq(spool_show(sp, qid[0], fp, &err), 0);
+	fclose(fp);
+	ck_assert_msg(strncmp(out, "version: 2\n", 11) == 0, "%s", out);
+	ck_assert_ptr_nonnull(strstr(out, "\nsender: s@example.test\nret: HDRS\n"
+	    "envid: QID+2B1\nrcpt: a@remote.example\nnotify: SUCCESS,FAILURE\n"
+	    "orcpt: rfc822;A+40remote.example\nrcpt: b@remote.example\n"
+	    "rcpt: c@remote.example\nnotify: NEVER\n"));
+	free(out);
+	out = NULL;
+	fp = open_memstream(&out, &len);
+	ck_assert_int_eq(spool_show(sp, qid[1], fp, &err), 0);
+	fclose(fp);
+	ck_assert_msg(strncmp(out, "version: 1\n", 11) == 0, "%s", out);
+	free(out);
+	size_t n;
+	ck_assert_msg(spool_verify(sp, &n, &err) == 0, "%s", err);
+	ck_assert_uint_eq(n, 2);
 	spool_close(sp);
 }
 END_TEST
@@ -729,7 +807,17 @@ static const struct {
 	size_t env_len;		/* 0: strlen */
 } corrupt[] = {
 	{ "", 0 },
-	{ "version: 2\narrival: 1\nsize: 3\nsender: \n", 0 },
+	{ "version: 3\narrival: 1\nsize: 3\nsender: \n", 0 },
+	/* version 2: the DSN lines, each checked as the listener checks them */
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nnotify: NEVER\nrcpt: a@b\n", 0 },
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nrcpt: a@b\nnotify: NEVER,DELAY\n", 0 },
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nrcpt: a@b\nnotify: SOMETIMES\n", 0 },
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nrcpt: a@b\nnotify: DELAY\nnotify: DELAY\n", 0 },
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nrcpt: a@b\norcpt: x400;a\n", 0 },
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nrcpt: a@b\norcpt: rfc822;a+4\n", 0 },
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nret: SOME\n", 0 },
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nret: FULL\nret: HDRS\n", 0 },
+	{ "version: 2\narrival: 1\nsize: 3\nsender: \nenvid: a=b\n", 0 },
 	{ "arrival: 1\nversion: 1\nsize: 3\nsender: \n", 0 },
 	{ "version: 1\narrival: 1\nsender: \n", 0 },
 	{ "version: 1\narrival: 1\nsize: -3\nsender: \n", 0 },
@@ -1264,6 +1352,7 @@ spool_suite(void)
 	tcase_add_loop_test(tc, test_batch_one_commit, 0, N(batches));
 	tcase_add_test(tc, test_foreach_envelope);
 	tcase_add_test(tc, test_show_exact);
+	tcase_add_test(tc, test_dsn_envelope);
 	tcase_add_loop_test(tc, test_show_unknown, 0, N(unknown_qids));
 	tcase_add_test(tc, test_readonly_missing);
 	tcase_add_loop_test(tc, test_values, 0, N(values));

@@ -335,6 +335,34 @@ START_TEST(test_delete_new)
 }
 END_TEST
 
+/* the qmgr's DSN flags (delay warning sent, success report owed) are durable
+   with the record, and only known bits are taken */
+START_TEST(test_flags_durable)
+{
+	struct spool *sp = open_spool();
+	char q[SPOOL_QID_MAX];
+	const char *err = NULL;
+	struct spool_rcpt r;
+
+	commit_msg(sp, 2, q);
+	ck_assert_int_eq(spool_queue_intake(sp, 10, 0, &err), 1);
+	ck_assert_int_eq(spool_rcpt_get(sp, q, 0, &r, &err), 0);
+	ck_assert_uint_eq(r.flags, 0);		/* new records: none */
+	r.flags = SPOOL_RCPT_F_WARNED | SPOOL_RCPT_F_RELAYED;
+	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), 0);
+	r.flags = 1u << 7;
+	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), -1);
+	spool_close(sp);
+	sp = open_spool();
+	ck_assert_int_eq(spool_rcpt_get(sp, q, 0, &r, &err), 0);
+	ck_assert_uint_eq(r.flags, SPOOL_RCPT_F_WARNED | SPOOL_RCPT_F_RELAYED);
+	ck_assert_int_eq(spool_rcpt_get(sp, q, 1, &r, &err), 0);
+	ck_assert_uint_eq(r.flags, 0);
+	assert_verify(sp, 1);
+	spool_close(sp);
+}
+END_TEST
+
 START_TEST(test_update_refused)
 {
 	struct spool *sp = open_spool();
@@ -809,6 +837,7 @@ spool_queue_suite(void)
 	tcase_add_test(tc, test_schedule);
 	tcase_add_test(tc, test_update_complete_delete);
 	tcase_add_test(tc, test_delete_new);
+	tcase_add_test(tc, test_flags_durable);
 	tcase_add_test(tc, test_update_refused);
 	tcase_add_test(tc, test_reclaim);
 	tcase_add_test(tc, test_upgrade_old_spool);
