@@ -849,6 +849,13 @@ io_tls_describe(const struct io *io, char *buf, size_t len)
 	tls_conn_describe(io->tls, buf, len);
 }
 
+int
+io_tls_peer_trust(const struct io *io)
+{
+	return tls_established(io) ? (int)tls_conn_peer_trust(io->tls) :
+	    (int)TLS_PEER_ANONYMOUS;
+}
+
 const char *
 io_tls_error(const struct io *io)
 {

@@ -141,6 +141,9 @@ int io_start_tls_client(struct io *io, struct tls_ctx *ctx, const char *serverna
 bool io_tls_active(const struct io *io);
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" once active */
 void io_tls_describe(const struct io *io, char *buf, size_t len);
+/* client side, once active: what the server's certificate proved (enum
+   tls_peer_trust of common/tls.h: Anonymous, Untrusted, Trusted, Verified) */
+int io_tls_peer_trust(const struct io *io);
 /* why the TLS handshake or a record failed (after IO_ERROR with EPROTO) */
 const char *io_tls_error(const struct io *io);
 
