@@ -137,8 +137,11 @@ static void
 verify_delivery_tls(struct loader *ld)
 {
 	struct delivery *d = &ld->cfg->delivery;
-	bool user = d->relayhost_auth_user != NULL;
-	bool pwfile = d->relayhost_auth_password_file != NULL;
+	/* a key written with a bad value was reported already: not "missing" too */
+	bool user = d->relayhost_auth_user != NULL ||
+	    seen_find(ld, "delivery/relayhost_auth/user") != NULL;
+	bool pwfile = d->relayhost_auth_password_file != NULL ||
+	    seen_find(ld, "delivery/relayhost_auth/password_file") != NULL;
 	struct nexthop nh, rh;
 	const char *err;
 	char name[ROUTE_PATH_MAX + 16], rname[ROUTE_PATH_MAX + 16];
