@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,23 @@ conn_reusable(const struct conn *c)
 	    ev_now(a.loop) - c->created < REUSE_SECONDS && !smtpc_closed(c->c);
 }
 
+/* TLS lines under Postfix smtp(8)'s name, where admins and tools look for them */
+static void __attribute__((format(printf, 2, 3)))
+smtp_log(bool warn, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_set_tag("relayvisor/smtp");
+	if (warn)
+		log_warnx("%s", line);
+	else
+		log_info("%s", line);
+	log_set_tag("relayvisor/deliver");
+}
+
 /* the server said 220 to STARTTLS: the handshake on the I/O layer */
 static void
 conn_starttls(struct conn *c)
@@ -413,7 +431,7 @@ conn_tls_ready(struct conn *c)
 	int trust = io_tls_peer_trust(c->io);
 	c->tls_pending = false;
 	io_tls_describe(c->io, desc, sizeof(desc));
-	log_info("%s TLS connection established to %s: %s",
+	smtp_log(false, "%s TLS connection established to %s: %s",
 	    tls_peer_trust_name((enum tls_peer_trust)trust), c->peer, desc);
 	if (c->tls == DELIVERY_TLS_VERIFY && trust != TLS_PEER_VERIFIED) {
 		smtpc_fail(c->c, "4.7.5", "Server certificate not verified");
@@ -429,9 +447,9 @@ conn_tls_failed(struct conn *c)
 	const char *why = io_tls_error(c->io);
 	struct job *jb = c->job;
 	c->tls_pending = false;
-	log_warnx("SSL_connect error to %s: %s", c->peer, why);
+	smtp_log(true, "SSL_connect error to %s: %s", c->peer, why);
 	if (c->tls == DELIVERY_TLS_MAY && jb != NULL && !jb->auth && jb->next_addr > 0) {
-		log_info("%s: TLS handshake with %s failed; trying again in clear",
+		smtp_log(false, "%s: TLS handshake with %s failed; trying again in clear",
 		    jb->j.qid, c->peer);
 		jb->next_addr--;
 		jb->plain_next = true;
