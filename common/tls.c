@@ -6,6 +6,7 @@
  */
 #include "common/tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -407,7 +408,12 @@ tls_conn_client(struct tls_ctx *ctx, const char *servername, const char **error_
 	struct tls_conn *c = conn_new(ctx, error_r);
 	if (c == NULL)
 		return NULL;
-	if (servername != NULL && (!SSL_set_tlsext_host_name(c->ssl, servername) ||
+	/* RFC 6066 3: no address literal as SNI; the name check takes both */
+	unsigned char addr[16];
+	bool literal = servername != NULL && (inet_pton(AF_INET, servername, addr) == 1 ||
+	    inet_pton(AF_INET6, servername, addr) == 1);
+	if (servername != NULL && ((!literal &&
+	    !SSL_set_tlsext_host_name(c->ssl, servername)) ||
 	    !SSL_set1_host(c->ssl, servername))) {
 		*error_r = ssl_error_text(ctx_err, sizeof(ctx_err), "server name");
 		tls_conn_free(c);

@@ -131,6 +131,8 @@ smtpd_tls_received_header = yes
             master = [l for l in f.read().splitlines()
                       if not re.match(r"^smtp\s+inet", l)]
         master.append("127.0.0.1:%d inet n - n - - smtpd" % self.port)
+        # 127.0.0.2 is a name the certificate does not carry
+        master.append("127.0.0.2:%d inet n - n - - smtpd" % self.port)
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write("\n".join(master) + "\n")
         run("postconf", "-c", self.conf, "-Fe", "*/*/chroot = n")
@@ -407,6 +409,19 @@ class OutboundTLS(Delivery):
         self.assertEqual(pf.messages(), [])
         self.assertNotRegex(pf.log(), r"postfix/qmgr\[\d+\]: \w+: from=<bob@")
 
+    def test_verify_name_mismatch(self):
+        """verify with the right CA but a next hop the certificate does not name
+        (127.0.0.2; it says localhost and 127.0.0.1): deferred 4.7.5"""
+        pf = self.postfix()
+        harness.wait_port("127.0.0.2", pf.port, 30)
+        self.relayvisor(pf.port, '  tls_ca_file: %s\n  routes:\n    remote.example: '
+                        '{nexthop: "[127.0.0.2]:%d", tls: verify}\n'
+                        % (self.certs.ca, pf.port))
+        self.send("bob@example.test", ["friend@remote.example"], subject="wrong name")
+        self.wait_deferred("friend@remote.example", "4.7.5",
+                           r"Server certificate not verified\)")
+        self.assertEqual(pf.messages(), [])
+
     def test_encrypt_without_starttls(self):
         """encrypt against smtp-sink, which offers no STARTTLS: deferred 4.7.4
         "TLS is required, but was not offered by host ...", no MAIL FROM sent"""
@@ -545,6 +560,7 @@ smtpd_relay_restrictions = permit_sasl_authenticated, reject
     test_postfix_relayhost_opportunistic = None
     test_verify_right_ca = None
     test_verify_wrong_ca = None
+    test_verify_name_mismatch = None
     test_encrypt_without_starttls = None
     test_route_mapping_form = None
     test_may_falls_back_to_clear_once = None
