@@ -444,7 +444,9 @@ conn_tls_ready(struct conn *c)
 static void
 conn_tls_failed(struct conn *c)
 {
-	const char *why = io_tls_error(c->io);
+	int e = io_errno(c->io);
+	const char *why = e == EPROTO ? io_tls_error(c->io) : e != 0 ? strerror(e) :
+	    "connection closed during the handshake";
 	struct job *jb = c->job;
 	c->tls_pending = false;
 	smtp_log(true, "SSL_connect error to %s: %s", c->peer, why);

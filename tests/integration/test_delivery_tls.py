@@ -460,6 +460,27 @@ class OutboundTLS(TLSBase):
         q = self.queue()
         self.assertEqual(len(q), 1, q)
 
+    def test_reload_applies_a_new_level(self):
+        """reload with relayhost_tls changed restarts the agent: the next
+        message to the same smtp-sink is deferred 4.7.4 instead of sent in clear"""
+        sink = Sink(self.top)
+        self.later(sink.stop)
+        self.relayvisor(sink.port)
+        self.send("bob@example.test", ["friend@remote.example"], subject="before")
+        self.wait_log(r"to=<friend@remote.example>, .*status=sent")
+        old = self.sup.status()["deliver"][1]
+        with open(os.path.join(self.conf.dir, "30-delivery.yaml"), "a") as f:
+            f.write("  relayhost_tls: encrypt\n")
+        code, out = self.sup.ctl("reload")
+        self.assertEqual(code, 0, out)
+        self.sup.wait_for(lambda: self.sup.status()["deliver"][0] == "RUNNING" and
+                          self.sup.status()["deliver"][1] not in (0, old), 30,
+                          "a new delivery agent")
+        self.send("bob@example.test", ["other@remote.example"], subject="after")
+        self.wait_deferred("other@remote.example", "4.7.4", "TLS is required, but "
+                           "was not offered by host")
+        self.assertEqual(len(sink.messages()), 1)
+
     def test_route_mapping_form(self):
         """a route with its own level: remote.example goes to smtp-sink with tls
         encrypt (deferred 4.7.4) while the relayhost (Postfix) keeps may"""
