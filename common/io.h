@@ -137,6 +137,14 @@ int io_start_tls(struct io *io, struct tls_ctx *ctx);
    ClientHello goes at once; servername is SNI and, with a verify context, the
    name the certificate must match */
 int io_start_tls_client(struct io *io, struct tls_ctx *ctx, const char *servername);
+/* the same, offering session s (tls.h; NULL: none) for resumption */
+struct tls_session;
+int io_start_tls_client_resume(struct io *io, struct tls_ctx *ctx,
+    const char *servername, struct tls_session *s);
+/* client, once active: the session to resume next time (a new reference, or
+   NULL), and whether this handshake resumed one */
+struct tls_session *io_tls_session(const struct io *io);
+bool io_tls_reused(const struct io *io);
 /* TLS is on and its handshake done */
 bool io_tls_active(const struct io *io);
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" once active */

@@ -39,6 +39,7 @@ struct tls_conn {
 	bool chain_bad;		/* verification saw an error other than the name */
 	bool name_mismatch;
 	bool name_asked;
+	SSL_SESSION *session;	/* client: the latest the server gave us */
 	char err[256];
 };
 
@@ -307,6 +308,19 @@ verify_cb(int ok, X509_STORE_CTX *store)
 	return c->ctx->mode == TLS_CLIENT_VERIFY ? ok : 1;
 }
 
+/* client: keep the server's newest session in the connection (no OpenSSL
+   cache: the delivery agent keeps its own, by server and level) */
+static int
+client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls_conn *c = SSL_get_app_data(ssl);
+	if (c == NULL)
+		return 0;
+	SSL_SESSION_free(c->session);
+	c->session = sess;
+	return 1;
+}
+
 int
 tls_client_ctx_new(enum tls_client_mode mode, const char *cafile,
     struct tls_ctx **ctx_r, const char **error_r)
@@ -330,6 +344,9 @@ tls_client_ctx_new(enum tls_client_mode mode, const char *cafile,
 		goto fail;
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, client_new_session);
 	if ((*ctx_r = ctx_wrap(ctx, false, mode)) == NULL) {
 		*error_r = "out of memory";
 		goto fail;
@@ -431,8 +448,40 @@ tls_conn_free(struct tls_conn *c)
 		return;
 	SSL_free(c->ssl);
 	BIO_free(c->net);
+	SSL_SESSION_free(c->session);
 	tls_ctx_unref(c->ctx);
 	free(c);
+}
+
+struct tls_session *
+tls_conn_session(const struct tls_conn *c)
+{
+	if (c->session == NULL || !SSL_SESSION_is_resumable(c->session) ||
+	    !SSL_SESSION_up_ref(c->session))
+		return NULL;
+	return (struct tls_session *)c->session;
+}
+
+int
+tls_conn_set_session(struct tls_conn *c, struct tls_session *s)
+{
+	ERR_clear_error();
+	if (s == NULL || SSL_set_session(c->ssl, (SSL_SESSION *)s))
+		return 0;
+	ERR_clear_error();
+	return -1;
+}
+
+bool
+tls_conn_reused(const struct tls_conn *c)
+{
+	return SSL_session_reused(c->ssl) == 1;
+}
+
+void
+tls_session_free(struct tls_session *s)
+{
+	SSL_SESSION_free((SSL_SESSION *)s);
 }
 
 size_t

@@ -20,7 +20,8 @@
  * (4.7.4 when not offered, 4.7.5 when the handshake fails); verify = the chain to
  * delivery.tls_ca_file and the host name (the MX or next-hop name, the address
  * for a literal) or defer 4.7.5 "Server certificate not verified". Each
- * handshake logs Postfix's "Trusted TLS connection established to ..." line.
+ * handshake logs Postfix's "Trusted TLS connection established to ..." line;
+ * sessions are kept per server, name and level and resumed ("... reused to").
  * The relayhost's AUTH password is read before the agent drops privileges and
  * goes only over TLS (deliver/smtpc.c).
  *
@@ -67,6 +68,10 @@
 #define REUSE_SECONDS 300
 #define IDLE_SECONDS 5
 #define CONNECT_SECONDS 30
+/* TLS sessions kept for resumption, by server and level (Postfix's
+   smtp_tls_session_cache_timeout is 3600 s too) */
+#define TLS_CACHE_MAX 64
+#define TLS_CACHE_SECONDS 3600
 
 struct conn;
 
@@ -105,6 +110,7 @@ struct conn {
 	char host[256];			/* TLS: SNI and the name verify checks */
 	int tls;			/* enum delivery_tls for this session */
 	bool tls_pending;		/* the handshake is under way */
+	bool tls_ok;			/* TLS accepted: its session may be resumed */
 	ev_timer t;			/* smtpc's timeout, connect, idle */
 	double created;
 	bool connected;
@@ -144,6 +150,11 @@ static struct {
 	char auth_pass[SECRET_MAX + 1];
 	bool auth_ok;
 	char auth_err[600];
+	struct tls_cached {
+		char key[DELIVERPROTO_RELAY_MAX + 300];
+		struct tls_session *s;
+		double t;
+	} tls_cache[TLS_CACHE_MAX];
 } a;
 
 static void conn_pump(struct conn *c);
@@ -307,6 +318,52 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
 
 /* ---- SMTP and LMTP sessions ---- */
 
+/* "LEVEL HOST PEER": a session is offered only to the server, name and level
+   that gave it */
+static void
+tls_cache_key(const struct conn *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%d %s %s", c->tls, c->host, c->peer);
+}
+
+static struct tls_session *
+tls_cache_get(const struct conn *c)
+{
+	char key[sizeof(a.tls_cache[0].key)];
+	tls_cache_key(c, key, sizeof(key));
+	for (size_t i = 0; i < TLS_CACHE_MAX; i++)
+		if (a.tls_cache[i].s != NULL && strcmp(a.tls_cache[i].key, key) == 0 &&
+		    ev_now(a.loop) - a.tls_cache[i].t < TLS_CACHE_SECONDS)
+			return a.tls_cache[i].s;
+	return NULL;
+}
+
+/* the session of a connection that ends well replaces the server's entry, or
+   the oldest one */
+static void
+tls_cache_put(const struct conn *c)
+{
+	struct tls_session *s = io_tls_session(c->io);
+	char key[sizeof(a.tls_cache[0].key)];
+	size_t slot = 0;
+	if (s == NULL)
+		return;
+	tls_cache_key(c, key, sizeof(key));
+	for (size_t i = 0; i < TLS_CACHE_MAX; i++) {
+		if (a.tls_cache[i].s != NULL && strcmp(a.tls_cache[i].key, key) == 0) {
+			slot = i;
+			break;
+		}
+		if (a.tls_cache[i].t < a.tls_cache[slot].t || a.tls_cache[i].s == NULL)
+			slot = i;
+	}
+	struct tls_cached *e = &a.tls_cache[slot];
+	tls_session_free(e->s);
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->s = s;
+	e->t = ev_now(a.loop);
+}
+
 static void
 conn_free(struct conn *c)
 {
@@ -322,6 +379,8 @@ conn_free(struct conn *c)
 			break;
 		}
 	ev_timer_stop(a.loop, &c->t);
+	if (c->io != NULL && c->tls_ok)
+		tls_cache_put(c);
 	if (c->io != NULL)
 		io_free(c->io);
 	if (c->c != NULL)
@@ -414,7 +473,8 @@ conn_starttls(struct conn *c)
 {
 	struct tls_ctx *ctx = c->tls == DELIVERY_TLS_VERIFY ? a.tls_verify : a.tls_any;
 	char text[DELIVERPROTO_TEXT_MAX + 1];
-	if (ctx == NULL || io_start_tls_client(c->io, ctx, c->host) == -1) {
+	if (ctx == NULL || io_start_tls_client_resume(c->io, ctx, c->host,
+	    tls_cache_get(c)) == -1) {
 		snprintf(text, sizeof(text), "Cannot start TLS: %s", ctx == NULL ?
 		    "no TLS context" : strerror(errno));
 		smtpc_fail(c->c, "4.7.5", text);
@@ -431,12 +491,14 @@ conn_tls_ready(struct conn *c)
 	int trust = io_tls_peer_trust(c->io);
 	c->tls_pending = false;
 	io_tls_describe(c->io, desc, sizeof(desc));
-	smtp_log(false, "%s TLS connection established to %s: %s",
-	    tls_peer_trust_name((enum tls_peer_trust)trust), c->peer, desc);
+	smtp_log(false, "%s TLS connection %s to %s: %s",
+	    tls_peer_trust_name((enum tls_peer_trust)trust),
+	    io_tls_reused(c->io) ? "reused" : "established", c->peer, desc);
 	if (c->tls == DELIVERY_TLS_VERIFY && trust != TLS_PEER_VERIFIED) {
 		smtpc_fail(c->c, "4.7.5", "Server certificate not verified");
 		return;
 	}
+	c->tls_ok = true;
 	smtpc_tls_done(c->c);
 }
 
@@ -1176,6 +1238,8 @@ main(int argc, char **argv)
 		job_free(a.jobs);
 	log_info("stopped");
 	explicit_bzero(a.auth_pass, sizeof(a.auth_pass));
+	for (size_t i = 0; i < TLS_CACHE_MAX; i++)
+		tls_session_free(a.tls_cache[i].s);
 	free(a.pol);
 	tls_ctx_unref(a.tls_any);
 	tls_ctx_unref(a.tls_verify);

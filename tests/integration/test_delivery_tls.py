@@ -404,6 +404,26 @@ class OutboundTLS(TLSBase):
                                    r"established from \S+\[127\.0\.0\.1\]")
         self.assertEqual(self.queue(), [])
 
+    def test_session_resumed(self):
+        """the next connection to the same server resumes the TLS session the
+        last one got (Postfix's session cache): "TLS connection reused to" """
+        pf = self.postfix()
+        self.relayvisor(pf.port)
+        quits = re.compile(r"postfix/smtpd\[\d+\]: disconnect from .* quit=1")
+        disconnects = len(quits.findall(pf.log()))
+        self.send("bob@example.test", ["friend@remote.example"], subject="resume 1")
+        self.wait_log(r"TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:%d"
+                      % pf.port)
+        self.wait_log(r"to=<friend@remote.example>, .*status=sent")
+        # the idle session ends (QUIT after 5 s): the next message needs a new one
+        self.sup.wait_for(lambda: len(quits.findall(pf.log())) > disconnects, 60,
+                          "our first session's QUIT at Postfix")
+        self.send("bob@example.test", ["friend@remote.example"], subject="resume 2")
+        self.wait_log(r"relayvisor/smtp\[\d+\]: Untrusted TLS connection reused to "
+                      r"127\.0\.0\.1\[127\.0\.0\.1\]:%d: TLSv1\.[23]" % pf.port)
+        self.wait_log(r"to=<friend@remote.example>, .*status=sent", 2)
+        self.sup.wait_for(lambda: pf.messages("resume 2"), 30, "the second message")
+
     def test_verify_right_ca(self):
         """verify with the CA that signed Postfix's certificate: chain and name
         (the literal's address against the certificate's IP SAN) check out"""
