@@ -136,8 +136,7 @@ smtpd_tls_received_header = yes
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write("\n".join(master) + "\n")
         run("postconf", "-c", self.conf, "-Fe", "*/*/chroot = n")
-        run("postfix", "-c", self.conf, "check")
-        self.started = True
+        self.started = True     # `postfix start` runs `postfix check` first
         run("postfix", "-c", self.conf, "start")
         harness.wait_port("127.0.0.1", self.port, 30)
 
@@ -324,8 +323,14 @@ class Impostor:
 
     def stop(self):
         self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)    # wakes the accept()
+        except OSError:
+            pass
         self.sock.close()
         self.thread.join(10)
+        if self.thread.is_alive():
+            raise AssertionError("the impostor's thread did not stop")
 
 
 class TLSBase(Delivery):
