@@ -175,4 +175,7 @@ delivery_free(struct delivery *d)
 	}
 	free(d->routes);
 	strlist_free(&d->dns_servers);
+	free(d->tls_ca_file);
+	free(d->relayhost_auth_user);
+	free(d->relayhost_auth_password_file);
 }

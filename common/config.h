@@ -117,10 +117,19 @@ struct server {
 };
 
 /* delivery: (relayvisor-qmgr and relayvisor-deliver run when the section exists) */
+/* outbound TLS, Postfix's smtp_tls_security_level: none, may (STARTTLS when
+   offered, any certificate), encrypt (TLS required, any certificate), verify
+   (TLS required, chain and host name checked against delivery.tls_ca_file) */
+enum delivery_tls {
+	DELIVERY_TLS_DEFAULT = -1,	/* a route or the relayhost: delivery.tls */
+	DELIVERY_TLS_NONE = 0, DELIVERY_TLS_MAY, DELIVERY_TLS_ENCRYPT, DELIVERY_TLS_VERIFY,
+};
+
 struct delivery_route {
 	char *pattern;			/* "example.net" or ".example.net" */
 	char *nexthop;			/* deliver/route.h syntax */
 	struct cfg_mark mark;
+	int tls;			/* enum delivery_tls; the mapping form's tls: */
 };
 
 struct delivery {
@@ -140,7 +149,15 @@ struct delivery {
 	unsigned dest_concurrency;	/* 5 at first per destination */
 	unsigned dest_concurrency_max;	/* 20 */
 	unsigned total_concurrency;	/* 100 */
+	int tls;			/* enum delivery_tls, default may */
+	char *tls_ca_file;		/* NULL: the system store */
+	int relayhost_tls;		/* enum delivery_tls, default delivery.tls */
+	char *relayhost_auth_user;	/* relayhost_auth: {user, password_file} */
+	char *relayhost_auth_password_file;
 };
+#define DELIVERY_CA_FILE_DEFAULT "/etc/ssl/certs/ca-certificates.crt"
+/* "none", "may", "encrypt", "verify" */
+const char *delivery_tls_name(int level);
 #define DELIVERY_LOCAL_DEFAULT "maildir:./var/mail/%d/%u"
 
 struct config {

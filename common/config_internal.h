@@ -57,6 +57,8 @@ enum cfg_type {
 	T_NEXTHOP,	/* a next hop (deliver/route.h) */
 	T_ROUTES,	/* delivery.routes: domain pattern -> next hop */
 	T_SERVERS,	/* a list of "host", "host:port", "[v6]:port" */
+	T_DELIVERY_TLS,	/* none, may, encrypt, verify (enum delivery_tls) */
+	T_FILE,		/* an absolute path to a regular file */
 };
 
 struct cfg_key {
@@ -147,6 +149,8 @@ void server_path_defaults(struct server *s);
 void delivery_defaults(struct delivery *d);
 /* config.c */
 void delivery_free(struct delivery *d);
+/* config_parse.c: "may" -> DELIVERY_TLS_MAY; false for anything else */
+bool delivery_tls_parse(const char *s, int *level);
 /* config_parse.c: a relative maildir: next hop made absolute (malloc'd) */
 char *nexthop_absolute(const char *s);
 

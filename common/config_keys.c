@@ -115,8 +115,18 @@ const struct cfg_key instance_keys[] = {
 	KEYEND
 };
 
+static const struct cfg_key relayhost_auth_keys[] = {
+	KEY(delivery, relayhost_auth_user, "user", T_STRING),
+	KEY(delivery, relayhost_auth_password_file, "password_file", T_FILE),
+	KEYEND
+};
+
 const struct cfg_key delivery_keys[] = {
 	KEY(delivery, relayhost, "relayhost", T_NEXTHOP),
+	KEY(delivery, relayhost_tls, "relayhost_tls", T_DELIVERY_TLS),
+	{ "relayhost_auth", T_SECTION, 0, 0, 0, relayhost_auth_keys },
+	KEY(delivery, tls, "tls", T_DELIVERY_TLS),
+	KEY(delivery, tls_ca_file, "tls_ca_file", T_FILE),
 	KEY(delivery, local, "local", T_NEXTHOP),
 	KEY(delivery, routes, "routes", T_ROUTES),
 	KEY(delivery, dns_servers, "dns_servers", T_SERVERS),
@@ -188,6 +198,8 @@ delivery_defaults(struct delivery *d)
 	d->dest_concurrency = 5;
 	d->dest_concurrency_max = 20;
 	d->total_concurrency = 100;
+	d->tls = DELIVERY_TLS_MAY;
+	d->relayhost_tls = DELIVERY_TLS_DEFAULT;
 }
 
 void

@@ -461,6 +461,63 @@ server_item(struct loader *ld, const char *text, const yaml_node_t *item,
 	strlist_add(arg, text);
 }
 
+bool
+delivery_tls_parse(const char *s, int *level)
+{
+	static const char *const names[] = { "none", "may", "encrypt", "verify" };
+
+	for (int i = 0; s != NULL && i < 4; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*level = i;
+			return true;
+		}
+	return false;
+}
+
+#define DELIVERY_TLS_EXPECTED "none, may, encrypt or verify"
+
+/* a route's value: "NEXTHOP", or {nexthop: NEXTHOP, tls: LEVEL}; the next hop's
+   text (a node's scalar) or NULL, everything wrong reported */
+static const char *
+route_value(struct loader *ld, yaml_node_t *vn, const char *what, int *tls)
+{
+	*tls = DELIVERY_TLS_DEFAULT;
+	if (vn->type != YAML_MAPPING_NODE)
+		return want_string(ld, vn, what);
+	const char *nexthop = NULL;
+	bool bad = false;
+	for (yaml_node_pair_t *pr = vn->data.mapping.pairs.start;
+	    pr < vn->data.mapping.pairs.top; pr++) {
+		yaml_node_t *kn = yaml_document_get_node(ld->doc, pr->key);
+		yaml_node_t *v = yaml_document_get_node(ld->doc, pr->value);
+		if (kn == NULL || v == NULL)
+			continue;
+		struct cfg_mark km = node_mark(ld, kn);
+		struct cfg_mark m = node_mark(ld, v);
+		const char *name = node_scalar(kn);
+		if (name != NULL && strcmp(name, "nexthop") == 0) {
+			if ((nexthop = want_string(ld, v, what)) == NULL)
+				bad = true;
+		} else if (name != NULL && strcmp(name, "tls") == 0) {
+			if (!delivery_tls_parse(node_scalar(v), tls)) {
+				diag_error(ld, &m, "%s: tls: expected %s", what,
+				    DELIVERY_TLS_EXPECTED);
+				bad = true;
+			}
+		} else {
+			diag_error(ld, &km, "%s: unknown key '%s' (expected nexthop or tls)",
+			    what, name != NULL ? name : "?");
+			bad = true;
+		}
+	}
+	if (nexthop == NULL && !bad) {
+		struct cfg_mark m = node_mark(ld, vn);
+		diag_error(ld, &m, "%s: expected a next hop (\"[10.1.2.3]:25\") or a "
+		    "mapping with nexthop: and optionally tls:", what);
+	}
+	return bad ? NULL : nexthop;
+}
+
 /* delivery.routes: a mapping of domain patterns to next hops */
 static void
 routes_parse(struct loader *ld, yaml_node_t *map, struct delivery *d, const char *label)
@@ -494,9 +551,10 @@ routes_parse(struct loader *ld, yaml_node_t *map, struct delivery *d, const char
 		const char *s;
 		struct nexthop nh;
 		const char *err;
+		int tls;
 		if (!seen_check(ld, kpath, &km, &vm, what)) {
 			free(key);
-		} else if ((s = want_string(ld, vn, what)) == NULL) {
+		} else if ((s = route_value(ld, vn, what, &tls)) == NULL) {
 			free(key);
 		} else if (route_parse_nexthop(s, &nh, &err) == -1) {
 			diag_error(ld, &vm, "%s: %s", what, err);
@@ -505,7 +563,7 @@ routes_parse(struct loader *ld, yaml_node_t *map, struct delivery *d, const char
 			d->routes = xreallocarray(d->routes, d->n_routes + 1,
 			    sizeof(*d->routes));
 			d->routes[d->n_routes++] = (struct delivery_route){ key, xstrdup(s),
-			    km };
+			    km, tls };
 		}
 		free(what);
 		free(kpath);
@@ -763,6 +821,19 @@ set_value(struct loader *ld, const struct cfg_key *k, yaml_node_t *v, void *base
 	case T_SERVERS:
 		strlist_free(field);
 		for_each_item(ld, v, label, server_item, field);
+		return;
+	case T_DELIVERY_TLS:
+		if (!delivery_tls_parse(node_scalar(v), field))
+			type_error(ld, v, label, DELIVERY_TLS_EXPECTED);
+		return;
+	case T_FILE:
+		if ((s = want_string(ld, v, label)) == NULL)
+			return;
+		if (s[0] != '/') {
+			type_error(ld, v, label, "an absolute path");
+			return;
+		}
+		set_string(field, s);
 		return;
 	case T_SECTION: {
 		if (v->type != YAML_MAPPING_NODE) {

@@ -27,6 +27,7 @@
 #include "common/xmalloc.h"
 #include "common/address.h"
 #include "common/net.h"
+#include "deliver/route.h"
 
 /* ---- verify ---- */
 
@@ -107,6 +108,101 @@ verify_server(struct loader *ld)
 	server_path_defaults(s);
 }
 
+const char *
+delivery_tls_name(int level)
+{
+	switch (level) {
+	case DELIVERY_TLS_NONE: return "none";
+	case DELIVERY_TLS_MAY: return "may";
+	case DELIVERY_TLS_ENCRYPT: return "encrypt";
+	case DELIVERY_TLS_VERIFY: return "verify";
+	}
+	return "default";
+}
+
+/* the place of delivery/KEY when it was written, else the section's */
+static const struct cfg_mark *
+delivery_key_mark(struct loader *ld, const char *key)
+{
+	char *path = xasprintf("delivery/%s", key);
+	const struct cfg_mark *m = seen_find(ld, path);
+	free(path);
+	return m != NULL ? m : &ld->cfg->delivery.mark;
+}
+
+/* outbound TLS and relayhost AUTH: levels only where SMTP goes, one level per
+   next hop (the agents look the policy up by next hop, as Postfix's
+   smtp_tls_policy_maps), and a password only over TLS */
+static void
+verify_delivery_tls(struct loader *ld)
+{
+	struct delivery *d = &ld->cfg->delivery;
+	/* a key written with a bad value was reported already: not "missing" too */
+	bool user = d->relayhost_auth_user != NULL ||
+	    seen_find(ld, "delivery/relayhost_auth/user") != NULL;
+	bool pwfile = d->relayhost_auth_password_file != NULL ||
+	    seen_find(ld, "delivery/relayhost_auth/password_file") != NULL;
+	struct nexthop nh, rh;
+	const char *err;
+	char name[ROUTE_PATH_MAX + 16], rname[ROUTE_PATH_MAX + 16];
+
+	if (user != pwfile)
+		diag_error(ld, delivery_key_mark(ld, "relayhost_auth"), "relayhost_auth "
+		    "in delivery: expected both user and password_file");
+	if (user && d->relayhost == NULL)
+		diag_error(ld, delivery_key_mark(ld, "relayhost_auth"), "relayhost_auth "
+		    "in delivery needs a relayhost");
+	if (d->relayhost_tls != DELIVERY_TLS_DEFAULT && d->relayhost == NULL)
+		diag_error(ld, delivery_key_mark(ld, "relayhost_tls"), "relayhost_tls in "
+		    "delivery needs a relayhost");
+	int rtls = d->relayhost_tls != DELIVERY_TLS_DEFAULT ? d->relayhost_tls : d->tls;
+	if (user && rtls == DELIVERY_TLS_NONE)
+		diag_error(ld, delivery_key_mark(ld, d->relayhost_tls !=
+		    DELIVERY_TLS_DEFAULT ? "relayhost_tls" : "tls"), "relayhost_auth in "
+		    "delivery: a password is sent only over TLS, but TLS to the relayhost "
+		    "is none (use may, encrypt or verify)");
+	bool have_rh = d->relayhost != NULL &&
+	    route_parse_nexthop(d->relayhost, &rh, &err) == 0;
+	if (have_rh)
+		route_nexthop_name(&rh, rname, sizeof(rname));
+	if (have_rh && rh.kind != NH_SMTP && (user ||
+	    d->relayhost_tls != DELIVERY_TLS_DEFAULT))
+		diag_error(ld, delivery_key_mark(ld, "relayhost"), "relayhost in delivery: "
+		    "relayhost_tls and relayhost_auth need an SMTP next hop");
+	for (size_t i = 0; i < d->n_routes; i++) {
+		struct delivery_route *r = &d->routes[i];
+		if (r->tls == DELIVERY_TLS_DEFAULT ||
+		    route_parse_nexthop(r->nexthop, &nh, &err) == -1)
+			continue;
+		if (nh.kind != NH_SMTP) {
+			diag_error(ld, &r->mark, "route '%s' in delivery: tls applies to SMTP "
+			    "next hops only (LMTP and maildir are local)", r->pattern);
+			continue;
+		}
+		route_nexthop_name(&nh, name, sizeof(name));
+		if (have_rh && strcmp(name, rname) == 0 && r->tls != rtls)
+			diag_error(ld, &r->mark, "route '%s' in delivery: tls %s differs "
+			    "from relayhost_tls %s for the same next hop %s", r->pattern,
+			    delivery_tls_name(r->tls), delivery_tls_name(rtls), r->nexthop);
+		for (size_t k = 0; k < i; k++) {
+			struct delivery_route *o = &d->routes[k];
+			struct nexthop onh;
+			char oname[ROUTE_PATH_MAX + 16];
+			int otls = o->tls != DELIVERY_TLS_DEFAULT ? o->tls : d->tls;
+			if (route_parse_nexthop(o->nexthop, &onh, &err) == -1)
+				continue;
+			route_nexthop_name(&onh, oname, sizeof(oname));
+			if (strcmp(name, oname) == 0 && otls != r->tls) {
+				diag_error(ld, &r->mark, "route '%s' in delivery: tls %s "
+				    "differs from tls %s of route '%s' for the same next hop %s",
+				    r->pattern, delivery_tls_name(r->tls),
+				    delivery_tls_name(otls), o->pattern, r->nexthop);
+				break;
+			}
+		}
+	}
+}
+
 /* delivery: values that only make sense together */
 static void
 verify_delivery(struct loader *ld)
@@ -127,6 +223,7 @@ verify_delivery(struct loader *ld)
 		diag_warning(ld, &d->mark, "delivery: delay_warning (%gs) is not "
 		    "shorter than max_lifetime (%gs): no delay warning will be sent",
 		    d->delay_warning, d->max_lifetime);
+	verify_delivery_tls(ld);
 }
 
 /* the pattern (canonical: "user@dom", "@dom", "@.dom") matches some address of

@@ -792,7 +792,8 @@ io_errno(const struct io *io)
 }
 
 static int
-io_tls_begin(struct io *io, struct tls_ctx *ctx, bool client, const char *servername)
+io_tls_begin(struct io *io, struct tls_ctx *ctx, bool client, const char *servername,
+    struct tls_session *session)
 {
 	const char *error;
 
@@ -808,6 +809,9 @@ io_tls_begin(struct io *io, struct tls_ctx *ctx, bool client, const char *server
 		return -1;
 	}
 	io->plain_left = out_pending(io);
+	/* a session the server no longer takes is only a full handshake */
+	if (client && session != NULL)
+		(void)tls_conn_set_session(io->tls, session);
 	if (client && tls_conn_handshake(io->tls) == TLS_ERROR) {
 		/* the ClientHello is queued now; the watcher sends it */
 		io_tls_fail(io);
@@ -824,13 +828,32 @@ io_tls_begin(struct io *io, struct tls_ctx *ctx, bool client, const char *server
 int
 io_start_tls(struct io *io, struct tls_ctx *ctx)
 {
-	return io_tls_begin(io, ctx, false, NULL);
+	return io_tls_begin(io, ctx, false, NULL, NULL);
 }
 
 int
 io_start_tls_client(struct io *io, struct tls_ctx *ctx, const char *servername)
 {
-	return io_tls_begin(io, ctx, true, servername);
+	return io_tls_begin(io, ctx, true, servername, NULL);
+}
+
+int
+io_start_tls_client_resume(struct io *io, struct tls_ctx *ctx, const char *servername,
+    struct tls_session *s)
+{
+	return io_tls_begin(io, ctx, true, servername, s);
+}
+
+struct tls_session *
+io_tls_session(const struct io *io)
+{
+	return tls_established(io) ? tls_conn_session(io->tls) : NULL;
+}
+
+bool
+io_tls_reused(const struct io *io)
+{
+	return tls_established(io) && tls_conn_reused(io->tls);
 }
 
 bool
@@ -847,6 +870,13 @@ io_tls_describe(const struct io *io, char *buf, size_t len)
 		return;
 	}
 	tls_conn_describe(io->tls, buf, len);
+}
+
+int
+io_tls_peer_trust(const struct io *io)
+{
+	return tls_established(io) ? (int)tls_conn_peer_trust(io->tls) :
+	    (int)TLS_PEER_ANONYMOUS;
 }
 
 const char *

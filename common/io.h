@@ -137,10 +137,21 @@ int io_start_tls(struct io *io, struct tls_ctx *ctx);
    ClientHello goes at once; servername is SNI and, with a verify context, the
    name the certificate must match */
 int io_start_tls_client(struct io *io, struct tls_ctx *ctx, const char *servername);
+/* the same, offering session s (tls.h; NULL: none) for resumption */
+struct tls_session;
+int io_start_tls_client_resume(struct io *io, struct tls_ctx *ctx,
+    const char *servername, struct tls_session *s);
+/* client, once active: the session to resume next time (a new reference, or
+   NULL), and whether this handshake resumed one */
+struct tls_session *io_tls_session(const struct io *io);
+bool io_tls_reused(const struct io *io);
 /* TLS is on and its handshake done */
 bool io_tls_active(const struct io *io);
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" once active */
 void io_tls_describe(const struct io *io, char *buf, size_t len);
+/* client side, once active: what the server's certificate proved (enum
+   tls_peer_trust of common/tls.h: Anonymous, Untrusted, Trusted, Verified) */
+int io_tls_peer_trust(const struct io *io);
 /* why the TLS handshake or a record failed (after IO_ERROR with EPROTO) */
 const char *io_tls_error(const struct io *io);
 

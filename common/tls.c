@@ -6,6 +6,7 @@
  */
 #include "common/tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@ struct tls_conn {
 	bool chain_bad;		/* verification saw an error other than the name */
 	bool name_mismatch;
 	bool name_asked;
+	SSL_SESSION *session;	/* client: the latest the server gave us */
 	char err[256];
 };
 
@@ -306,6 +308,19 @@ verify_cb(int ok, X509_STORE_CTX *store)
 	return c->ctx->mode == TLS_CLIENT_VERIFY ? ok : 1;
 }
 
+/* client: keep the server's newest session in the connection (no OpenSSL
+   cache: the delivery agent keeps its own, by server and level) */
+static int
+client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls_conn *c = SSL_get_app_data(ssl);
+	if (c == NULL)
+		return 0;
+	SSL_SESSION_free(c->session);
+	c->session = sess;
+	return 1;
+}
+
 int
 tls_client_ctx_new(enum tls_client_mode mode, const char *cafile,
     struct tls_ctx **ctx_r, const char **error_r)
@@ -329,6 +344,9 @@ tls_client_ctx_new(enum tls_client_mode mode, const char *cafile,
 		goto fail;
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, client_new_session);
 	if ((*ctx_r = ctx_wrap(ctx, false, mode)) == NULL) {
 		*error_r = "out of memory";
 		goto fail;
@@ -407,7 +425,12 @@ tls_conn_client(struct tls_ctx *ctx, const char *servername, const char **error_
 	struct tls_conn *c = conn_new(ctx, error_r);
 	if (c == NULL)
 		return NULL;
-	if (servername != NULL && (!SSL_set_tlsext_host_name(c->ssl, servername) ||
+	/* RFC 6066 3: no address literal as SNI; the name check takes both */
+	unsigned char addr[16];
+	bool literal = servername != NULL && (inet_pton(AF_INET, servername, addr) == 1 ||
+	    inet_pton(AF_INET6, servername, addr) == 1);
+	if (servername != NULL && ((!literal &&
+	    !SSL_set_tlsext_host_name(c->ssl, servername)) ||
 	    !SSL_set1_host(c->ssl, servername))) {
 		*error_r = ssl_error_text(ctx_err, sizeof(ctx_err), "server name");
 		tls_conn_free(c);
@@ -425,8 +448,40 @@ tls_conn_free(struct tls_conn *c)
 		return;
 	SSL_free(c->ssl);
 	BIO_free(c->net);
+	SSL_SESSION_free(c->session);
 	tls_ctx_unref(c->ctx);
 	free(c);
+}
+
+struct tls_session *
+tls_conn_session(const struct tls_conn *c)
+{
+	if (c->session == NULL || !SSL_SESSION_is_resumable(c->session) ||
+	    !SSL_SESSION_up_ref(c->session))
+		return NULL;
+	return (struct tls_session *)c->session;
+}
+
+int
+tls_conn_set_session(struct tls_conn *c, struct tls_session *s)
+{
+	ERR_clear_error();
+	if (s == NULL || SSL_set_session(c->ssl, (SSL_SESSION *)s))
+		return 0;
+	ERR_clear_error();
+	return -1;
+}
+
+bool
+tls_conn_reused(const struct tls_conn *c)
+{
+	return SSL_session_reused(c->ssl) == 1;
+}
+
+void
+tls_session_free(struct tls_session *s)
+{
+	SSL_SESSION_free((SSL_SESSION *)s);
 }
 
 size_t

@@ -147,6 +147,19 @@ void tls_conn_describe(const struct tls_conn *c, char *buf, size_t len);
 /* client side, after the handshake */
 enum tls_peer_trust tls_conn_peer_trust(const struct tls_conn *c);
 const char *tls_peer_trust_name(enum tls_peer_trust t);	/* "Verified", ... */
+/*
+ * Client session resumption (Postfix's smtp_tls_session_cache): the latest session
+ * the server handed this connection (a TLS 1.3 ticket arrives after the handshake,
+ * with the first reply), for the caller's cache of sessions by server and TLS
+ * level. tls_conn_session: a new reference, NULL when there is none to resume;
+ * tls_conn_set_session: before the handshake (the session stays the caller's);
+ * tls_conn_reused: the handshake resumed one.
+ */
+struct tls_session;
+struct tls_session *tls_conn_session(const struct tls_conn *c);
+int tls_conn_set_session(struct tls_conn *c, struct tls_session *s);
+bool tls_conn_reused(const struct tls_conn *c);
+void tls_session_free(struct tls_session *s);
 /* SHA-256 of the peer's certificate (Postfix's fingerprint= in verbose logs);
    false when the peer sent none */
 bool tls_conn_peer_sha256(const struct tls_conn *c, unsigned char out[32]);

@@ -13,6 +13,18 @@
  * the next job to the same next hop: up to 100 messages or 300 s, idle for at
  * most 5 s (Postfix's connection cache).
  *
+ * Outbound TLS is Postfix's smtp_tls_security_level, looked up per next hop (the
+ * relayhost with relayhost_tls, routes with their tls:, everything else
+ * delivery.tls): may = STARTTLS when offered, a failed handshake retried once
+ * in clear at the same address (Postfix does the same); encrypt = TLS or defer
+ * (4.7.4 when not offered, 4.7.5 when the handshake fails); verify = the chain to
+ * delivery.tls_ca_file and the host name (the MX or next-hop name, the address
+ * for a literal) or defer 4.7.5 "Server certificate not verified". Each
+ * handshake logs Postfix's "Trusted TLS connection established to ..." line;
+ * sessions are kept per server, name and level and resumed ("... reused to").
+ * The relayhost's AUTH password is read before the agent drops privileges and
+ * goes only over TLS (deliver/smtpc.c).
+ *
  * Maildir delivery (deliver/maildir.h) is blocking file I/O with fsync; it runs
  * on a worker thread, so it never stalls the network sessions: the loop hands
  * the job over and is woken (ev_async) when it is done.
@@ -22,6 +34,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,16 +56,22 @@
 #include "common/deliverproto.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/xmalloc.h"
 #include "deliver/dns.h"
 #include "deliver/maildir.h"
 #include "deliver/route.h"
+#include "deliver/secret.h"
 #include "deliver/smtpc.h"
 
 #define REUSE_MESSAGES 100
 #define REUSE_SECONDS 300
 #define IDLE_SECONDS 5
 #define CONNECT_SECONDS 30
+/* TLS sessions kept for resumption, by server and level (Postfix's
+   smtp_tls_session_cache_timeout is 3600 s too) */
+#define TLS_CACHE_MAX 64
+#define TLS_CACHE_SECONDS 3600
 
 struct conn;
 
@@ -66,6 +85,9 @@ struct job {
 	struct deliverproto_result res[DELIVERPROTO_RCPTS_MAX];
 	bool have[DELIVERPROTO_RCPTS_MAX];
 	bool handshake_ok, loop;
+	int tls;			/* enum delivery_tls of the next hop */
+	bool auth;			/* AUTH to this next hop (the relayhost) */
+	bool plain_next;		/* TLS failed at may: the same address in clear */
 	/* SMTP/LMTP */
 	struct dns_query *dq;
 	struct dns_addr *addrs;		/* in order */
@@ -85,6 +107,10 @@ struct conn {
 	struct job *job;		/* the job it serves, NULL when idle */
 	char nexthop[DELIVERPROTO_NEXTHOP_MAX + 1];
 	char peer[DELIVERPROTO_RELAY_MAX + 1];
+	char host[256];			/* TLS: SNI and the name verify checks */
+	int tls;			/* enum delivery_tls for this session */
+	bool tls_pending;		/* the handshake is under way */
+	bool tls_ok;			/* TLS accepted: its session may be resumed */
 	ev_timer t;			/* smtpc's timeout, connect, idle */
 	double created;
 	bool connected;
@@ -111,6 +137,24 @@ static struct {
 	bool quit;
 	ev_async done_w;
 	bool stopping;
+	/* outbound TLS and relayhost AUTH */
+	struct tls_policy {
+		char name[DELIVERPROTO_NEXTHOP_MAX + 1];	/* canonical next hop */
+		int tls;
+		bool auth;
+	} *pol;
+	size_t n_pol;
+	struct tls_ctx *tls_any;	/* may, encrypt: any certificate */
+	struct tls_ctx *tls_verify;	/* verify; NULL: see tls_verify_err */
+	char tls_verify_err[300];
+	char auth_pass[SECRET_MAX + 1];
+	bool auth_ok;
+	char auth_err[600];
+	struct tls_cached {
+		char key[DELIVERPROTO_RELAY_MAX + 300];
+		struct tls_session *s;
+		double t;
+	} tls_cache[TLS_CACHE_MAX];
 } a;
 
 static void conn_pump(struct conn *c);
@@ -274,6 +318,52 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
 
 /* ---- SMTP and LMTP sessions ---- */
 
+/* "LEVEL HOST PEER": a session is offered only to the server, name and level
+   that gave it */
+static void
+tls_cache_key(const struct conn *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%d %s %s", c->tls, c->host, c->peer);
+}
+
+static struct tls_session *
+tls_cache_get(const struct conn *c)
+{
+	char key[sizeof(a.tls_cache[0].key)];
+	tls_cache_key(c, key, sizeof(key));
+	for (size_t i = 0; i < TLS_CACHE_MAX; i++)
+		if (a.tls_cache[i].s != NULL && strcmp(a.tls_cache[i].key, key) == 0 &&
+		    ev_now(a.loop) - a.tls_cache[i].t < TLS_CACHE_SECONDS)
+			return a.tls_cache[i].s;
+	return NULL;
+}
+
+/* the session of a connection that ends well replaces the server's entry, or
+   the oldest one */
+static void
+tls_cache_put(const struct conn *c)
+{
+	struct tls_session *s = io_tls_session(c->io);
+	char key[sizeof(a.tls_cache[0].key)];
+	size_t slot = 0;
+	if (s == NULL)
+		return;
+	tls_cache_key(c, key, sizeof(key));
+	for (size_t i = 0; i < TLS_CACHE_MAX; i++) {
+		if (a.tls_cache[i].s != NULL && strcmp(a.tls_cache[i].key, key) == 0) {
+			slot = i;
+			break;
+		}
+		if (a.tls_cache[i].t < a.tls_cache[slot].t || a.tls_cache[i].s == NULL)
+			slot = i;
+	}
+	struct tls_cached *e = &a.tls_cache[slot];
+	tls_session_free(e->s);
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->s = s;
+	e->t = ev_now(a.loop);
+}
+
 static void
 conn_free(struct conn *c)
 {
@@ -289,6 +379,8 @@ conn_free(struct conn *c)
 			break;
 		}
 	ev_timer_stop(a.loop, &c->t);
+	if (c->io != NULL && c->tls_ok)
+		tls_cache_put(c);
 	if (c->io != NULL)
 		io_free(c->io);
 	if (c->c != NULL)
@@ -358,6 +450,81 @@ conn_reusable(const struct conn *c)
 	    ev_now(a.loop) - c->created < REUSE_SECONDS && !smtpc_closed(c->c);
 }
 
+/* TLS lines under Postfix smtp(8)'s name, where admins and tools look for them */
+static void __attribute__((format(printf, 2, 3)))
+smtp_log(bool warn, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_set_tag("relayvisor/smtp");
+	if (warn)
+		log_warnx("%s", line);
+	else
+		log_info("%s", line);
+	log_set_tag("relayvisor/deliver");
+}
+
+/* the server said 220 to STARTTLS: the handshake on the I/O layer */
+static void
+conn_starttls(struct conn *c)
+{
+	struct tls_ctx *ctx = c->tls == DELIVERY_TLS_VERIFY ? a.tls_verify : a.tls_any;
+	char text[DELIVERPROTO_TEXT_MAX + 1];
+	if (ctx == NULL || io_start_tls_client_resume(c->io, ctx, c->host,
+	    tls_cache_get(c)) == -1) {
+		snprintf(text, sizeof(text), "Cannot start TLS: %s", ctx == NULL ?
+		    "no TLS context" : strerror(errno));
+		smtpc_fail(c->c, "4.7.5", text);
+		return;
+	}
+	c->tls_pending = true;
+}
+
+/* the handshake completed: Postfix's log line, the certificate judged */
+static void
+conn_tls_ready(struct conn *c)
+{
+	char desc[256];
+	int trust = io_tls_peer_trust(c->io);
+	c->tls_pending = false;
+	io_tls_describe(c->io, desc, sizeof(desc));
+	smtp_log(false, "%s TLS connection %s to %s: %s",
+	    tls_peer_trust_name((enum tls_peer_trust)trust),
+	    io_tls_reused(c->io) ? "reused" : "established", c->peer, desc);
+	if (c->tls == DELIVERY_TLS_VERIFY && trust != TLS_PEER_VERIFIED) {
+		smtpc_fail(c->c, "4.7.5", "Server certificate not verified");
+		return;
+	}
+	c->tls_ok = true;
+	smtpc_tls_done(c->c);
+}
+
+/* the handshake failed: at may, the same address once more in clear */
+static void
+conn_tls_failed(struct conn *c)
+{
+	int e = io_errno(c->io);
+	const char *why = e == EPROTO ? io_tls_error(c->io) : e != 0 ? strerror(e) :
+	    "connection closed during the handshake";
+	struct job *jb = c->job;
+	c->tls_pending = false;
+	smtp_log(true, "SSL_connect error to %s: %s", c->peer, why);
+	if (c->tls == DELIVERY_TLS_MAY && jb != NULL && !jb->auth && jb->next_addr > 0) {
+		smtp_log(false, "%s: TLS handshake with %s failed; trying again in clear",
+		    jb->j.qid, c->peer);
+		jb->next_addr--;
+		jb->plain_next = true;
+		smtpc_fail(c->c, "4.7.5", "Cannot start TLS: handshake failure");
+		return;
+	}
+	smtpc_fail(c->c, "4.7.5", c->tls == DELIVERY_TLS_VERIFY &&
+	    strstr(why, "certificate verif") != NULL ? "Server certificate not verified" :
+	    "Cannot start TLS: handshake failure");
+}
+
 static void
 conn_event(struct conn *c, const struct smtpc_event *ev)
 {
@@ -407,6 +574,9 @@ conn_event(struct conn *c, const struct smtpc_event *ev)
 			job_finish(jb, "");
 		}
 		break;
+	case SMTPC_EV_STARTTLS:
+		conn_starttls(c);
+		break;
 	case SMTPC_EV_CLOSED:
 		if (jb != NULL) {
 			c->job = NULL;
@@ -433,10 +603,13 @@ conn_event(struct conn *c, const struct smtpc_event *ev)
 					snprintf(jb->res[0].text, sizeof(jb->res[0].text), "%s", text);
 					job_try_next(jb);
 				} else {
+					/* TLS and AUTH failures keep their 4.7.x */
+					const char *dsn = strncmp(ev->dsn, "4.7.", 4) == 0 ?
+					    ev->dsn : "4.4.2";
 					for (size_t i = 0; i < jb->j.n_rcpts; i++)
 						if (!jb->have[i])
 							job_set(jb, i, DELIVERPROTO_DEFERRED,
-							    0, "4.4.2", c->peer, text);
+							    0, dsn, c->peer, text);
 					job_finish(jb, text);
 				}
 			}
@@ -494,6 +667,12 @@ conn_io_cb(struct io *io, enum io_event evt, void *arg)
 		p.proto = c->job->nh.kind == NH_SMTP ? SMTPC_SMTP : SMTPC_LMTP;
 		p.helo_name = a.cfg->server.hostname;
 		p.peer = c->peer;
+		p.starttls = c->tls >= DELIVERY_TLS_MAY;
+		p.require_tls = c->tls >= DELIVERY_TLS_ENCRYPT;
+		if (c->job->auth && a.auth_ok) {
+			p.auth_user = a.cfg->delivery.relayhost_auth_user;
+			p.auth_pass = a.auth_pass;
+		}
 		c->c = smtpc_new(&p);
 		c->created = ev_now(a.loop);
 		conn_pump(c);
@@ -531,12 +710,18 @@ conn_io_cb(struct io *io, enum io_event evt, void *arg)
 			}
 			return;
 		}
-		smtpc_feed_eof(c->c);
+		if (c->tls_pending)
+			conn_tls_failed(c);
+		else
+			smtpc_feed_eof(c->c);
+		conn_pump(c);
+		return;
+	case IO_TLSREADY:
+		conn_tls_ready(c);
 		conn_pump(c);
 		return;
 	case IO_LOWAT:
 	case IO_TIMEOUT:
-	case IO_TLSREADY:	/* no outbound TLS yet: never started here */
 		return;
 	}
 }
@@ -589,6 +774,10 @@ job_try_next(struct job *jb)
 		else
 			fmt_peer(c->peer, sizeof(c->peer), jb->names[i],
 			    (const struct sockaddr *)&ad->ss);
+		snprintf(c->host, sizeof(c->host), "%s", jb->names[i]);
+		c->tls = jb->nh.kind == NH_SMTP && !jb->plain_next ? jb->tls :
+		    DELIVERY_TLS_NONE;
+		jb->plain_next = false;
 		ev_timer_init(&c->t, timer_cb, CONNECT_SECONDS, 0);
 		c->t.data = c;
 		ev_timer_start(a.loop, &c->t);
@@ -699,6 +888,36 @@ job_literal(struct job *jb)
 	return true;
 }
 
+/* the job's TLS level and AUTH, by next hop; -1 when the job was finished
+   (deferred) because what the policy needs is missing */
+static int
+tls_policy_check(struct job *jb)
+{
+	jb->tls = a.cfg->delivery.tls;
+	jb->auth = false;
+	for (size_t i = 0; i < a.n_pol; i++)
+		if (strcmp(a.pol[i].name, jb->j.nexthop) == 0) {
+			jb->tls = a.pol[i].tls;
+			jb->auth = a.pol[i].auth;
+			break;
+		}
+	const char *why = NULL, *dsn = "4.7.5";
+	if (jb->auth && !a.auth_ok) {
+		why = a.auth_err;
+		dsn = "4.7.0";
+	} else if (jb->tls == DELIVERY_TLS_VERIFY && a.tls_verify == NULL) {
+		why = a.tls_verify_err;
+	} else if (jb->tls >= DELIVERY_TLS_MAY && a.tls_any == NULL) {
+		why = "Cannot start TLS: no TLS context";
+	}
+	if (why == NULL)
+		return 0;
+	for (size_t i = 0; i < jb->j.n_rcpts; i++)
+		job_set(jb, i, DELIVERPROTO_DEFERRED, 0, dsn, NULL, why);
+	job_finish(jb, why);
+	return -1;
+}
+
 static void
 job_start(struct job *jb)
 {
@@ -716,6 +935,8 @@ job_start(struct job *jb)
 	}
 	jb->msg.rcpts = jb->rc;
 	jb->msg.n_rcpts = jb->j.n_rcpts;
+	if (jb->nh.kind == NH_SMTP && tls_policy_check(jb) == -1)
+		return;
 	if (jb->nh.kind == NH_MAILDIR) {
 		pthread_mutex_lock(&a.mu);
 		struct job **pp = &a.work;
@@ -836,6 +1057,63 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 		stats_send();
 }
 
+static void
+policy_add(const char *nexthop, int tls, bool auth)
+{
+	struct nexthop nh;
+	const char *err;
+	if (nexthop == NULL || route_parse_nexthop(nexthop, &nh, &err) == -1 ||
+	    nh.kind != NH_SMTP)
+		return;
+	a.pol = xreallocarray(a.pol, a.n_pol + 1, sizeof(*a.pol));
+	struct tls_policy *p = &a.pol[a.n_pol++];
+	route_nexthop_name(&nh, p->name, sizeof(p->name));
+	p->tls = tls == DELIVERY_TLS_DEFAULT ? a.cfg->delivery.tls : tls;
+	p->auth = auth;
+}
+
+/* TLS contexts, the per-next-hop policy and the relayhost's password: while we
+   may still read the CA file and the password file (before confinement) */
+static void
+tls_setup(void)
+{
+	const struct delivery *d = &a.cfg->delivery;
+	const char *err;
+	bool auth = d->relayhost_auth_user != NULL && d->relayhost_auth_password_file != NULL;
+
+	/* the relayhost first: its entry (and its AUTH) wins for its next hop */
+	policy_add(d->relayhost, d->relayhost_tls, auth);
+	for (size_t i = 0; i < d->n_routes; i++)
+		policy_add(d->routes[i].nexthop, d->routes[i].tls, false);
+
+	const char *ca = d->tls_ca_file != NULL ? d->tls_ca_file : DELIVERY_CA_FILE_DEFAULT;
+	/* with a CA the log tells Trusted from Untrusted; without one TLS still works */
+	if (tls_client_ctx_new(TLS_CLIENT_MAY, ca, &a.tls_any, &err) == -1 &&
+	    tls_client_ctx_new(TLS_CLIENT_MAY, NULL, &a.tls_any, &err) == -1) {
+		log_warnx("outbound TLS: %s", err);
+		a.tls_any = NULL;
+	}
+	if (tls_client_ctx_new(TLS_CLIENT_VERIFY, ca, &a.tls_verify, &err) == -1) {
+		snprintf(a.tls_verify_err, sizeof(a.tls_verify_err), "Server certificate "
+		    "not verified: tls_ca_file %.200s: %s", ca, err);
+		a.tls_verify = NULL;
+		bool used = d->tls == DELIVERY_TLS_VERIFY;
+		for (size_t i = 0; i < a.n_pol; i++)
+			used |= a.pol[i].tls == DELIVERY_TLS_VERIFY;
+		if (used)
+			log_warnx("%s", a.tls_verify_err);
+	}
+	if (auth) {
+		if (secret_read_file(d->relayhost_auth_password_file, a.auth_pass,
+		    sizeof(a.auth_pass), &err) == -1) {
+			snprintf(a.auth_err, sizeof(a.auth_err), "relayhost_auth: %s", err);
+			log_warnx("%s; mail to the relayhost waits", a.auth_err);
+		} else {
+			a.auth_ok = true;
+		}
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -872,6 +1150,7 @@ main(int argc, char **argv)
 		    pw != NULL ? pw->pw_gid : (gid_t)-1, &lerr) == -1)
 			log_warnx("maildir %s: %s", lnh.path, lerr);
 	}
+	tls_setup();
 	struct confine conf = { .user = root ? run_user : NULL, .chroot = NULL,
 	    .what = "delivery agent" };
 	struct confine_result cres;
@@ -958,6 +1237,12 @@ main(int argc, char **argv)
 	while (a.jobs != NULL)
 		job_free(a.jobs);
 	log_info("stopped");
+	explicit_bzero(a.auth_pass, sizeof(a.auth_pass));
+	for (size_t i = 0; i < TLS_CACHE_MAX; i++)
+		tls_session_free(a.tls_cache[i].s);
+	free(a.pol);
+	tls_ctx_unref(a.tls_any);
+	tls_ctx_unref(a.tls_verify);
 	dns_free(a.dns);
 	route_self_free(a.self);
 	close(a.fd);

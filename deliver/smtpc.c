@@ -17,12 +17,15 @@
 
 enum smtpc_state {
 	ST_GREETING, ST_EHLO, ST_HELO, ST_READY, ST_TX, ST_BODY, ST_DOT, ST_RSET,
-	ST_QUIT, ST_CLOSED,
+	ST_QUIT, ST_CLOSED, ST_STARTTLS, ST_TLS, ST_AUTH,
 };
 
 static const char *const state_names[] = {
 	"GREETING", "EHLO", "HELO", "READY", "TX", "BODY", "DOT", "RSET", "QUIT", "CLOSED",
+	"STARTTLS", "TLS", "AUTH",
 };
+
+enum { MECH_PLAIN = 1 << 0, MECH_LOGIN = 1 << 1 };
 
 enum smtpc_cmd { CMD_MAIL, CMD_RCPT, CMD_DATA };
 
@@ -41,7 +44,11 @@ struct smtpc_buf {
 struct smtpc {
 	struct smtpc_params p;
 	char *helo_name, *peer;
+	char *auth_user, *auth_pass;	/* copies; the password wiped when freed */
 	enum smtpc_state st;
+	bool tls_on, authed;
+	unsigned auth_mechs;		/* MECH_* the EHLO reply offered */
+	int auth_step;			/* LOGIN: 0 sent AUTH, 1 sent the user */
 	struct smtpc_buf out;	/* octets to send; out_off already taken */
 	size_t out_off;
 	struct smtpc_buf in;	/* the partial reply line */
@@ -97,6 +104,7 @@ smtpc_params_default(struct smtpc_params *p)
 	p->t_dot = 600;
 	p->t_rset = 300;
 	p->t_quit = 300;
+	p->t_starttls = 300;
 }
 
 static void
@@ -169,6 +177,14 @@ smtpc_new(const struct smtpc_params *p)
 	c->peer = xstrndup(p->peer ? p->peer : "unknown", 300);
 	c->p.helo_name = c->helo_name;
 	c->p.peer = c->peer;
+	if (p->auth_user != NULL && p->auth_pass != NULL && p->proto == SMTPC_SMTP) {
+		c->auth_user = xstrndup(p->auth_user, 255);
+		c->auth_pass = xstrndup(p->auth_pass, 1023);
+	}
+	c->p.auth_user = c->auth_user;
+	c->p.auth_pass = c->auth_pass;
+	if (c->p.proto != SMTPC_SMTP)
+		c->p.starttls = c->p.require_tls = false;
 	if (c->p.max_line < 16)
 		c->p.max_line = 16;
 	if (c->p.max_reply_lines == 0)
@@ -184,6 +200,14 @@ smtpc_free(struct smtpc *c)
 		return;
 	free(c->helo_name);
 	free(c->peer);
+	free(c->auth_user);
+	if (c->auth_pass != NULL) {
+		explicit_bzero(c->auth_pass, strlen(c->auth_pass));
+		free(c->auth_pass);
+	}
+	/* the output buffer held the AUTH exchange */
+	if (c->out.p != NULL)
+		explicit_bzero(c->out.p, c->out.cap);
 	free(c->out.p);
 	free(c->in.p);
 	free(c->ev);
@@ -205,6 +229,8 @@ smtpc_stage_name(enum smtpc_stage st)
 	case SMTPC_STAGE_RSET: return "RSET";
 	case SMTPC_STAGE_QUIT: return "QUIT";
 	case SMTPC_STAGE_IDLE: return "idle";
+	case SMTPC_STAGE_STARTTLS: return "STARTTLS";
+	case SMTPC_STAGE_AUTH: return "AUTH";
 	}
 	return "?";
 }
@@ -229,6 +255,9 @@ cur_stage(const struct smtpc *c)
 	case ST_DOT: return SMTPC_STAGE_DOT;
 	case ST_RSET: return SMTPC_STAGE_RSET;
 	case ST_QUIT: return SMTPC_STAGE_QUIT;
+	case ST_STARTTLS:
+	case ST_TLS: return SMTPC_STAGE_STARTTLS;
+	case ST_AUTH: return SMTPC_STAGE_AUTH;
 	case ST_READY:
 	case ST_CLOSED: return SMTPC_STAGE_IDLE;
 	}
@@ -389,6 +418,8 @@ conn_fail_local(struct smtpc *c, const char *dsn, const char *what)
 		break;
 	case SMTPC_STAGE_RSET: how = "sending RSET"; break;
 	case SMTPC_STAGE_QUIT: how = "sending QUIT"; break;
+	case SMTPC_STAGE_STARTTLS: how = "performing the TLS handshake"; break;
+	case SMTPC_STAGE_AUTH: how = "authenticating"; break;
 	default: how = "idle"; break;
 	}
 	snprintf(text, sizeof(text), "%s %s while %s", what, c->peer, how);
@@ -450,6 +481,23 @@ ehlo_line(struct smtpc *c, const char *s, size_t len)
 	};
 	const char *arg;
 
+	/* "AUTH PLAIN LOGIN", and the old "AUTH=LOGIN" some servers still send */
+	if (ehlo_keyword(s, len, "AUTH", &arg)) {
+		const char *end = s + len;
+		c->ext |= SMTPC_EXT_AUTH;
+		while (arg < end) {
+			while (arg < end && *arg == ' ')
+				arg++;
+			const char *w = arg;
+			while (arg < end && *arg != ' ')
+				arg++;
+			if (arg - w == 5 && strncasecmp(w, "PLAIN", 5) == 0)
+				c->auth_mechs |= MECH_PLAIN;
+			else if (arg - w == 5 && strncasecmp(w, "LOGIN", 5) == 0)
+				c->auth_mechs |= MECH_LOGIN;
+		}
+		return;
+	}
 	if (ehlo_keyword(s, len, "SIZE", &arg)) {
 		unsigned long long v = 0;
 		const char *end = s + len;
@@ -628,6 +676,148 @@ dot_reply(struct smtpc *c)
 		tx_finish(c, true);
 }
 
+/* RFC 4648 base64 of len octets into out (room for 4 * ((len + 2) / 3) + 1) */
+static void
+b64_encode(const unsigned char *in, size_t len, char *out)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i += 3) {
+		unsigned v = (unsigned)in[i] << 16;
+		if (i + 1 < len)
+			v |= (unsigned)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		out[o++] = tab[(v >> 18) & 63];
+		out[o++] = tab[(v >> 12) & 63];
+		out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+		out[o++] = i + 2 < len ? tab[v & 63] : '=';
+	}
+	out[o] = '\0';
+}
+
+/* one AUTH line with a base64 argument; the buffers wiped afterwards */
+static void
+auth_send(struct smtpc *c, const char *prefix, const void *data, size_t len)
+{
+	char b64[((SMTPC_AUTH_MAX + 2) / 3) * 4 + 1];
+
+	b64_encode(data, len, b64);
+	out_printf(c, "%s%s\r\n", prefix, b64);
+	explicit_bzero(b64, sizeof(b64));
+}
+
+/* the connection ends for want of TLS or AUTH; a QUIT goes first */
+static void
+helo_fail(struct smtpc *c, const char *dsn, const char *fmt, ...)
+{
+	char text[SMTPC_TEXT_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	out_printf(c, "QUIT\r\n");
+	conn_close(c, true, 0, dsn, text, false);
+}
+
+/* EHLO (or HELO) answered: STARTTLS, AUTH, or ready for mail */
+static void
+helo_done(struct smtpc *c)
+{
+	if (!c->tls_on && c->p.starttls && (c->ext & SMTPC_EXT_STARTTLS)) {
+		out_printf(c, "STARTTLS\r\n");
+		enter_state(c, ST_STARTTLS);
+		return;
+	}
+	if (!c->tls_on && (c->p.require_tls || c->auth_user != NULL)) {
+		helo_fail(c, "4.7.4", "TLS is required, but was not offered by host %s",
+		    c->peer);
+		return;
+	}
+	if (c->auth_user != NULL && !c->authed) {
+		if (!(c->ext & SMTPC_EXT_AUTH)) {
+			/* Postfix goes on unauthenticated; the server decides */
+			log_warnx("smtpc %s: AUTH not offered, sending without "
+			    "authentication", c->peer);
+		} else if (c->auth_mechs & MECH_PLAIN) {
+			unsigned char ir[SMTPC_AUTH_MAX];
+			size_t ul = strlen(c->auth_user), pl = strlen(c->auth_pass);
+			ir[0] = '\0';
+			memcpy(ir + 1, c->auth_user, ul);
+			ir[1 + ul] = '\0';
+			memcpy(ir + 2 + ul, c->auth_pass, pl);
+			auth_send(c, "AUTH PLAIN ", ir, ul + pl + 2);
+			explicit_bzero(ir, sizeof(ir));
+			c->auth_step = 0;
+			enter_state(c, ST_AUTH);
+			return;
+		} else if (c->auth_mechs & MECH_LOGIN) {
+			out_printf(c, "AUTH LOGIN\r\n");
+			c->auth_step = 0;
+			enter_state(c, ST_AUTH);
+			return;
+		} else {
+			helo_fail(c, "4.7.0", "SASL authentication failed; cannot "
+			    "authenticate to server %s: no mechanism available", c->peer);
+			return;
+		}
+	}
+	enter_state(c, ST_READY);
+	ev_push(c, SMTPC_EV_READY);
+}
+
+static void
+starttls_reply(struct smtpc *c)
+{
+	if (c->rcode == 220) {
+		enter_state(c, ST_TLS);
+		ev_push(c, SMTPC_EV_STARTTLS);
+		return;
+	}
+	if (c->p.require_tls || c->auth_user != NULL) {
+		char dsn[16];
+		dsn_from_reply(c->rcode, reply_body(c), dsn, sizeof(dsn));
+		dsn[0] = '4';	/* another try may find TLS working */
+		helo_fail(c, dsn, "TLS is required, but host %s refused to start TLS: %s",
+		    c->peer, reply_body(c));
+		return;
+	}
+	/* opportunistic: on in clear, as Postfix does */
+	enter_state(c, ST_READY);
+	ev_push(c, SMTPC_EV_READY);
+}
+
+static void
+auth_reply(struct smtpc *c)
+{
+	if (c->rcode / 100 == 2) {
+		c->authed = true;
+		enter_state(c, ST_READY);
+		ev_push(c, SMTPC_EV_READY);
+		return;
+	}
+	if (c->rcode == 334 && !(c->auth_mechs & MECH_PLAIN) && c->auth_step < 2) {
+		const char *v = c->auth_step == 0 ? c->auth_user : c->auth_pass;
+		auth_send(c, "", v, strlen(v));
+		c->auth_step++;
+		return;
+	}
+	char dsn[16];
+	if (c->rcode == 334) {
+		/* a challenge where none belongs: cancel (RFC 4954 "*") */
+		out_printf(c, "*\r\n");
+		snprintf(dsn, sizeof(dsn), "4.7.0");
+	} else {
+		dsn_from_reply(c->rcode, reply_body(c), dsn, sizeof(dsn));
+		dsn[0] = '4';	/* the administrator fixes the password; mail waits */
+	}
+	helo_fail(c, dsn, "SASL authentication failed; server %s said: %s", c->peer,
+	    c->rtext);
+}
+
 /* a complete reply: c->rcode, c->rtext */
 static void
 reply_done(struct smtpc *c)
@@ -656,6 +846,7 @@ reply_done(struct smtpc *c)
 		if (cls == 5 && c->p.proto == SMTPC_SMTP) {
 			c->ext = 0;
 			c->size_limit = 0;
+			c->auth_mechs = 0;
 			out_printf(c, "HELO %s\r\n", c->helo_name);
 			enter_state(c, ST_HELO);
 			return;
@@ -672,11 +863,21 @@ reply_done(struct smtpc *c)
 			loop_close(c);
 			return;
 		}
-		if (c->st == ST_HELO)
+		if (c->st == ST_HELO) {
 			c->ext = 0;
+			c->auth_mechs = 0;
+		}
 		c->handshake_ok = true;
-		enter_state(c, ST_READY);
-		ev_push(c, SMTPC_EV_READY);
+		helo_done(c);
+		return;
+	case ST_STARTTLS:
+		starttls_reply(c);
+		return;
+	case ST_TLS:
+		protocol_error(c, "reply during the TLS handshake");
+		return;
+	case ST_AUTH:
+		auth_reply(c);
 		return;
 	case ST_TX:
 		tx_reply(c);
@@ -736,6 +937,7 @@ reply_line(struct smtpc *c, const char *s, size_t len)
 		if (c->st == ST_EHLO) {
 			c->ext = 0;
 			c->size_limit = 0;
+			c->auth_mechs = 0;
 		}
 	} else if (code != c->rcode) {
 		protocol_error(c, "reply code changed within a multi-line reply");
@@ -772,6 +974,12 @@ smtpc_feed(struct smtpc *c, const void *data, size_t len)
 	const char *p = data, *end = p + len;
 
 	while (p < end && c->st != ST_CLOSED) {
+		if (c->st == ST_TLS) {
+			/* sent in clear after the 220: never taken as the server's words
+			   (CVE-2011-0411, the client side) */
+			protocol_error(c, "octets after the 220 reply to STARTTLS");
+			return;
+		}
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
 		/* limits first: the line so far, CRLF included, fits max_line */
@@ -1080,6 +1288,9 @@ smtpc_timeout(const struct smtpc *c)
 	case ST_DOT: return c->p.t_dot;
 	case ST_RSET: return c->p.t_rset;
 	case ST_QUIT: return c->p.t_quit;
+	case ST_STARTTLS:
+	case ST_TLS: return c->p.t_starttls;
+	case ST_AUTH: return c->p.t_helo;
 	case ST_READY:
 	case ST_CLOSED: return 0;
 	}
@@ -1102,6 +1313,37 @@ unsigned
 smtpc_messages(const struct smtpc *c)
 {
 	return c->messages;
+}
+
+void
+smtpc_tls_done(struct smtpc *c)
+{
+	if (c->st != ST_TLS)
+		return;
+	c->tls_on = true;
+	c->ext = 0;
+	c->size_limit = 0;
+	c->auth_mechs = 0;
+	out_printf(c, "EHLO %s\r\n", c->helo_name);
+	enter_state(c, ST_EHLO);
+}
+
+void
+smtpc_fail(struct smtpc *c, const char *dsn, const char *text)
+{
+	conn_close(c, true, 0, dsn, text, false);
+}
+
+bool
+smtpc_tls(const struct smtpc *c)
+{
+	return c->tls_on;
+}
+
+bool
+smtpc_authenticated(const struct smtpc *c)
+{
+	return c->authed;
 }
 
 bool

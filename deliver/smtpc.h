@@ -16,6 +16,19 @@
  * per-recipient results (LMTP: one reply per accepted recipient after the final dot),
  * dot-stuffing of a body streamed in chunks, RSET and reuse, QUIT.
  *
+ * TLS and AUTH (SMTP only), Postfix smtp(8)'s order: after EHLO, STARTTLS when
+ * params.starttls and the server offers it; the 220 yields SMTPC_EV_STARTTLS (any
+ * octet after the 220 is a protocol error: it came in clear); the driver runs the
+ * handshake on its I/O layer and calls smtpc_tls_done(), then EHLO again. When
+ * params.require_tls and STARTTLS is not offered the connection ends with 4.7.4
+ * "TLS is required, but was not offered by host PEER"; a refused STARTTLS ends it
+ * too ("TLS is required, but host PEER refused to start TLS: ...") or, without
+ * require_tls, the session goes on in clear. With params.auth_user, AUTH PLAIN
+ * (LOGIN when only that is offered) follows the EHLO over TLS, never in clear (the
+ * driver sets require_tls with it); a failure closes with "SASL authentication
+ * failed; server PEER said: 535 ..." as a 4.7.x (the administrator fixes the
+ * password, the mail waits, as Postfix's smtp_sasl_auth_soft_bounce).
+ *
  * Every octet from the server is hostile: a reply line longer than max_line, a reply
  * of more than max_reply_lines lines or max_reply_octets octets, a malformed line
  * (not three digits 2xx-5xx followed by ' ', '-' or the line end, or continuation
@@ -85,6 +98,8 @@
 #include <stddef.h>
 
 #define SMTPC_MAX_RCPTS 50
+/* octets of "\0user\0password" (user 255, password 1023) */
+#define SMTPC_AUTH_MAX (255 + 1023 + 2)
 
 enum smtpc_proto { SMTPC_SMTP, SMTPC_LMTP };
 
@@ -98,6 +113,12 @@ struct smtpc_params {
 	size_t max_reply_octets;/* default 65536 */
 	unsigned t_greeting, t_helo, t_mail, t_rcpt, t_data, t_block, t_dot, t_rset,
 	    t_quit;		/* seconds, RFC 5321 4.5.3.2 defaults */
+	unsigned t_starttls;	/* 220 to STARTTLS and the handshake (300) */
+	/* outbound TLS (RFC 3207) and AUTH (RFC 4954), SMTP only */
+	bool starttls;		/* send STARTTLS when the server offers it */
+	bool require_tls;	/* no STARTTLS offered (4.7.4) or refused: close */
+	const char *auth_user;	/* AUTH PLAIN (LOGIN when only that is offered) */
+	const char *auth_pass;	/* after TLS only; never logged; NULL: no AUTH */
 };
 
 void smtpc_params_default(struct smtpc_params *p);
@@ -133,11 +154,14 @@ enum smtpc_status { SMTPC_SENT, SMTPC_DEFER, SMTPC_BOUNCE };
 enum smtpc_stage {
 	SMTPC_STAGE_CONNECT, SMTPC_STAGE_GREETING, SMTPC_STAGE_HELO, SMTPC_STAGE_MAIL,
 	SMTPC_STAGE_RCPT, SMTPC_STAGE_DATA, SMTPC_STAGE_BODY, SMTPC_STAGE_DOT,
-	SMTPC_STAGE_RSET, SMTPC_STAGE_QUIT, SMTPC_STAGE_IDLE,
+	SMTPC_STAGE_RSET, SMTPC_STAGE_QUIT, SMTPC_STAGE_IDLE, SMTPC_STAGE_STARTTLS,
+	SMTPC_STAGE_AUTH,
 };
 
 enum smtpc_event_type {
 	SMTPC_EV_READY, SMTPC_EV_BODY, SMTPC_EV_RCPT, SMTPC_EV_DONE, SMTPC_EV_CLOSED,
+	SMTPC_EV_STARTTLS,	/* the server said 220 to STARTTLS: start the TLS
+				   handshake, then smtpc_tls_done() or smtpc_fail() */
 };
 
 #define SMTPC_TEXT_MAX 1024
@@ -195,6 +219,15 @@ void smtpc_body(struct smtpc *c, const void *data, size_t len);
 void smtpc_body_end(struct smtpc *c);
 /* after SMTPC_EV_READY: say goodbye */
 void smtpc_quit(struct smtpc *c);
+
+/* after SMTPC_EV_STARTTLS, the handshake completed (and the driver accepted the
+   certificate): EHLO again, everything learnt before TLS forgotten (RFC 3207) */
+void smtpc_tls_done(struct smtpc *c);
+/* the driver ends the connection for a reason of its own (a TLS handshake or
+   certificate failure): CLOSED with dsn and text, no QUIT */
+void smtpc_fail(struct smtpc *c, const char *dsn, const char *text);
+bool smtpc_tls(const struct smtpc *c);		/* smtpc_tls_done() was called */
+bool smtpc_authenticated(const struct smtpc *c);	/* AUTH got 235 */
 
 /* octets to send, and how many the socket took */
 const char *smtpc_output(const struct smtpc *c, size_t *len_r);

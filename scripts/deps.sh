@@ -8,7 +8,7 @@ set -eu
 pkgs="libev-dev libyaml-dev libcidr-dev liblmdb-dev libedit-dev check pkg-config make gcc
       swaks libio-socket-inet6-perl python3 postfix fail2ban pflogsumm clang libclang-rt-14-dev
       iproute2 procps psmisc mandoc man-db libc-ares-dev dnsmasq-base
-      libssl-dev libcrypt-dev openssl dovecot-core
+      libssl-dev libcrypt-dev openssl ca-certificates dovecot-core
       dovecot-lmtpd libio-socket-ssl-perl libnet-ssleay-perl testssl.sh"
 
 missing=""

@@ -142,13 +142,18 @@ delivery_equal(const struct config *a, const struct config *b, const char *name)
 	    x->dest_concurrency != y->dest_concurrency ||
 	    x->dest_concurrency_max != y->dest_concurrency_max ||
 	    x->total_concurrency != y->total_concurrency ||
+	    x->tls != y->tls || x->relayhost_tls != y->relayhost_tls ||
+	    !str_eq(x->tls_ca_file, y->tls_ca_file) ||
+	    !str_eq(x->relayhost_auth_user, y->relayhost_auth_user) ||
+	    !str_eq(x->relayhost_auth_password_file, y->relayhost_auth_password_file) ||
 	    !str_eq(a->server.hostname, b->server.hostname) ||
 	    !str_eq(a->server.spool, b->server.spool) ||
 	    a->server.local_domains.n != b->server.local_domains.n)
 		return false;
 	for (size_t i = 0; i < x->n_routes; i++)
 		if (!str_eq(x->routes[i].pattern, y->routes[i].pattern) ||
-		    !str_eq(x->routes[i].nexthop, y->routes[i].nexthop))
+		    !str_eq(x->routes[i].nexthop, y->routes[i].nexthop) ||
+		    x->routes[i].tls != y->routes[i].tls)
 			return false;
 	for (size_t i = 0; i < x->dns_servers.n; i++)
 		if (strcmp(x->dns_servers.v[i], y->dns_servers.v[i]) != 0)

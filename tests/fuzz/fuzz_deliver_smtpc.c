@@ -29,6 +29,7 @@ struct drv {
 	unsigned got[3];
 	bool in_msg, closed, in_body;
 	int sent;
+	bool tls_fail;
 };
 
 static void
@@ -46,6 +47,11 @@ check_output(struct drv *d)
 	if (len > 0 && p[len - 1] != '\n')
 		abort();
 	if (d->closed && len > 0 && strncmp(p, "QUIT\r\n", len) != 0)
+		abort();
+	/* the password (base64 "c2VjcmV0", or inside the PLAIN string) never
+	   leaves before TLS */
+	if (!smtpc_tls(d->c) && (memmem(p, len, "AUTH", 4) != NULL ||
+	    memmem(p, len, "c2VjcmV0", 8) != NULL || memmem(p, len, "AHVzZXIAc2Vj", 12) != NULL))
 		abort();
 	smtpc_output_consume(d->c, len);
 }
@@ -109,6 +115,15 @@ drain(struct drv *d)
 				abort();
 			d->closed = true;
 			break;
+		case SMTPC_EV_STARTTLS:
+			if (d->in_msg || smtpc_tls(d->c))
+				abort();
+			/* the driver's handshake: done, or failed (even chunk sizes) */
+			if (!d->tls_fail)
+				smtpc_tls_done(d->c);
+			else
+				smtpc_fail(d->c, "4.7.5", "Cannot start TLS: handshake failure");
+			break;
 		}
 		check_output(d);
 	}
@@ -138,10 +153,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.max_line = 512;
 	p.max_reply_lines = 32;
 	p.max_reply_octets = 4096;
-	size_t chunk = 1 + (data[0] & 0x7f);
+	/* bit 6: STARTTLS required and AUTH to the server */
+	if (data[0] & 0x40) {
+		p.starttls = p.require_tls = true;
+		p.auth_user = "user";
+		p.auth_pass = "secret";
+	}
+	size_t chunk = 1 + (data[0] & 0x3f);
 	data++, size--;
 
 	memset(&d, 0, sizeof(d));
+	d.tls_fail = chunk % 2 == 0;
 	d.c = smtpc_new(&p);
 	for (size_t off = 0; off < size; off += chunk) {
 		size_t n = size - off < chunk ? size - off : chunk;

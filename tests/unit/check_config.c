@@ -397,6 +397,56 @@ static const struct {
 	    "delivery:\n  retry_min: 2h\n  retry_max: 1h\n",
 	    NULL,
 	    "conf.d/10-a.yaml:1:1: error: delivery: retry_min (7200s) is longer than retry_max (3600s)" },
+	{ "delivery_tls_level",
+	    "delivery:\n  tls: opportunistic\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:8: error: 'tls' in delivery: expected none, may, encrypt or verify, got 'opportunistic'" },
+	{ "delivery_route_tls",
+	    "delivery:\n  routes:\n    example.net: {nexthop: \"[10.1.2.3]:25\", tls: secure}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:50: error: route 'example.net' in 'routes' in delivery: tls: expected none, may, encrypt or verify" },
+	{ "delivery_route_map_key",
+	    "delivery:\n  routes:\n    example.net: {next_hop: \"[10.1.2.3]:25\"}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:19: error: route 'example.net' in 'routes' in delivery: unknown key 'next_hop' (expected nexthop or tls)" },
+	{ "delivery_route_no_nexthop",
+	    "delivery:\n  routes:\n    example.net: {tls: verify}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:18: error: route 'example.net' in 'routes' in delivery: expected a next hop (\"[10.1.2.3]:25\") or a mapping with nexthop: and optionally tls:" },
+	{ "delivery_route_tls_lmtp",
+	    "delivery:\n  routes:\n    example.net: {nexthop: \"lmtp:unix:/run/l\", tls: encrypt}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:5: error: route 'example.net' in delivery: tls applies to SMTP next hops only (LMTP and maildir are local)" },
+	{ "delivery_route_tls_conflict",
+	    "delivery:\n  routes:\n    a.example: {nexthop: \"[10.1.2.3]\", tls: verify}\n"
+	    "    b.example: {nexthop: \"[10.1.2.3]:25\", tls: encrypt}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:4:5: error: route 'b.example' in delivery: tls encrypt differs from tls verify of route 'a.example' for the same next hop [10.1.2.3]:25" },
+	{ "delivery_auth_half",
+	    "delivery:\n  relayhost: \"[smtp.example]:587\"\n  relayhost_auth: {user: bob}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:19: error: relayhost_auth in delivery: expected both user and password_file" },
+	{ "delivery_auth_no_relayhost",
+	    "delivery:\n  relayhost_auth: {user: bob, password_file: /etc/pw}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:19: error: relayhost_auth in delivery needs a relayhost" },
+	{ "delivery_auth_relative",
+	    "delivery:\n  relayhost: \"[smtp.example]:587\"\n  relayhost_auth: {user: bob, password_file: pw}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:46: error: 'password_file' in relayhost_auth of delivery: expected an absolute path, got 'pw'" },
+	{ "delivery_auth_cleartext",
+	    "delivery:\n  relayhost: \"[smtp.example]:587\"\n  relayhost_tls: none\n"
+	    "  relayhost_auth: {user: bob, password_file: /etc/pw}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:3:18: error: relayhost_auth in delivery: a password is sent only over TLS, but TLS to the relayhost is none (use may, encrypt or verify)" },
+	{ "delivery_relayhost_tls_alone",
+	    "delivery:\n  relayhost_tls: verify\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:18: error: relayhost_tls in delivery needs a relayhost" },
+	{ "delivery_ca_relative",
+	    "delivery:\n  tls_ca_file: ca.pem\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:16: error: 'tls_ca_file' in delivery: expected an absolute path, got 'ca.pem'" },
 	{ "no_such_profile_suggest",
 	    "profiles:\n  lan-relay: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n"
 	    "    profile: lan-rely\n",
@@ -1238,7 +1288,9 @@ START_TEST(test_known_keys)
 			ck_assert_str_ne(k[i], k[n]);
 	}
 	ck_assert(host && backoff && lan && !section);
-	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13 + 4);	/* + delivery.*, + tls.cert, tls.key, tls_mode, require_tls */
+	/* + delivery.*, + tls.cert, tls.key, tls_mode, require_tls, + delivery's
+	   tls, tls_ca_file, relayhost_tls, relayhost_auth.user, .password_file */
+	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13 + 4 + 5);
 	ck_assert_ptr_eq(config_known_keys(), k);
 }
 END_TEST
@@ -1277,6 +1329,35 @@ START_TEST(test_delivery_section)
 	ck_assert(dl->retry_min == 300 && dl->retry_max == 3600);
 	ck_assert_uint_eq(dl->dest_concurrency, 5);
 	ck_assert_uint_eq(dl->total_concurrency, 100);
+	ck_assert_int_eq(dl->tls, DELIVERY_TLS_MAY);
+	ck_assert_int_eq(dl->relayhost_tls, DELIVERY_TLS_DEFAULT);
+	ck_assert_int_eq(dl->routes[0].tls, DELIVERY_TLS_DEFAULT);
+	ck_assert_ptr_null(dl->tls_ca_file);
+	ck_assert_ptr_null(dl->relayhost_auth_user);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	/* TLS levels, the routes' mapping form beside the plain one, relayhost AUTH */
+	cfg = load2("delivery:\n  relayhost: \"[smtp.example]:587\"\n  tls: encrypt\n"
+	    "  tls_ca_file: /etc/ssl/ca.pem\n  relayhost_tls: verify\n"
+	    "  relayhost_auth: {user: bob@example.test, password_file: /etc/relayvisor/pw}\n"
+	    "  routes:\n    example.net: {nexthop: \"[10.1.2.3]:25\", tls: verify}\n"
+	    "    example.org: \"[10.1.2.4]\"\n    example.com: {nexthop: \"[10.1.2.5]\"}\n"
+	    "    example.info: {nexthop: \"[10.1.2.4]:25\", tls: encrypt}\n", NULL, &d);
+	ck_assert_msg(d.n_errors == 0, "%s", diags_text(&d, false));
+	dl = &cfg->delivery;
+	ck_assert_int_eq(dl->tls, DELIVERY_TLS_ENCRYPT);
+	ck_assert_int_eq(dl->relayhost_tls, DELIVERY_TLS_VERIFY);
+	ck_assert_str_eq(dl->tls_ca_file, "/etc/ssl/ca.pem");
+	ck_assert_str_eq(dl->relayhost_auth_user, "bob@example.test");
+	ck_assert_str_eq(dl->relayhost_auth_password_file, "/etc/relayvisor/pw");
+	ck_assert_uint_eq(dl->n_routes, 4);
+	ck_assert_str_eq(dl->routes[0].nexthop, "[10.1.2.3]:25");
+	ck_assert_int_eq(dl->routes[0].tls, DELIVERY_TLS_VERIFY);
+	ck_assert_int_eq(dl->routes[1].tls, DELIVERY_TLS_DEFAULT);
+	ck_assert_str_eq(dl->routes[2].nexthop, "[10.1.2.5]");
+	ck_assert_int_eq(dl->routes[2].tls, DELIVERY_TLS_DEFAULT);
+	ck_assert_str_eq(delivery_tls_name(dl->routes[3].tls), "encrypt");
 	config_free(cfg);
 	config_diags_free(&d);
 

@@ -6,6 +6,7 @@
  * timeouts per state, dot-stuffing across chunk boundaries and hostile replies.
  */
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -780,6 +781,211 @@ START_TEST(big_body_streams)
 }
 END_TEST
 
+/*
+ * STARTTLS and AUTH as transcripts: what the server says, what the engine must
+ * write back (exactly: a password never before TLS), the last event, and for
+ * CLOSED its enhanced code and text.
+ */
+enum tls_act { ACT_NONE, ACT_TLS_DONE, ACT_FAIL };
+
+struct tls_step {
+	const char *server;
+	const char *client;
+	int ev;			/* last event type, -1: none */
+	enum tls_act act;	/* after the feed, before the output is taken */
+	const char *dsn;	/* CLOSED */
+	const char *text;	/* CLOSED: a substring of its text */
+};
+
+struct tls_case {
+	const char *name;
+	bool starttls, require_tls, auth;
+	struct tls_step steps[8];
+};
+
+#define GREET { "220 mx.remote.example ESMTP\r\n", "EHLO relay.example.test\r\n", -1, \
+	ACT_NONE, NULL, NULL }
+#define EHLO_TLS_AUTH { "250-mx.remote.example\r\n250-SIZE 1000\r\n250-STARTTLS\r\n" \
+	"250 AUTH PLAIN LOGIN\r\n", "STARTTLS\r\n", -1, ACT_NONE, NULL, NULL }
+#define GO_TLS { "220 2.0.0 Ready to start TLS\r\n", "EHLO relay.example.test\r\n", \
+	SMTPC_EV_STARTTLS, ACT_TLS_DONE, NULL, NULL }
+#define PEER "mx.remote.example[192.0.2.1]:25"
+
+static const struct tls_case tls_cases[] = {
+	{ "starttls then AUTH PLAIN", true, false, true, {
+		GREET, EHLO_TLS_AUTH, GO_TLS,
+		{ "250-mx.remote.example\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n",
+		  "AUTH PLAIN AHVzZXIAc2VjcmV0\r\n", -1, ACT_NONE, NULL, NULL },
+		{ "235 2.7.0 Authentication successful\r\n", "", SMTPC_EV_READY,
+		  ACT_NONE, NULL, NULL } } },
+	{ "AUTH LOGIN when only LOGIN is offered", true, true, true, {
+		GREET, EHLO_TLS_AUTH, GO_TLS,
+		{ "250-mx.remote.example\r\n250 AUTH=LOGIN\r\n", "AUTH LOGIN\r\n", -1,
+		  ACT_NONE, NULL, NULL },
+		{ "334 VXNlcm5hbWU6\r\n", "dXNlcg==\r\n", -1, ACT_NONE, NULL, NULL },
+		{ "334 UGFzc3dvcmQ6\r\n", "c2VjcmV0\r\n", -1, ACT_NONE, NULL, NULL },
+		{ "235 2.7.0 ok\r\n", "", SMTPC_EV_READY, ACT_NONE, NULL, NULL } } },
+	{ "535 defers with the server's reply", true, false, true, {
+		GREET, EHLO_TLS_AUTH, GO_TLS,
+		{ "250-mx.remote.example\r\n250 AUTH PLAIN\r\n",
+		  "AUTH PLAIN AHVzZXIAc2VjcmV0\r\n", -1, ACT_NONE, NULL, NULL },
+		{ "535 5.7.8 Error: authentication failed\r\n", "QUIT\r\n",
+		  SMTPC_EV_CLOSED, ACT_NONE, "4.7.8", "SASL authentication failed; "
+		  "server " PEER " said: 535 5.7.8 Error: authentication failed" } } },
+	{ "no mechanism we speak", true, false, true, {
+		GREET, EHLO_TLS_AUTH, GO_TLS,
+		{ "250-mx.remote.example\r\n250 AUTH CRAM-MD5 GSSAPI\r\n", "QUIT\r\n",
+		  SMTPC_EV_CLOSED, ACT_NONE, "4.7.0", "no mechanism available" } } },
+	{ "encrypt: STARTTLS not offered", true, true, false, {
+		GREET,
+		{ "250-mx.remote.example\r\n250 PIPELINING\r\n", "QUIT\r\n",
+		  SMTPC_EV_CLOSED, ACT_NONE, "4.7.4",
+		  "TLS is required, but was not offered by host " PEER } } },
+	{ "AUTH never in clear", true, false, true, {
+		GREET,
+		{ "250-mx.remote.example\r\n250 AUTH PLAIN LOGIN\r\n", "QUIT\r\n",
+		  SMTPC_EV_CLOSED, ACT_NONE, "4.7.4",
+		  "TLS is required, but was not offered by host " PEER } } },
+	{ "encrypt after HELO fallback", true, true, false, {
+		GREET,
+		{ "502 5.5.1 what\r\n", "HELO relay.example.test\r\n", -1, ACT_NONE,
+		  NULL, NULL },
+		{ "250 mx.remote.example\r\n", "QUIT\r\n", SMTPC_EV_CLOSED, ACT_NONE,
+		  "4.7.4", "was not offered" } } },
+	{ "may: not offered, on in clear", true, false, false, {
+		GREET,
+		{ "250-mx.remote.example\r\n250 PIPELINING\r\n", "", SMTPC_EV_READY,
+		  ACT_NONE, NULL, NULL } } },
+	{ "may: refused, on in clear", true, false, false, {
+		GREET, EHLO_TLS_AUTH,
+		{ "454 4.7.0 TLS not available due to local problem\r\n", "",
+		  SMTPC_EV_READY, ACT_NONE, NULL, NULL } } },
+	{ "encrypt: refused", true, true, false, {
+		GREET, EHLO_TLS_AUTH,
+		{ "554 5.7.0 no\r\n", "QUIT\r\n", SMTPC_EV_CLOSED, ACT_NONE, "4.7.0",
+		  "TLS is required, but host " PEER " refused to start TLS: 5.7.0 no" } } },
+	{ "octets in clear after the 220", true, false, false, {
+		GREET, EHLO_TLS_AUTH,
+		{ "220 go ahead\r\n250 injected\r\n", "", SMTPC_EV_CLOSED, ACT_NONE,
+		  "4.5.0", "octets after the 220 reply to STARTTLS" } } },
+	{ "none: STARTTLS offered, not used", false, false, false, {
+		GREET,
+		{ "250-mx.remote.example\r\n250 STARTTLS\r\n", "", SMTPC_EV_READY,
+		  ACT_NONE, NULL, NULL } } },
+	{ "handshake or certificate refused by the driver", true, true, false, {
+		GREET, EHLO_TLS_AUTH,
+		{ "220 2.0.0 go\r\n", "", SMTPC_EV_CLOSED, ACT_FAIL, "4.7.5",
+		  "Server certificate not verified" } } },
+	{ "after TLS: no second STARTTLS, ready", true, true, false, {
+		GREET, EHLO_TLS_AUTH, GO_TLS,
+		{ "250-mx.remote.example\r\n250 STARTTLS\r\n", "", SMTPC_EV_READY,
+		  ACT_NONE, NULL, NULL } } },
+};
+
+START_TEST(tls_transcripts)
+{
+	const struct tls_case *tc = &tls_cases[_i];
+	struct smtpc_params p;
+
+	smtpc_params_default(&p);
+	p.helo_name = "relay.example.test";
+	p.peer = PEER;
+	p.starttls = tc->starttls;
+	p.require_tls = tc->require_tls;
+	if (tc->auth) {
+		p.auth_user = "user";
+		p.auth_pass = "secret";
+	}
+	struct smtpc *c = smtpc_new(&p);
+	for (size_t k = 0; k < 8 && tc->steps[k].server != NULL; k++) {
+		const struct tls_step *st = &tc->steps[k];
+		feed(c, st->server);
+		if (st->act == ACT_TLS_DONE) {
+			ck_assert_msg(!smtpc_tls(c), "%s: TLS before the handshake", tc->name);
+			ck_assert_uint_gt(smtpc_timeout(c), 0);
+			smtpc_tls_done(c);
+			ck_assert(smtpc_tls(c));
+		} else if (st->act == ACT_FAIL) {
+			ck_assert_int_eq(evs[nev - 1].type, SMTPC_EV_STARTTLS);
+			smtpc_fail(c, "4.7.5", "Server certificate not verified");
+			drain(c);
+		}
+		ck_assert_msg(strcmp(take(c), st->client) == 0, "%s step %zu: sent '%s'",
+		    tc->name, k, outbuf);
+		if (st->ev < 0) {
+			ck_assert_msg(nev == 0 || st->act != ACT_NONE, "%s step %zu: event %d",
+			    tc->name, k, nev ? (int)evs[0].type : -1);
+			continue;
+		}
+		ck_assert_msg(nev > 0 && (int)evs[nev - 1].type == st->ev,
+		    "%s step %zu: last event %d", tc->name, k, nev ? (int)evs[nev - 1].type : -1);
+		if (st->ev == SMTPC_EV_CLOSED) {
+			ck_assert(evs[nev - 1].error);
+			ck_assert_str_eq(evs[nev - 1].dsn, st->dsn);
+			ck_assert_msg(strstr(evs[nev - 1].text, st->text) != NULL,
+			    "%s: text '%s'", tc->name, evs[nev - 1].text);
+			ck_assert(smtpc_closed(c));
+		}
+		if (st->ev == SMTPC_EV_READY)
+			ck_assert_int_eq(smtpc_authenticated(c), tc->auth);
+	}
+	smtpc_free(c);
+}
+END_TEST
+
+/* after the handshake, what the server said before TLS is forgotten: SIZE from
+   the first EHLO no longer limits; a message goes through the TLS session */
+START_TEST(tls_forgets_the_clear_ehlo)
+{
+	struct smtpc_params p;
+	struct smtpc_msg m = msg3();
+	const char *err;
+
+	smtpc_params_default(&p);
+	p.helo_name = "relay.example.test";
+	p.starttls = true;
+	struct smtpc *c = smtpc_new(&p);
+	feed(c, "220 mx ESMTP\r\n");
+	take(c);
+	feed(c, "250-mx\r\n250-SIZE 10\r\n250 STARTTLS\r\n");
+	ck_assert_str_eq(take(c), "STARTTLS\r\n");
+	ck_assert_uint_eq(smtpc_size_limit(c), 10);
+	feed(c, "220 go\r\n");
+	ck_assert_uint_eq(nev, 1);
+	ck_assert_int_eq(evs[0].type, SMTPC_EV_STARTTLS);
+	/* a driver that has not finished its handshake sends nothing */
+	ck_assert_int_eq(smtpc_send(c, &m, &err), -1);
+	smtpc_tls_done(c);
+	ck_assert_uint_eq(smtpc_size_limit(c), 0);
+	ck_assert_str_eq(take(c), "EHLO relay.example.test\r\n");
+	feed(c, "250 mx\r\n");
+	ck_assert_int_eq(evs[0].type, SMTPC_EV_READY);
+	ck_assert_int_eq(smtpc_send(c, &m, &err), 0);
+	ck_assert_ptr_nonnull(strstr(take(c), "MAIL FROM:<s@example.test>\r\n"));
+	smtpc_free(c);
+}
+END_TEST
+
+/* LMTP never does STARTTLS or AUTH, whatever the parameters say */
+START_TEST(lmtp_no_tls)
+{
+	struct smtpc_params p;
+
+	smtpc_params_default(&p);
+	p.proto = SMTPC_LMTP;
+	p.starttls = p.require_tls = true;
+	p.auth_user = "user";
+	p.auth_pass = "secret";
+	struct smtpc *c = smtpc_new(&p);
+	feed(c, "220 lmtp\r\n");
+	take(c);
+	feed(c, "250-lmtp\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n");
+	ck_assert_str_eq(take(c), "");
+	ck_assert_int_eq(evs[0].type, SMTPC_EV_READY);
+	smtpc_free(c);
+}
+END_TEST
+
 static Suite *
 deliver_smtpc_suite(void)
 {
@@ -809,6 +1015,9 @@ deliver_smtpc_suite(void)
 	tcase_add_loop_test(tc, dot_stuffing, 0, sizeof(bodies) / sizeof(bodies[0]));
 	tcase_add_test(tc, long_lines_folded);
 	tcase_add_test(tc, big_body_streams);
+	tcase_add_loop_test(tc, tls_transcripts, 0, sizeof(tls_cases) / sizeof(tls_cases[0]));
+	tcase_add_test(tc, tls_forgets_the_clear_ehlo);
+	tcase_add_test(tc, lmtp_no_tls);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -452,6 +452,48 @@ START_TEST(test_session_ticket_resumption)
 }
 END_TEST
 
+/* the client side keeps the server's newest session (a TLS 1.3 ticket comes
+   after the handshake, with data) and offers it on the next connection */
+START_TEST(test_client_session_resumed)
+{
+	struct tls_ctx *sctx = server_ctx(pem, pem_len), *cctx;
+	const char *error;
+	struct tls_conn *cl, *sv;
+	ck_assert_int_eq(tls_client_ctx_new(TLS_CLIENT_VERIFY, cafile, &cctx, &error), 0);
+	pair(cctx, sctx, HOST, &cl, &sv);
+	ck_assert_int_eq(handshake(cl, sv), 0);
+	ck_assert(!tls_conn_reused(cl));
+	transfer(sv, cl, 100);		/* the ticket travels with the reply */
+	struct tls_session *s = tls_conn_session(cl);
+	ck_assert_ptr_nonnull(s);
+	/* a clean close, or OpenSSL marks the session not resumable */
+	tls_conn_close(cl);
+	tls_conn_free(cl);
+	tls_conn_free(sv);
+
+	pair(cctx, sctx, HOST, &cl, &sv);
+	ck_assert_int_eq(tls_conn_set_session(cl, s), 0);
+	ck_assert_msg(handshake(cl, sv) == 0, "%s / %s", tls_conn_error(cl),
+	    tls_conn_error(sv));
+	ck_assert(tls_conn_reused(cl));
+	ck_assert_int_eq(tls_conn_peer_trust(cl), TLS_PEER_VERIFIED);
+	transfer(cl, sv, 100);
+	tls_conn_free(cl);
+	tls_conn_free(sv);
+
+	/* without a session: a full handshake */
+	pair(cctx, sctx, HOST, &cl, &sv);
+	ck_assert_int_eq(tls_conn_set_session(cl, NULL), 0);
+	ck_assert_int_eq(handshake(cl, sv), 0);
+	ck_assert(!tls_conn_reused(cl));
+	tls_conn_free(cl);
+	tls_conn_free(sv);
+	tls_session_free(s);
+	tls_ctx_unref(cctx);
+	tls_ctx_unref(sctx);
+}
+END_TEST
+
 START_TEST(test_memfd)
 {
 	const char *error = NULL;
@@ -675,6 +717,7 @@ tls_suite(void)
 	    2 * sizeof(weak_ciphers) / sizeof(weak_ciphers[0]));
 	tcase_add_test(tc, test_tls12_suite);
 	tcase_add_test(tc, test_session_ticket_resumption);
+	tcase_add_test(tc, test_client_session_resumed);
 	tcase_add_test(tc, test_memfd);
 	tcase_add_test(tc, test_pem_errors);
 	tcase_add_test(tc, test_swap_keeps_sessions);
