@@ -70,8 +70,15 @@
 #define SPOOL_QID_MAX 32
 /* QIDs are this many characters of [0-9A-V] (see spool.c for the layout) */
 #define SPOOL_QID_LEN 20
-/* a body larger than this leaves memory for a file under spool/tmp */
+/* a body up to this size always stays in memory (see SPOOL_MEM_MSG_MAX) */
 #define SPOOL_SPILL_THRESHOLD (64 * 1024)
+/* Beyond SPOOL_SPILL_THRESHOLD a body may still stay in memory, up to
+   SPOOL_MEM_MSG_MAX, while the bodies a process holds past their first
+   SPOOL_SPILL_THRESHOLD octets add up to at most SPOOL_MEM_BUDGET: a 100 KB
+   message costs no file create, write, read and unlink, and a process's memory
+   stays bounded whatever the sizes and the number of sessions. */
+#define SPOOL_MEM_MSG_MAX (1024 * 1024)
+#define SPOOL_MEM_BUDGET (16 * 1024 * 1024)
 /* LMDB map size when spool_open() is given 0 (sparse: costs address space only) */
 #define SPOOL_MAPSIZE_DEFAULT ((uint64_t)4 << 30)
 
