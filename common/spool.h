@@ -195,8 +195,8 @@ int spool_foreach(struct spool *sp, spool_entry_fn *fn, void *arg, const char **
 /* envelope (one "key: value" per line) then a blank line, then the message;
    -1 and *error_r ("no such message") when absent */
 int spool_show(struct spool *sp, const char *qid, FILE *out, const char **error_r);
-/* one message as the queue manager reads it: the envelope, and a copy of the
-   body when with_body (NULL otherwise); spool_message_free() ends it */
+/* one message as the queue manager reads it: the envelope, the body's size, and
+   a copy of the body when with_body (NULL otherwise); spool_message_free() ends it */
 struct spool_message {
 	struct spool_entry e;
 	char *body;
@@ -206,6 +206,12 @@ struct spool_message {
 int spool_message_load(struct spool *sp, const char *qid, bool with_body,
     struct spool_message *m, const char **error_r);
 void spool_message_free(struct spool_message *m);
+/* fn(arg, body, len) on the body where LMDB maps it, no copy: the pointer is
+   valid during the call only (a read transaction); fn's result is returned, -1
+   with *error_r when the message is absent */
+typedef int spool_body_fn(void *arg, const void *body, size_t len);
+int spool_body_with(struct spool *sp, const char *qid, spool_body_fn *fn, void *arg,
+    const char **error_r);
 /* the body alone into *buf (malloc'd); for tests */
 int spool_body(struct spool *sp, const char *qid, char **buf, size_t *len,
     const char **error_r);

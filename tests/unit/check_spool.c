@@ -637,6 +637,55 @@ START_TEST(test_mem_budget)
 }
 END_TEST
 
+struct body_seen {
+	size_t len;
+	uint64_t seed;
+	int calls;
+};
+
+static int
+body_seen_cb(void *arg, const void *body, size_t len)
+{
+	struct body_seen *b = arg;
+	unsigned char *want = expected_body(b->len, b->seed);
+	b->calls++;
+	ck_assert_uint_eq(len, b->len);
+	ck_assert(memcmp(body, want, len) == 0);
+	free(want);
+	return 7;
+}
+
+/* the qmgr's way to the body: the map itself, and the size without a copy */
+START_TEST(test_body_with)
+{
+	struct spool *sp = open_spool(0);
+	struct spool_msg *m = spool_msg_begin(sp);
+	struct done_rec rec = { 0 };
+	const char *err = NULL;
+
+	ck_assert_int_eq(spool_msg_set_sender(m, "a@b.example"), 0);
+	ck_assert_int_eq(spool_msg_add_rcpt(m, "c@d.example"), 0);
+	write_body(m, 100 * 1024 + 17, 9);
+	spool_msg_submit(m, rec_done, &rec);
+	ck_assert_int_eq(spool_commit(sp), 1);
+
+	struct body_seen b = { 100 * 1024 + 17, 9, 0 };
+	ck_assert_int_eq(spool_body_with(sp, rec.qid, body_seen_cb, &b, &err), 7);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_int_eq(spool_body_with(sp, "0000000000000000000A", body_seen_cb, &b, &err),
+	    -1);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_ptr_nonnull(err);
+
+	struct spool_message sm;
+	ck_assert_int_eq(spool_message_load(sp, rec.qid, false, &sm, &err), 0);
+	ck_assert_ptr_null(sm.body);
+	ck_assert_uint_eq(sm.body_len, 100 * 1024 + 17);
+	spool_message_free(&sm);
+	spool_close(sp);
+}
+END_TEST
+
 START_TEST(test_abort_leaves_nothing)
 {
 	struct spool *sp = open_spool(0);
@@ -1413,6 +1462,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_spill_large);
 	tcase_add_test(tc, test_abort_leaves_nothing);
 	tcase_add_test(tc, test_mem_budget);
+	tcase_add_test(tc, test_body_with);
 	tcase_add_test(tc, test_sweep_dead_only);
 	tcase_add_test(tc, test_cancel_callback);
 	tcase_add_test(tc, test_callback_submits);
