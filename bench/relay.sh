@@ -72,4 +72,4 @@ echo "bench: relayhost smtp-sink 127.0.0.1:$SINK_PORT; postfix 127.0.0.1:$PF_POR
 timeout 1500 python3 "$ROOT/bench/relay_runs.py" --rounds "$ROUNDS" --sessions "$SESSIONS" \
 	--n1k "$N1K" --n100k "$N100K" --pf-port "$PF_PORT" --pf-queue "$T/pfqueue" \
 	--pf-log "$T/postfix.log" --rv-port "$RV_PORT" --rv-pid "$RV_PID" \
-	--rv-logs "$T/rv/log"
+	--rv-logs "$T/rv/log" --sink-pid "$SINK_PID"
