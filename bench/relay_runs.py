@@ -5,10 +5,14 @@ its listener, qmgr and delivery agent) against Postfix with the same relayhost,
 interleaved (the order alternates every round). A run ends when the server's log
 shows every message delivered (status=sent) and removed from its queue; msgs/s is
 N over that time, CPU ms/msg is the server's whole process tree (proctree.py).
+The load generator's CPU per message (smtp-source and smtp-sink) and how busy the
+machine was are printed too: on a 2-core machine they bound what any server can
+reach, and they are the same for both servers.
 """
 import argparse
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -21,12 +25,33 @@ import proctree  # noqa: E402
 SENT = re.compile(rb"status=sent")
 
 
-def count(path):
-    try:
-        with open(path, "rb") as f:
-            return len(SENT.findall(f.read()))
-    except FileNotFoundError:
-        return 0
+class Counter:
+    """status=sent lines in a log, read incrementally: re-reading whole logs
+    every poll took a core's worth of CPU from the servers being measured once
+    the logs reached megabytes"""
+
+    def __init__(self):
+        self.pos, self.n, self.rest = {}, {}, {}
+
+    def count(self, path):
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if self.pos.get(path, (st.st_ino, 0))[0] != st.st_ino or \
+                        st.st_size < self.pos.get(path, (0, 0))[1]:
+                    self.pos[path], self.rest[path] = (st.st_ino, 0), b""  # rotated
+                f.seek(self.pos.get(path, (st.st_ino, 0))[1])
+                data = self.rest.get(path, b"") + f.read()
+                self.pos[path] = (st.st_ino, f.tell())
+        except FileNotFoundError:
+            return self.n.get(path, 0)
+        cut = data.rfind(b"\n") + 1
+        self.rest[path] = data[cut:]
+        self.n[path] = self.n.get(path, 0) + len(SENT.findall(data[:cut]))
+        return self.n[path]
+
+
+COUNTER = Counter()
 
 
 class Postfix:
@@ -53,12 +78,26 @@ class Relayvisor:
 
 
 def delivered(server):
-    return sum(count(p) for p in server.logs())
+    return sum(COUNTER.count(p) for p in server.logs())
 
 
-def run(server, size, n, sessions, timeout):
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def machine_busy():
+    """(busy, total) jiffies of all CPUs, from /proc/stat"""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def run(server, size, n, sessions, timeout, sink_pid):
     before = delivered(server)
     c0 = proctree.tree_cpu_seconds(server.pid)
+    g0 = children_cpu() + proctree.tree_cpu_seconds(sink_pid)
+    m0 = machine_busy()
     t0 = time.monotonic()
     p = subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(n), "-l", str(size),
                         "-f", "lan@bench.example", "-t", "friend@remote.example",
@@ -75,12 +114,16 @@ def run(server, size, n, sessions, timeout):
         time.sleep(0.02)
     t1 = time.monotonic()
     c1 = proctree.tree_cpu_seconds(server.pid)
-    return n / (t1 - t0), (c1 - c0) * 1000.0 / n
+    g1 = children_cpu() + proctree.tree_cpu_seconds(sink_pid)
+    m1 = machine_busy()
+    busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
+    return n / (t1 - t0), (c1 - c0) * 1000.0 / n, (g1 - g0) * 1000.0 / n, busy
 
 
 def main():
     ap = argparse.ArgumentParser()
-    for k in ("pf-port", "rv-port", "rv-pid", "rounds", "sessions", "n1k", "n100k"):
+    for k in ("pf-port", "rv-port", "rv-pid", "sink-pid", "rounds", "sessions", "n1k",
+              "n100k"):
         ap.add_argument("--" + k, type=int, required=True)
     for k in ("pf-queue", "pf-log", "rv-logs"):
         ap.add_argument("--" + k, required=True)
@@ -92,10 +135,11 @@ def main():
         order = servers if r % 2 == 0 else servers[::-1]
         for name, size, n in cases:
             for s in order:
-                rate, cpu = run(s, size, n, a.sessions, 300)
-                res.setdefault((name, s.name), []).append((rate, cpu))
-                print("round %d  %-13s %-10s %8.1f msgs/s %7.2f CPU ms/msg"
-                      % (r + 1, name, s.name, rate, cpu), flush=True)
+                rate, cpu, gen, busy = run(s, size, n, a.sessions, 300, a.sink_pid)
+                res.setdefault((name, s.name), []).append((rate, cpu, gen, busy))
+                print("round %d  %-13s %-10s %8.1f msgs/s %7.2f CPU ms/msg  (load "
+                      "generator %.2f ms/msg, machine %3.0f%% busy)"
+                      % (r + 1, name, s.name, rate, cpu, gen, busy * 100), flush=True)
     print()
     print("| case | Postfix msgs/s | relayvisor msgs/s | ratio | Postfix CPU ms/msg "
           "| relayvisor CPU ms/msg | ratio |")
@@ -109,6 +153,12 @@ def main():
         rc = statistics.median(x[1] for x in rv)
         print("| %s | %.1f | %.1f | %.2f× | %.2f | %.2f | %.2f× |"
               % (name, pr, rr, rr / pr, pc, rc, rc / pc))
+    print()
+    print("load generator (smtp-source + smtp-sink) CPU ms/msg, median: "
+          + ", ".join("%s: postfix %.2f, relayvisor %.2f" % (
+              name, statistics.median(x[2] for x in res[(name, "postfix")]),
+              statistics.median(x[2] for x in res[(name, "relayvisor")]))
+              for name, _, _ in cases))
 
 
 if __name__ == "__main__":

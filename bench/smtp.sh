@@ -5,7 +5,7 @@
 # the ratios for: accept 1 KB, accept 100 KB (20 sessions, one message per
 # connection), relay attempts refused at RCPT (one per connection) and STARTTLS
 # then one 1 KB message per connection (both servers with the same self-signed
-# certificate, bench/tls_source.py as the client); then the
+# certificate, bench/tls_source.c as the client, built here); then the
 # listener's memory with 10,000 concurrent idle sessions and the time a fresh
 # client waits for its greeting meanwhile.
 #
@@ -34,13 +34,14 @@ IDLE=${IDLE:-10000}
 die() { echo "bench: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (postfix -c DIR start)"
 [ -x "$SMTPD" ] || die "no $SMTPD (make, or set RV_BIN)"
-for p in postfix postconf smtp-source python3 openssl; do
-	command -v $p >/dev/null || die "$p not found (apt-get install postfix python3)"
+for p in postfix postconf smtp-source python3 openssl cc; do
+	command -v $p >/dev/null || die "$p not found (scripts/deps.sh)"
 done
+
+. "$ROOT/bench/lib/bench.sh"
 
 T=$(mktemp -d /tmp/rvbench.XXXXXX)
 chmod 755 "$T"
-PF=$T/postfix
 PF_STARTED=
 RV_PIDFILE=$T/rv.pid
 CHILD=
@@ -58,21 +59,7 @@ cleanup() {
 	rc=$?
 	trap - EXIT INT TERM HUP
 	[ -z "$CHILD" ] || kill "$CHILD" 2>/dev/null || true
-	if [ -n "$PF_STARTED" ]; then
-		postfix -c "$PF" stop >/dev/null 2>&1 || true
-		# master.pid names the private master only; kill it if stop failed
-		if [ -f "$T/pfqueue/pid/master.pid" ]; then
-			mp=$(tr -d ' \n' < "$T/pfqueue/pid/master.pid")
-			# (only while that pid is still a master working in our queue)
-			for _ in 1 2 3 4 5 6 7 8 9 10; do
-				[ "$(readlink /proc/"$mp"/cwd 2>/dev/null)" = "$T/pfqueue" ] || break
-				sleep 0.2
-			done
-			if [ "$(readlink /proc/"$mp"/cwd 2>/dev/null)" = "$T/pfqueue" ]; then
-				kill -9 "$mp" 2>/dev/null || true
-			fi
-		fi
-	fi
+	postfix_stop "$T"
 	# a listener the helpers left behind (only ours: its command line names $T)
 	for f in "$RV_PIDFILE" "$T/rv-idle.pid"; do
 		[ -f "$f" ] || continue
@@ -90,12 +77,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 PF_PORT=$(free_port)
 RV_PORT=$(free_port)
-[ "$PF_PORT" != 25 ] && [ "$RV_PORT" != 25 ] || die "refusing port 25"
+
+# --- the STARTTLS client (C, OpenSSL: fast enough not to be the bottleneck) ----
+cc -O2 -o "$T/tls_source" "$ROOT/bench/tls_source.c" -lssl -lcrypto ||
+	die "building bench/tls_source.c failed (libssl-dev: scripts/deps.sh)"
 
 # --- one self-signed certificate for both ----------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -103,48 +90,17 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	die "openssl req failed"
 chmod 600 "$T/key.pem"
 
-# --- Postfix, configured as BENCH-NOTES.md says ---------------------------------
-mkdir -p "$PF" "$T/pfqueue" "$T/pfdata"
-chown postfix "$T/pfdata"
-cat > "$PF/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $T/pfqueue
-data_directory = $T/pfdata
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = bench.local.test
-mydestination = local.test
-inet_interfaces = loopback-only
-inet_protocols = ipv4
+# --- Postfix, configured as BENCH-NOTES.md says (bench/lib/bench.sh) ------------
+postfix_start "$T" "$PF_PORT" <<EOF
 mynetworks = 192.0.2.1/32
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-local_recipient_maps =
-alias_maps =
-alias_database =
 local_transport = discard:
 default_transport = discard:
 relay_transport = discard:
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-maillog_file = $T/postfix.log
-maillog_file_prefixes = /var, /dev/stdout, $T
-biff = no
 smtpd_tls_cert_file = $T/cert.pem
 smtpd_tls_key_file = $T/key.pem
 smtpd_tls_security_level = may
 smtpd_tls_loglevel = 0
 EOF
-# no port-25 listener; ours on a free loopback port; no chroot (Debian's is empty)
-sed -e '/^smtp[[:space:]][[:space:]]*inet/d' /etc/postfix/master.cf > "$PF/master.cf"
-echo "127.0.0.1:$PF_PORT inet n - n - - smtpd" >> "$PF/master.cf"
-postconf -c "$PF" -Fe '*/*/chroot = n'
-postfix -c "$PF" check || die "postfix check failed: $(tail -3 "$T/postfix.log" 2>/dev/null)"
-PF_STARTED=1
-postfix -c "$PF" start >/dev/null 2>&1 || die "postfix start failed: $(tail -3 "$T/postfix.log")"
 
 # --- relayvisor-smtpd, standalone, the same policy -------------------------------
 mkdir -p "$T/rv/conf.d"
@@ -181,10 +137,9 @@ run_bg timeout 280 python3 "$ROOT/bench/smtp_runs.py" --rounds "$ROUNDS" --sessi
 	--pf-port "$PF_PORT" --pf-queue "$T/pfqueue" --pf-log "$T/postfix.log" \
 	--rv-bin "$SMTPD" --rv-conf "$T/rv/conf.d" --rv-instance bench \
 	--rv-port "$RV_PORT" --rv-spool "$T/rv/spool" --rv-log "$T/rv.log" \
-	--rv-pidfile "$RV_PIDFILE"
+	--rv-pidfile "$RV_PIDFILE" --tls-source "$T/tls_source"
 
-postfix -c "$PF" stop >/dev/null 2>&1 || true
-PF_STARTED=
+postfix_stop "$T"
 
 # --- 10,000 idle sessions ----------------------------------------------------------
 rm -rf "$T/rv/spool"

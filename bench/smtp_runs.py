@@ -31,12 +31,11 @@ CASES = [
     ("accept 1 KB", ["-l", "1024", "-t", "u@local.test"], "n1k", "accepted"),
     ("accept 100 KB", ["-l", "102400", "-t", "u@local.test"], "n100k", "accepted"),
     ("relay refused", ["-A", "-t", "v@remote.example"], "nrej", "refused"),
-    # the client is bench/tls_source.py (smtp-source has no TLS): STARTTLS with a
-    # full handshake on every connection, then one 1 KB message
+    # the client is bench/tls_source.c (smtp-source has no TLS), built by
+    # bench/smtp.sh: STARTTLS with a full handshake on every connection, then
+    # one 1 KB message
     ("STARTTLS 1 KB", ["-l", "1024", "-t", "u@local.test"], "ntls", "accepted"),
 ]
-TLS_SOURCE = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                           "tls_source.py")]
 
 QUEUED = re.compile(rb"/smtpd\[\d+\]: \w+: client=")
 REFUSED = re.compile(rb"Relay access denied")
@@ -141,12 +140,12 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def run_case(server, case, n, sessions):
+def run_case(server, case, n, sessions, tls_source):
     name, args, _, expect = case
     pid = server.start()
     rx = QUEUED if expect == "accepted" else REFUSED
     before = count_in(server.log, rx)
-    client = TLS_SOURCE if name.startswith("STARTTLS") else ["smtp-source"]
+    client = [tls_source] if name.startswith("STARTTLS") else ["smtp-source"]
     cmd = client + ["-s", str(sessions), "-m", str(n), "-f", "s@bench.example",
            "-M", "bench.example"] + args + ["127.0.0.1:%d" % server.port]
     c0 = proctree.tree_cpu_seconds(pid)
@@ -196,6 +195,7 @@ def main():
     ap.add_argument("--rv-spool", required=True)
     ap.add_argument("--rv-log", required=True)
     ap.add_argument("--rv-pidfile", required=True)
+    ap.add_argument("--tls-source", required=True)
     a = ap.parse_args()
 
     servers = [Postfix(a), Relayvisor(a)]
@@ -205,7 +205,7 @@ def main():
             order = servers if (r % 2 == 0) else servers[::-1]
             for srv in order:
                 rate, cpu, ccpu, busy = run_case(srv, case, getattr(a, case[2]),
-                                                 a.sessions)
+                                                 a.sessions, a.tls_source)
                 res.setdefault((case[0], srv.name), []).append((rate, cpu, ccpu, busy))
                 print("  round %d  %-14s %-10s %8.0f msgs/s %7.3f CPU ms/msg"
                       "  (smtp-source %.3f ms/msg, machine %3.0f%% busy)"

@@ -32,6 +32,8 @@ for p in smtp-source smtp-sink python3; do
 	command -v $p >/dev/null || die "$p not found (apt-get install postfix python3)"
 done
 
+. "$ROOT/bench/lib/bench.sh"
+
 T=$(mktemp -d /tmp/rvgrowth.XXXXXX)
 chmod 755 "$T"
 SINK_PID=
@@ -49,44 +51,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 RV_PORT=$(free_port)
 SINK_PORT=$(free_port)
-
-smtp-sink -u nobody 127.0.0.1:"$SINK_PORT" 1000 > "$T/sink.log" 2>&1 &
-SINK_PID=$!
-python3 "$ROOT/bench/wait_smtp.py" 127.0.0.1 "$SINK_PORT" || die "smtp-sink does not greet"
-
-mkdir -p "$T/rv/conf.d"
-cat > "$T/rv/conf.d/bench.yaml" <<EOC
-server:
-  hostname: bench.local.test
-  spool: $T/rv/spool
-  control: $T/rv/run/relayvisor.sock
-  logs: $T/rv/log
-  local_domains: [local.test]
-lan: [127.0.0.1]
-profiles:
-  bench: {}
-instances:
-  bench:
-    listen: ["127.0.0.1:$RV_PORT"]
-    profile: bench
-    max_connections: 1000
-    max_per_client: 300
-delivery:
-  relayhost: "[127.0.0.1]:$SINK_PORT"
-  local: "maildir:$T/rv/mail/%d/%u"
-EOC
-"$BIN/relayvisord" -n -c "$T/rv/conf.d" > "$T/rv.log" 2>&1 &
-RV_PID=$!
-python3 "$ROOT/bench/wait_smtp.py" 127.0.0.1 "$RV_PORT" || die "relayvisor does not greet"
-for _ in $(seq 100); do
-	grep -q "delivery agent .* connected" "$T/rv/log/qmgr.log" 2>/dev/null && break
-	sleep 0.1
-done
+sink_start "$SINK_PORT" "$T/sink.log"
+relayvisor_relay_start "$T" "$RV_PORT" "$SINK_PORT"
 
 echo "spool_growth: $N messages of $SIZE bytes a round, $SESSIONS sessions, relayhost smtp-sink"
 timeout 7200 python3 - "$T/rv/spool/data.mdb" "$BIN/relayvisorctl" "$T/rv/conf.d" "$RV_PORT" "$N" \

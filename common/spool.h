@@ -70,8 +70,15 @@
 #define SPOOL_QID_MAX 32
 /* QIDs are this many characters of [0-9A-V] (see spool.c for the layout) */
 #define SPOOL_QID_LEN 20
-/* a body larger than this leaves memory for a file under spool/tmp */
+/* a body up to this size always stays in memory (see SPOOL_MEM_MSG_MAX) */
 #define SPOOL_SPILL_THRESHOLD (64 * 1024)
+/* Beyond SPOOL_SPILL_THRESHOLD a body may still stay in memory, up to
+   SPOOL_MEM_MSG_MAX, while the bodies a process holds past their first
+   SPOOL_SPILL_THRESHOLD octets add up to at most SPOOL_MEM_BUDGET: a 100 KB
+   message costs no file create, write, read and unlink, and a process's memory
+   stays bounded whatever the sizes and the number of sessions. */
+#define SPOOL_MEM_MSG_MAX (1024 * 1024)
+#define SPOOL_MEM_BUDGET (16 * 1024 * 1024)
 /* LMDB map size when spool_open() is given 0 (sparse: costs address space only) */
 #define SPOOL_MAPSIZE_DEFAULT ((uint64_t)4 << 30)
 
@@ -188,8 +195,8 @@ int spool_foreach(struct spool *sp, spool_entry_fn *fn, void *arg, const char **
 /* envelope (one "key: value" per line) then a blank line, then the message;
    -1 and *error_r ("no such message") when absent */
 int spool_show(struct spool *sp, const char *qid, FILE *out, const char **error_r);
-/* one message as the queue manager reads it: the envelope, and a copy of the
-   body when with_body (NULL otherwise); spool_message_free() ends it */
+/* one message as the queue manager reads it: the envelope, the body's size, and
+   a copy of the body when with_body (NULL otherwise); spool_message_free() ends it */
 struct spool_message {
 	struct spool_entry e;
 	char *body;
@@ -199,6 +206,12 @@ struct spool_message {
 int spool_message_load(struct spool *sp, const char *qid, bool with_body,
     struct spool_message *m, const char **error_r);
 void spool_message_free(struct spool_message *m);
+/* fn(arg, body, len) on the body where LMDB maps it, no copy: the pointer is
+   valid during the call only (a read transaction); fn's result is returned, -1
+   with *error_r when the message is absent */
+typedef int spool_body_fn(void *arg, const void *body, size_t len);
+int spool_body_with(struct spool *sp, const char *qid, spool_body_fn *fn, void *arg,
+    const char **error_r);
 /* the body alone into *buf (malloc'd); for tests */
 int spool_body(struct spool *sp, const char *qid, char **buf, size_t *len,
     const char **error_r);

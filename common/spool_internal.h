@@ -78,6 +78,8 @@ struct spool {
 	bool qbatch_on;			/* spool_queue_batch(): queue writes share one
 					   transaction until spool_queue_flush() */
 	MDB_txn *qbatch;		/* that transaction, or NULL */
+	size_t mem_over;		/* body buffers' octets past SPOOL_SPILL_THRESHOLD,
+					   all messages (loop thread only) */
 };
 
 /* a batch of submitted messages on its way into one write transaction */

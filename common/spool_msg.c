@@ -1,9 +1,10 @@
 /*
  * Building a message before its commit: envelope fields (sender, recipients,
  * attributes, all refused when they hold CR or LF) and the body, which stays in
- * memory up to SPOOL_SPILL_THRESHOLD and then moves to spool/tmp/<qid>.<pid>
- * with the memory buffer kept as its write buffer, so a session's memory is
- * bounded whatever the message size.
+ * memory up to SPOOL_SPILL_THRESHOLD, beyond that up to SPOOL_MEM_MSG_MAX while
+ * the process's SPOOL_MEM_BUDGET allows, and then moves to
+ * spool/tmp/<qid>.<pid> with a SPOOL_SPILL_THRESHOLD buffer kept as its write
+ * buffer, so a process's memory is bounded whatever the message sizes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -252,7 +253,32 @@ spool_msg_flush(struct spool_msg *m, const char **error_r)
 	}
 	m->file_len += m->buf_len;
 	m->buf_len = 0;
+	/* spilled: the buffer shrinks back to the write buffer's size */
+	if (m->buf_cap > SPOOL_SPILL_THRESHOLD) {
+		unsigned char *nb = realloc(m->buf, SPOOL_SPILL_THRESHOLD);
+		if (nb != NULL) {
+			m->sp->mem_over -= m->buf_cap - SPOOL_SPILL_THRESHOLD;
+			m->buf = nb;
+			m->buf_cap = SPOOL_SPILL_THRESHOLD;
+		}
+	}
 	return 0;
+}
+
+/* the in-memory body's next size, 0 when it must spill instead */
+static size_t
+spool_msg_grow_to(const struct spool_msg *m)
+{
+	if (m->fd != -1)
+		return 0;
+	size_t cap = m->buf_cap ? m->buf_cap * 2 : SPOOL_BUF_INITIAL;
+	if (m->buf_cap < SPOOL_SPILL_THRESHOLD)
+		return cap > SPOOL_SPILL_THRESHOLD ? SPOOL_SPILL_THRESHOLD : cap;
+	if (cap > SPOOL_MEM_MSG_MAX)
+		cap = SPOOL_MEM_MSG_MAX;
+	if (cap <= m->buf_cap || m->sp->mem_over + (cap - m->buf_cap) > SPOOL_MEM_BUDGET)
+		return 0;
+	return cap;
 }
 
 int
@@ -269,10 +295,8 @@ spool_msg_write(struct spool_msg *m, const void *buf, size_t len,
 	}
 	while (len > 0) {
 		if (m->buf_len == m->buf_cap) {
-			if (m->buf_cap < SPOOL_SPILL_THRESHOLD) {
-				size_t cap = m->buf_cap ? m->buf_cap * 2 : SPOOL_BUF_INITIAL;
-				if (cap > SPOOL_SPILL_THRESHOLD)
-					cap = SPOOL_SPILL_THRESHOLD;
+			size_t cap = spool_msg_grow_to(m);
+			if (cap != 0) {
 				unsigned char *nb = realloc(m->buf, cap);
 				if (nb == NULL) {
 					m->error = ENOMEM;
@@ -280,6 +304,9 @@ spool_msg_write(struct spool_msg *m, const void *buf, size_t len,
 					*error_r = spool_err("out of memory");
 					return -1;
 				}
+				if (cap > SPOOL_SPILL_THRESHOLD)
+					m->sp->mem_over += cap - (m->buf_cap > SPOOL_SPILL_THRESHOLD ?
+					    m->buf_cap : SPOOL_SPILL_THRESHOLD);
 				m->buf = nb;
 				m->buf_cap = cap;
 			} else if (spool_msg_flush(m, error_r) == -1) {
@@ -314,6 +341,8 @@ spool_msg_free(struct spool_msg *m)
 	    0) == -1 && errno != ENOENT)
 		log_warn("unlink %s", m->tmppath);
 	free(m->tmppath);
+	if (m->buf_cap > SPOOL_SPILL_THRESHOLD)
+		m->sp->mem_over -= m->buf_cap - SPOOL_SPILL_THRESHOLD;
 	free(m->buf);
 	free(m->sender);
 	for (size_t i = 0; i < m->n_rcpts; i++) {

@@ -326,6 +326,22 @@ out:
 }
 
 int
+spool_body_with(struct spool *sp, const char *qid, spool_body_fn *fn, void *arg,
+    const char **error_r)
+{
+	MDB_txn *txn;
+	MDB_val ev, bv;
+
+	if (spool_read_begin(sp, &txn, error_r) == -1)
+		return -1;
+	int ret = -1;
+	if (spool_lookup(sp, txn, qid, &ev, &bv, error_r) == 0)
+		ret = fn(arg, bv.mv_data, bv.mv_size);
+	mdb_txn_abort(txn);
+	return ret;
+}
+
+int
 spool_verify(struct spool *sp, size_t *count_r, const char **error_r)
 {
 	MDB_txn *txn;
@@ -444,8 +460,8 @@ spool_message_load(struct spool *sp, const char *qid, bool with_body,
 		}
 		memcpy(m->body, bv.mv_data, bv.mv_size);
 		m->body[bv.mv_size] = '\0';
-		m->body_len = bv.mv_size;
 	}
+	m->body_len = bv.mv_size;
 	m->e = p->e;
 	m->priv = p;
 	ret = 0;

@@ -1002,7 +1002,8 @@ qmgr_cb(struct ev_loop *loop, ev_io *w, int revents)
 			exit(1);
 		}
 		jb->body_len = (size_t)jb->j.size;
-		jb->body = xcalloc(1, jb->body_len + 1);
+		jb->body = xreallocarray(NULL, jb->body_len + 1, 1);	/* pread fills it: no zeroing */
+		jb->body[jb->body_len] = '\0';
 		size_t off = 0;
 		while (off < jb->body_len) {
 			ssize_t k = pread(fd, jb->body + off, jb->body_len - off, (off_t)off);

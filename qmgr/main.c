@@ -820,6 +820,20 @@ defer_dead(struct spool_message *m, uint32_t idx, int64_t until, const char *key
 	warn_check(m->e.qid, idx, m->e.arrival);
 }
 
+/* the body descriptor, written straight from the spool's map (no copy first) */
+struct body_fd {
+	int fd;
+	const char *err;
+};
+
+static int
+body_fd_make(void *arg, const void *body, size_t len)
+{
+	struct body_fd *bf = arg;
+	bf->fd = deliverproto_body_memfd(body, len, &bf->err);
+	return bf->fd == -1 ? -1 : 0;
+}
+
 /* hand one job over; false when nothing could be sent (records reverted) */
 static bool
 job_start(struct spool_message *m, const struct nexthop *nh, const char *key,
@@ -876,7 +890,10 @@ job_start(struct spool_message *m, const struct nexthop *nh, const char *key,
 	}
 	static unsigned char buf[DELIVERPROTO_MSG_MAX];
 	int len = deliverproto_job_encode(&dj, buf, sizeof(buf), &err);
-	int mfd = len > 0 ? deliverproto_body_memfd(m->body, m->body_len, &err) : -1;
+	struct body_fd bf = { -1, NULL };
+	if (len > 0 && spool_body_with(q.sp, m->e.qid, body_fd_make, &bf, &err) == -1)
+		err = bf.err != NULL ? bf.err : err;
+	int mfd = bf.fd;
 	j->next = q.jobs;
 	q.jobs = j;
 	a->jobs++;
@@ -931,7 +948,7 @@ pass_cb(struct ev_loop *loop, ev_idle *w, int revents)
 		if (used[i] || agent_pick() == NULL)
 			continue;
 		struct spool_message m;
-		if (spool_message_load(q.sp, due.v[i].qid, true, &m, &err) == -1) {
+		if (spool_message_load(q.sp, due.v[i].qid, false, &m, &err) == -1) {
 			log_warnx("%s: %s", due.v[i].qid, err);
 			used[i] = true;
 			continue;

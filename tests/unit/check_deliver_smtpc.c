@@ -747,6 +747,111 @@ START_TEST(long_lines_folded)
 }
 END_TEST
 
+/*
+ * The reference: what the body transformation means, one octet at a time (bare
+ * CR and bare LF become CRLF, lines over 998 octets fold with CRLF SP, a dot at
+ * the start of a line is doubled). smtpc_body copies clean lines whole; it must
+ * give the same octets for every body and every way of cutting it into chunks.
+ */
+struct ref_state { bool bol, cr; size_t linelen; };
+
+static size_t
+ref_octet(struct ref_state *r, char *o, unsigned char ch)
+{
+	size_t n = 0;
+	if (r->cr) {
+		r->cr = false;
+		o[n++] = '\r', o[n++] = '\n';
+		r->bol = true, r->linelen = 0;
+		if (ch == '\n')
+			return n;
+	}
+	if (ch == '\r') {
+		r->cr = true;
+		return n;
+	}
+	if (ch == '\n') {
+		o[n++] = '\r', o[n++] = '\n';
+		r->bol = true, r->linelen = 0;
+		return n;
+	}
+	if (r->linelen >= 998) {
+		o[n++] = '\r', o[n++] = '\n', o[n++] = ' ';
+		r->linelen = 1;
+		r->bol = false;
+	}
+	if (r->bol && ch == '.')
+		o[n++] = '.';
+	o[n++] = (char)ch;
+	r->linelen++;
+	r->bol = false;
+	return n;
+}
+
+START_TEST(body_matches_reference)
+{
+	static unsigned char in[6000];
+	static char want[3 * sizeof(in) + 16], got[3 * sizeof(in) + 16];
+	static const unsigned char alphabet[] = "ab.\r\n";
+	unsigned seed = 12345u + (unsigned)_i;
+
+	for (int round = 0; round < 40; round++) {
+		/* runs of one octet, some long enough to fold */
+		size_t len = 0;
+		while (len < sizeof(in)) {
+			unsigned char ch = alphabet[rand_r(&seed) % 5];
+			size_t run = rand_r(&seed) % 8 == 0 ? (size_t)(rand_r(&seed) % 2100) :
+			    (size_t)(rand_r(&seed) % 3 + 1);
+			if (ch == '\r' || ch == '\n')
+				run = run > 2 ? 2 : run;
+			for (size_t k = 0; k < run && len < sizeof(in); k++)
+				in[len++] = ch;
+			if (rand_r(&seed) % 4 == 0 && len + 2 <= sizeof(in))
+				in[len++] = '\r', in[len++] = '\n';
+		}
+		len = (size_t)rand_r(&seed) % (sizeof(in) + 1);
+		struct ref_state r = { .bol = true };
+		size_t wn = 0;
+		for (size_t k = 0; k < len; k++)
+			wn += ref_octet(&r, want + wn, in[k]);
+		if (r.cr || !r.bol)
+			want[wn++] = '\r', want[wn++] = '\n';
+		memcpy(want + wn, ".\r\n", 3);
+		wn += 3;
+
+		struct smtpc *c = ready_client(SMTPC_SMTP, full_ehlo);
+		struct smtpc_rcpt rc = { "a@b.example", 0, NULL };
+		struct smtpc_msg m = { .sender = "s@x.example", .size = 1, .rcpts = &rc,
+		    .n_rcpts = 1 };
+		const char *err;
+		smtpc_send(c, &m, &err);
+		take(c);
+		feed(c, "250 ok\r\n250 ok\r\n354 go\r\n");
+		size_t gn = 0, olen;
+		for (size_t off = 0; off < len; ) {
+			size_t chunk = 1 + (size_t)rand_r(&seed) % (round % 3 == 0 ? 7 : 3000);
+			if (chunk > len - off)
+				chunk = len - off;
+			smtpc_body(c, in + off, chunk);
+			off += chunk;
+			const char *p = smtpc_output(c, &olen);
+			ck_assert_uint_le(gn + olen, sizeof(got));
+			memcpy(got + gn, p, olen);
+			gn += olen;
+			smtpc_output_consume(c, olen);
+		}
+		smtpc_body_end(c);
+		const char *p = smtpc_output(c, &olen);
+		memcpy(got + gn, p, olen);
+		gn += olen;
+		ck_assert_uint_eq(gn, wn);
+		ck_assert_msg(memcmp(got, want, wn) == 0, "seed %d round %d: bodies differ", _i,
+		    round);
+		smtpc_free(c);
+	}
+}
+END_TEST
+
 START_TEST(big_body_streams)
 {
 	/* 10 MB (just under the server's SIZE) through in 64 KB chunks while the "socket" takes everything */
@@ -1018,6 +1123,7 @@ deliver_smtpc_suite(void)
 	tcase_add_loop_test(tc, tls_transcripts, 0, sizeof(tls_cases) / sizeof(tls_cases[0]));
 	tcase_add_test(tc, tls_forgets_the_clear_ehlo);
 	tcase_add_test(tc, lmtp_no_tls);
+	tcase_add_loop_test(tc, body_matches_reference, 0, 25);
 	suite_add_tcase(s, tc);
 	return s;
 }

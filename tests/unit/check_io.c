@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -323,6 +324,56 @@ START_TEST(test_connect)
 		ck_assert_int_eq(errno, ECONNREFUSED);
 	}
 	io_free(io);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+static int
+nodelay(int fd)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+	return v;
+}
+
+/* whole replies leave in one write: Nagle is off on TCP connections, both the
+   ones we connect and the ones we accept (a reply after a small TLS record
+   otherwise waits for the peer's delayed ACK) */
+START_TEST(test_tcp_nodelay)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct rec r = { 0 }, r2 = { 0 };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(l, 4), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sin, &len), 0);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_eq(nodelay(fd), 0);
+	struct io *io = io_new(loop, fd, rec_cb, &r);
+	ck_assert_int_ne(nodelay(fd), 0);
+	ck_assert_int_eq(io_connect(io, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	run_until(loop, &r, IO_CONNECTED);
+	int c = accept(l, NULL, NULL);
+	ck_assert_int_ge(c, 0);
+	ck_assert_int_eq(nodelay(c), 0);
+	struct io *acc = io_new(loop, c, rec_cb, &r2);
+	ck_assert_int_ne(nodelay(c), 0);
+	io_free(acc);
+	io_free(io);
+	close(l);
+	/* not TCP: the option does not apply and io_new still works */
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	io = io_new(loop, sv[0], rec_cb, &r);
+	ck_assert_ptr_nonnull(io);
+	io_free(io);
+	close(sv[1]);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -657,6 +708,7 @@ io_suite(void)
 	tcase_add_test(tc, test_error_event);
 	tcase_add_test(tc, test_timeout);
 	tcase_add_test(tc, test_connect);
+	tcase_add_test(tc, test_tcp_nodelay);
 	tcase_add_test(tc, test_discard_input);
 	tcase_add_test(tc, test_memory_pipe);
 	tcase_add_test(tc, test_free_in_callback);

@@ -583,6 +583,109 @@ START_TEST(test_spill_large)
 }
 END_TEST
 
+/*
+ * A body past SPOOL_SPILL_THRESHOLD stays in memory (no file to create, write,
+ * read back and unlink) while the process's budget lasts; once the bodies held
+ * use it up, the next large one spills, and an ended message gives its share
+ * back.
+ */
+START_TEST(test_mem_budget)
+{
+	struct spool *sp = open_spool(0);
+	enum { N = 20 };
+	struct spool_msg *big[N];
+	const size_t per = SPOOL_MEM_MSG_MAX - SPOOL_SPILL_THRESHOLD;
+	const size_t fit = SPOOL_MEM_BUDGET / per;
+	struct done_rec rec = { 0 };
+
+	ck_assert_uint_lt(fit, N);
+	struct spool_msg *m = spool_msg_begin(sp);
+	write_body(m, 100 * 1024, 3);
+	ck_assert_uint_eq(count_dir(tmp_dir), 0);	/* 100 KB: no spill file */
+	spool_msg_abort(m);
+
+	for (size_t i = 0; i < N; i++) {
+		big[i] = spool_msg_begin(sp);
+		write_body(big[i], SPOOL_MEM_MSG_MAX, 10 + i);
+		ck_assert_uint_eq(count_dir(tmp_dir), i < fit ? 0 : i + 1 - fit);
+	}
+	/* the budget is spent (what is left is less than 200 KB needs) */
+	m = spool_msg_begin(sp);
+	write_body(m, 200 * 1024, 4);
+	ck_assert_uint_eq(count_dir(tmp_dir), N - fit + 1);
+	spool_msg_abort(m);
+	/* a message over SPOOL_MEM_MSG_MAX spills whatever the budget */
+	for (size_t i = 0; i < N; i++)
+		spool_msg_abort(big[i]);
+	ck_assert_uint_eq(count_dir(tmp_dir), 0);
+	m = spool_msg_begin(sp);
+	write_body(m, SPOOL_MEM_MSG_MAX + 1, 5);
+	ck_assert_uint_eq(count_dir(tmp_dir), 1);
+	spool_msg_abort(m);
+
+	/* ended messages gave the budget back: 100 KB stays in memory, commits */
+	m = spool_msg_begin(sp);
+	ck_assert_int_eq(spool_msg_set_sender(m, "a@b.example"), 0);
+	ck_assert_int_eq(spool_msg_add_rcpt(m, "c@d.example"), 0);
+	write_body(m, 100 * 1024, 6);
+	ck_assert_uint_eq(count_dir(tmp_dir), 0);
+	spool_msg_submit(m, rec_done, &rec);
+	ck_assert_int_eq(spool_commit(sp), 1);
+	ck_assert_int_eq(rec.result, 0);
+	check_body(sp, rec.qid, 100 * 1024, 6);
+	spool_close(sp);
+}
+END_TEST
+
+struct body_seen {
+	size_t len;
+	uint64_t seed;
+	int calls;
+};
+
+static int
+body_seen_cb(void *arg, const void *body, size_t len)
+{
+	struct body_seen *b = arg;
+	unsigned char *want = expected_body(b->len, b->seed);
+	b->calls++;
+	ck_assert_uint_eq(len, b->len);
+	ck_assert(memcmp(body, want, len) == 0);
+	free(want);
+	return 7;
+}
+
+/* the qmgr's way to the body: the map itself, and the size without a copy */
+START_TEST(test_body_with)
+{
+	struct spool *sp = open_spool(0);
+	struct spool_msg *m = spool_msg_begin(sp);
+	struct done_rec rec = { 0 };
+	const char *err = NULL;
+
+	ck_assert_int_eq(spool_msg_set_sender(m, "a@b.example"), 0);
+	ck_assert_int_eq(spool_msg_add_rcpt(m, "c@d.example"), 0);
+	write_body(m, 100 * 1024 + 17, 9);
+	spool_msg_submit(m, rec_done, &rec);
+	ck_assert_int_eq(spool_commit(sp), 1);
+
+	struct body_seen b = { 100 * 1024 + 17, 9, 0 };
+	ck_assert_int_eq(spool_body_with(sp, rec.qid, body_seen_cb, &b, &err), 7);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_int_eq(spool_body_with(sp, "0000000000000000000A", body_seen_cb, &b, &err),
+	    -1);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_ptr_nonnull(err);
+
+	struct spool_message sm;
+	ck_assert_int_eq(spool_message_load(sp, rec.qid, false, &sm, &err), 0);
+	ck_assert_ptr_null(sm.body);
+	ck_assert_uint_eq(sm.body_len, 100 * 1024 + 17);
+	spool_message_free(&sm);
+	spool_close(sp);
+}
+END_TEST
+
 START_TEST(test_abort_leaves_nothing)
 {
 	struct spool *sp = open_spool(0);
@@ -590,7 +693,7 @@ START_TEST(test_abort_leaves_nothing)
 
 	ck_assert_int_eq(spool_msg_set_sender(m, "a@b.example"), 0);
 	ck_assert_int_eq(spool_msg_add_rcpt(m, "c@d.example"), 0);
-	write_body(m, 200 * 1024, 1);
+	write_body(m, SPOOL_MEM_MSG_MAX + 1, 1);
 	ck_assert_uint_eq(count_dir(tmp_dir), 1);
 	spool_msg_abort(m);
 	ck_assert_uint_eq(count_dir(tmp_dir), 0);
@@ -1358,6 +1461,8 @@ spool_suite(void)
 	tcase_add_loop_test(tc, test_values, 0, N(values));
 	tcase_add_test(tc, test_spill_large);
 	tcase_add_test(tc, test_abort_leaves_nothing);
+	tcase_add_test(tc, test_mem_budget);
+	tcase_add_test(tc, test_body_with);
 	tcase_add_test(tc, test_sweep_dead_only);
 	tcase_add_test(tc, test_cancel_callback);
 	tcase_add_test(tc, test_callback_submits);
