@@ -35,11 +35,12 @@ BINDIR ?= bin
 # deliver/route.c too: the configuration checks next hops with it
 LIB_SRC  := $(sort $(wildcard common/*.c profiles/*.c) deliver/route.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
-PROGDIRS := instances supervisor ctl qmgr
+PROGDIRS := instances supervisor ctl qmgr auth
 PROG_instances  := relayvisor-smtpd
 PROG_supervisor := relayvisord
 PROG_ctl        := relayvisorctl
 PROG_qmgr       := relayvisor-qmgr
+PROG_auth       := relayvisor-auth
 BINS := $(foreach d,$(PROGDIRS),$(BINDIR)/$(PROG_$(d))) $(BINDIR)/relayvisor-deliver
 
 # modules of a program dir (everything but main.c) as a static archive
@@ -177,7 +178,7 @@ install: all
 		$(DESTDIR)$(DOCDIR)/examples/conf.d $(DESTDIR)$(DOCDIR)/examples/logrotate \
 		$(DESTDIR)$(DOCDIR)/examples/fail2ban/filter.d $(DESTDIR)$(DOCDIR)/examples/fail2ban/jail.d
 	install -m 0755 $(BINDIR)/relayvisorctl $(DESTDIR)$(PREFIX)/bin/
-	install -m 0755 $(BINDIR)/relayvisord $(BINDIR)/relayvisor-smtpd $(BINDIR)/relayvisor-qmgr $(BINDIR)/relayvisor-deliver $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BINDIR)/relayvisord $(BINDIR)/relayvisor-smtpd $(BINDIR)/relayvisor-qmgr $(BINDIR)/relayvisor-deliver $(BINDIR)/relayvisor-auth $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' contrib/systemd/relayvisord.service \
