@@ -570,6 +570,10 @@ main(int argc, char **argv)
 		log_warnx("confinement: %s", err);
 		exit(1);
 	}
+	if (cres.switched)
+		log_info("confined: chroot %s, user %s (uid %lu, gid %lu)",
+		    cres.chrooted ? jail : "none (dovecot backend)", run_user,
+		    (unsigned long)cres.uid, (unsigned long)cres.gid);
 	if (A.notify_fd >= 0) {
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
 			log_warn("prctl PR_SET_PDEATHSIG");
