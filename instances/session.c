@@ -1368,8 +1368,7 @@ session_auth_done(void *arg, const struct authproto_answer *a)
 		log_warnx("%s: SASL %s authentication failed: %s", s->client, mech,
 		    a->reason[0] != '\0' ? a->reason : "authentication failure");
 		authfail_record(sd->authfail, s->ip, time(NULL));
-		session_reply(s, "535 5.7.8 Error: authentication failed: Authentication "
-		    "credentials invalid");
+		session_reply(s, "535 5.7.8 Authentication credentials invalid");
 		session_auth_failed(s);
 	} else {
 		/* not the client's fault: not counted, and worded so that fail2ban's

@@ -315,6 +315,17 @@ static const struct {
 	    "220 |250 |552 5.3.4|501 5.5.4|501 5.5.4", false },
 	{ "127.0.0.1", "FOO\r\nBAR\r\nBAZ\r\nNOOP\r\nNOOP\r\n",
 	    "220 |500 5.5.2|500 5.5.2|500 5.5.2|421 4.7.0", true },
+	/* AUTH without server.auth: not offered, refused like Postfix */
+	{ "127.0.0.1", "EHLO c\r\nAUTH PLAIN AGEAYg==\r\n",
+	    "220 |250-mx.test.example|250-PIPELINING|250-SIZE 2048|250-8BITMIME|"
+	    "250 ENHANCEDSTATUSCODES|503 5.5.1 Error: authentication not enabled", false },
+	/* MAIL's AUTH= (RFC 4954 section 5): xtext or <>, accepted without AUTH */
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> AUTH=<>\r\nRSET\r\n"
+	    "MAIL FROM:<a@example.test> AUTH=a+40b.example\r\nRSET\r\n"
+	    "MAIL FROM:<a@example.test> AUTH=a+4\r\nMAIL FROM:<a@example.test> AUTH=\r\n"
+	    "MAIL FROM:<a@example.test> AUTH=a+4g\r\n",
+	    "220 |250 |250 2.1.0|250 2.0.0|250 2.1.0|250 2.0.0|501 5.5.4|501 5.5.4|501 5.5.4",
+	    false },
 	/* bare line endings in commands end the session */
 	{ "127.0.0.1", "HELO c\nNOOP\r\n", "220 |521 5.5.2", true },
 	{ "127.0.0.1", "HELO c\r\nNO\rOP\r\nNOOP\r\n", "220 |250 |521 5.5.2", true },
