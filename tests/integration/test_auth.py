@@ -150,6 +150,17 @@ class AuthTest(TestCase):
             ip, _, msg = line.partition("|")
             self.assertEqual(ip, "127.0.0.1")
             self.assertIn("authentication failed", msg)
+        # and the filter we ship (contrib/), in auth mode
+        fdir = os.path.join(self.conf.top, "fail2ban", "filter.d")
+        os.makedirs(fdir)
+        os.symlink("/etc/fail2ban/filter.d/common.conf", os.path.join(fdir, "common.conf"))
+        shutil.copy(os.path.join(harness.ROOT, "contrib", "fail2ban", "filter.d",
+                                 "relayvisor.conf"), fdir)
+        p = subprocess.run(["fail2ban-regex", "-o", "<ip>", logpath,
+                            os.path.join(fdir, "relayvisor.conf") + "[mode=auth]"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr.decode(errors="replace"))
+        self.assertEqual(p.stdout.decode().split(), ["127.0.0.1"] * 3)
 
     def test_no_auth_before_tls(self):
         self.start()
