@@ -124,6 +124,18 @@ class AuthTest(TestCase):
         self.wait_log("sub", r"disconnect from unknown\[127\.0\.0\.1\] ehlo=2 "
                       r"starttls=1 auth=1 mail=1 rcpt=1 data=1 quit=1", "the counters")
 
+    def test_implicit_tls_and_stats(self):
+        self.start(extra="tls_mode: implicit")
+        code, out = swaks("--server", "127.0.0.1:%d" % self.port, "--tlsc",
+                          "--auth", "PLAIN", "--auth-user", "alice",
+                          "--auth-password", PASSWORD, "--from", "alice@example.test",
+                          "--to", "bob@example.test")
+        self.assertEqual(code, 0, out)
+        self.assertIn("235 2.7.0", out)
+        code, out = self.sup.ctl("stats")
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, r"(?m)^auth\s+1\s+1\s+0\s+0\s")
+
     def test_wrong_password_is_535_and_logged_for_fail2ban(self):
         self.start()
         for mech in ("PLAIN", "LOGIN"):
