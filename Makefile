@@ -92,7 +92,8 @@ $(B)/tests/%.o: tests/unit/%.c
 	$(CC) $(CPPFLAGS) $(XCFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
 # A test links librelayvisor.a, plus the program archive its name starts with:
-# check_smtpd_* -> libinstances.a, check_super_* -> libsupervisor.a, check_ctl_* -> libctl.a
+# check_smtpd_* -> libinstances.a, check_super_* -> libsupervisor.a, check_ctl_* -> libctl.a,
+# check_auth_* -> libauth.a
 TEST_LINK = $(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 # every unit binary links the shared helpers (tests/unit/testutil.[ch])
 TESTUTIL := $(B)/tests/testutil.o
@@ -104,6 +105,8 @@ $(B)/tests/check_ctl_%: $(B)/tests/check_ctl_%.o $(TESTUTIL) $(B)/libctl.a $(B)/
 	$(TEST_LINK) $(EDIT_LIBS)
 $(B)/tests/check_deliver_%: $(B)/tests/check_deliver_%.o $(TESTUTIL) $(B)/libdeliver.a $(B)/librelayvisor.a
 	$(TEST_LINK) $(CARES_LIBS)
+$(B)/tests/check_auth_%: $(B)/tests/check_auth_%.o $(TESTUTIL) $(B)/libauth.a $(B)/librelayvisor.a
+	$(TEST_LINK)
 $(B)/tests/check_%: $(B)/tests/check_%.o $(TESTUTIL) $(B)/librelayvisor.a
 	$(TEST_LINK)
 

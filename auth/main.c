@@ -16,9 +16,9 @@
  * patterns (third field of the password file) for sender_login_match.
  *
  * Backends:
- *   passwd_file  crypt(3) in this process, one request after the other;
- *                confined: chroot into spool/empty, server.user, no new
- *                privileges. It never opens a file.
+ *   passwd_file  crypt(3) on worker threads (auth/hashpool.h), never on the
+ *                event loop; confined: chroot into spool/empty, server.user,
+ *                no new privileges. It never opens a file.
  *   dovecot      Dovecot's auth-client protocol (common/dovecot_auth.h) on
  *                one non-blocking connection, requests multiplexed, answers
  *                matched by id; reconnected with a timer (1s doubling to 30s)
@@ -51,6 +51,7 @@
 #include "common/log.h"
 #include "common/passwd.h"
 #include "common/xmalloc.h"
+#include "auth/hashpool.h"
 
 #define RECONNECT_MIN 1.0
 #define RECONNECT_MAX 30.0
@@ -58,6 +59,7 @@
 /* one listener process's connection */
 struct peer {
 	struct peer *next;
+	uint64_t serial;		/* answers of the hash workers find it by this */
 	char name[96];
 	int fd;
 	ev_io w;
@@ -77,7 +79,9 @@ static struct {
 	int notify_fd;
 	ev_io notify_w;
 	struct peer *peers;
-	struct passwd_db *db;		/* passwd_file backend */
+	uint64_t next_serial;
+	struct passwd_ref *ref;		/* passwd_file backend: the table */
+	struct hashpool *pool;		/* its checks */
 	/* dovecot backend */
 	struct dovecot_auth *da;
 	int dfd;
@@ -122,34 +126,25 @@ answer_simple(struct peer *p, uint32_t id, enum authproto_result r, const char *
 /* ---- passwd_file ---- */
 
 static void
-passwd_check(struct peer *p, const struct authproto_request *r)
+passwd_check(struct peer *p, struct authproto_request *r)
 {
-	const struct passwd_entry *e = NULL;
-	if (A.db == NULL) {
+	if (A.ref == NULL || A.pool == NULL) {
 		answer_simple(p, r->id, AUTHPROTO_TEMPFAIL, r->user, "no password file");
 		return;
 	}
-	enum passwd_result res = passwd_db_check(A.db, r->user, r->password, &e);
-	if (res == PASSWD_TEMPFAIL) {
-		answer_simple(p, r->id, AUTHPROTO_TEMPFAIL, r->user, "crypt failed");
-		return;
-	}
-	if (res != PASSWD_OK || e == NULL) {
-		answer_simple(p, r->id, AUTHPROTO_FAIL, r->user, "authentication failure");
-		return;
-	}
-	struct authproto_answer a;
-	memset(&a, 0, sizeof(a));
-	a.id = r->id;
-	a.result = AUTHPROTO_OK;
-	snprintf(a.user, sizeof(a.user), "%s", e->user);
-	for (size_t i = 0; i < e->naddrs; i++)
-		if (authproto_answer_add_addr(&a, e->addrs[i]) == -1) {
-			log_warnx("user %s: more addresses than an answer holds; the rest "
-			    "are not allowed senders", e->user);
-			break;
+	if (hashpool_submit(A.pool, p->serial, A.ref, r) == -1)
+		answer_simple(p, r->id, AUTHPROTO_TEMPFAIL, r->user, "too many checks waiting");
+}
+
+/* a worker finished a check: to its listener, if it is still there */
+static void
+passwd_done(struct hashjob *j)
+{
+	for (struct peer *p = A.peers; p != NULL; p = p->next)
+		if (p->serial == j->peer) {
+			answer_send(p, &j->ans);
+			return;
 		}
-	answer_send(p, &a);
 }
 
 /* a new table from the supervisor; a broken one keeps the old */
@@ -170,13 +165,17 @@ passwd_take(int fd, bool startup)
 		passwd_errors_free(&errs);
 		if (!startup)
 			log_warnx("password file not reloaded: the previous %zu users stay",
-			    A.db != NULL ? passwd_db_count(A.db) : (size_t)0);
+			    A.ref != NULL ? passwd_db_count(A.ref->db) : (size_t)0);
 		return -1;
 	}
 	passwd_errors_free(&errs);
-	bool had = A.db != NULL;
-	passwd_db_free(A.db);
-	A.db = db;
+	bool had = A.ref != NULL;
+	if (!had)
+		/* passwd_db_check makes its hash for unknown users on first use:
+		   here, before any worker thread exists */
+		(void)passwd_db_check(db, "", "", NULL);
+	passwd_ref_drop(A.ref);
+	A.ref = passwd_ref_new(db);
 	A.st.v[AUTH_STAT_USERS] = passwd_db_count(db);
 	log_info("password file %s %s: %zu users", name, had ? "reloaded" : "loaded",
 	    passwd_db_count(db));
@@ -427,6 +426,7 @@ static void
 peer_add(const char *name, int fd)
 {
 	struct peer *p = xcalloc(1, sizeof(*p));
+	p->serial = ++A.next_serial;
 	snprintf(p->name, sizeof(p->name), "%.95s", name);
 	p->fd = fd;
 	ev_io_init(&p->w, peer_cb, fd, EV_READ);
@@ -491,13 +491,15 @@ passwd_startup(void)
 {
 	if (A.notify_fd < 0) {
 		struct passwd_errors errs = { NULL, 0 };
-		A.db = passwd_db_load(A.cfg->server.auth_passwd_file, &errs);
+		struct passwd_db *db = passwd_db_load(A.cfg->server.auth_passwd_file, &errs);
 		for (size_t i = 0; i < errs.n; i++)
 			log_warnx("%s", errs.v[i]);
 		passwd_errors_free(&errs);
-		if (A.db == NULL)
+		if (db == NULL)
 			exit(CHILD_EXIT_CONFIG);
-		A.st.v[AUTH_STAT_USERS] = passwd_db_count(A.db);
+		(void)passwd_db_check(db, "", "", NULL);	/* see passwd_take */
+		A.ref = passwd_ref_new(db);
+		A.st.v[AUTH_STAT_USERS] = passwd_db_count(db);
 		return;
 	}
 	struct pollfd pfd = { .fd = A.notify_fd, .events = POLLIN };
@@ -587,6 +589,13 @@ main(int argc, char **argv)
 		ev_signal_init(&stop_w[i], stop_cb, stops[i]);
 		ev_signal_start(A.loop, &stop_w[i]);
 	}
+	if (!dovecot) {
+		/* threads only now: confinement switches ids process-wide */
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		A.pool = hashpool_new(A.loop, ncpu < 1 ? 1 : (unsigned)ncpu, passwd_done, &err);
+		if (A.pool == NULL)
+			fatalx("hash workers: %s", err);
+	}
 	if (dovecot) {
 		A.da = dovecot_auth_new((unsigned long)getpid());
 		A.backoff = RECONNECT_MIN;
@@ -605,6 +614,7 @@ main(int argc, char **argv)
 	ev_run(A.loop, 0);
 
 	stats_send();
+	hashpool_free(A.pool);
 	while (A.peers != NULL)
 		peer_free(A.peers);
 	while (A.pending != NULL) {
@@ -615,7 +625,7 @@ main(int argc, char **argv)
 	if (A.dfd != -1)
 		close(A.dfd);
 	dovecot_auth_free(A.da);
-	passwd_db_free(A.db);
+	passwd_ref_drop(A.ref);
 	log_info("stopped");
 	config_free(A.cfg);
 	if (confine_leak_check_blind(&cres))
