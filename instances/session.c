@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "common/authproto.h"
 #include "common/dsnparam.h"
 #include "common/io.h"
@@ -1393,8 +1395,10 @@ session_auth_send(struct session *s)
 	snprintf(r.client, sizeof(r.client), "%s", s->ip);
 	snprintf(r.user, sizeof(r.user), "%s", sasl_user(&s->sasl));
 	snprintf(r.password, sizeof(r.password), "%s", sasl_password(&s->sasl));
-	/* the password leaves the session: only the user name stays, for the log */
 	s->auth_id = authc_request(s->sd->authc, &r, session_auth_done, s);
+	/* the password has left the session (authc wiped its copy); the user
+	   name stays until the answer, for the log */
+	OPENSSL_cleanse(s->sasl.password, sizeof(s->sasl.password));
 }
 
 static void
