@@ -346,7 +346,7 @@ static const struct {
 	/* AUTH without server.auth: not offered, refused like Postfix */
 	{ "127.0.0.1", "EHLO c\r\nAUTH PLAIN AGEAYg==\r\n",
 	    "220 |250-mx.test.example|250-PIPELINING|250-SIZE 2048|250-8BITMIME|"
-	    "250 ENHANCEDSTATUSCODES|503 5.5.1 Error: authentication not enabled", false },
+	    "250-DSN|250 ENHANCEDSTATUSCODES|503 5.5.1 Error: authentication not enabled", false },
 	/* MAIL's AUTH= (RFC 4954 section 5): xtext or <>, accepted without AUTH */
 	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> AUTH=<>\r\nRSET\r\n"
 	    "MAIL FROM:<a@example.test> AUTH=a+40b.example\r\nRSET\r\n"
@@ -368,12 +368,13 @@ static const struct {
 	/* offered in clear to loopback only (auth_plaintext_loopback) */
 	{ "127.0.0.1", "EHLO c\r\nAUTH LOGIN\r\n*\r\n",
 	    "220 |250-mx.test.example|250-PIPELINING|250-SIZE|250-8BITMIME|"
-	    "250-AUTH PLAIN LOGIN|250 ENHANCEDSTATUSCODES|334 VXNlcm5hbWU6|501 5.7.0", false },
+	    "250-AUTH PLAIN LOGIN|250-DSN|250 ENHANCEDSTATUSCODES|334 VXNlcm5hbWU6|501 5.7.0",
+	    false },
 	{ "::1", "EHLO c\r\nAUTH PLAIN\r\n*\r\n",
-	    "220 |250-|250-|250-|250-|250-AUTH PLAIN LOGIN|250 |334 |501 5.7.0", false },
+	    "220 |250-|250-|250-|250-|250-AUTH PLAIN LOGIN|250-DSN|250 |334 |501 5.7.0", false },
 	{ "192.0.2.7", "EHLO c\r\nAUTH PLAIN AGEAYg==\r\n",
 	    "220 |250-mx.test.example|250-PIPELINING|250-SIZE|250-8BITMIME|"
-	    "250 ENHANCEDSTATUSCODES|538 5.7.11 Encryption required for requested "
+	    "250-DSN|250 ENHANCEDSTATUSCODES|538 5.7.11 Encryption required for requested "
 	    "authentication mechanism", false },
 	/* order and syntax */
 	{ "127.0.0.1", "AUTH PLAIN\r\n", "220 |503 5.5.1 Error: send HELO/EHLO first",
@@ -388,7 +389,7 @@ static const struct {
 	/* the third failed AUTH closes the session */
 	{ "127.0.0.1", "EHLO c\r\nAUTH LOGIN\r\n*\r\nAUTH LOGIN\r\n*\r\n"
 	    "AUTH LOGIN\r\n*\r\nNOOP\r\n",
-	    "220 |250-|250-|250-|250-|250-|250 |334 |501 5.7.0|334 |501 5.7.0|334 |501 5.7.0|"
+	    "220 |250-|250-|250-|250-|250-|250-|250 |334 |501 5.7.0|334 |501 5.7.0|334 |501 5.7.0|"
 	    "421 4.7.0 mx.test.example Error: too many failed authentications", true },
 };
 
