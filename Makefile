@@ -35,11 +35,12 @@ BINDIR ?= bin
 # deliver/route.c too: the configuration checks next hops with it
 LIB_SRC  := $(sort $(wildcard common/*.c profiles/*.c) deliver/route.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
-PROGDIRS := instances supervisor ctl qmgr
+PROGDIRS := instances supervisor ctl qmgr auth
 PROG_instances  := relayvisor-smtpd
 PROG_supervisor := relayvisord
 PROG_ctl        := relayvisorctl
 PROG_qmgr       := relayvisor-qmgr
+PROG_auth       := relayvisor-auth
 BINS := $(foreach d,$(PROGDIRS),$(BINDIR)/$(PROG_$(d))) $(BINDIR)/relayvisor-deliver
 
 # modules of a program dir (everything but main.c) as a static archive
@@ -91,7 +92,8 @@ $(B)/tests/%.o: tests/unit/%.c
 	$(CC) $(CPPFLAGS) $(XCFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
 # A test links librelayvisor.a, plus the program archive its name starts with:
-# check_smtpd_* -> libinstances.a, check_super_* -> libsupervisor.a, check_ctl_* -> libctl.a
+# check_smtpd_* -> libinstances.a, check_super_* -> libsupervisor.a, check_ctl_* -> libctl.a,
+# check_auth_* -> libauth.a
 TEST_LINK = $(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 # every unit binary links the shared helpers (tests/unit/testutil.[ch])
 TESTUTIL := $(B)/tests/testutil.o
@@ -103,6 +105,8 @@ $(B)/tests/check_ctl_%: $(B)/tests/check_ctl_%.o $(TESTUTIL) $(B)/libctl.a $(B)/
 	$(TEST_LINK) $(EDIT_LIBS)
 $(B)/tests/check_deliver_%: $(B)/tests/check_deliver_%.o $(TESTUTIL) $(B)/libdeliver.a $(B)/librelayvisor.a
 	$(TEST_LINK) $(CARES_LIBS)
+$(B)/tests/check_auth_%: $(B)/tests/check_auth_%.o $(TESTUTIL) $(B)/libauth.a $(B)/librelayvisor.a
+	$(TEST_LINK)
 $(B)/tests/check_%: $(B)/tests/check_%.o $(TESTUTIL) $(B)/librelayvisor.a
 	$(TEST_LINK)
 
@@ -177,7 +181,7 @@ install: all
 		$(DESTDIR)$(DOCDIR)/examples/conf.d $(DESTDIR)$(DOCDIR)/examples/logrotate \
 		$(DESTDIR)$(DOCDIR)/examples/fail2ban/filter.d $(DESTDIR)$(DOCDIR)/examples/fail2ban/jail.d
 	install -m 0755 $(BINDIR)/relayvisorctl $(DESTDIR)$(PREFIX)/bin/
-	install -m 0755 $(BINDIR)/relayvisord $(BINDIR)/relayvisor-smtpd $(BINDIR)/relayvisor-qmgr $(BINDIR)/relayvisor-deliver $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BINDIR)/relayvisord $(BINDIR)/relayvisor-smtpd $(BINDIR)/relayvisor-qmgr $(BINDIR)/relayvisor-deliver $(BINDIR)/relayvisor-auth $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' contrib/systemd/relayvisord.service \

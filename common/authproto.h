@@ -8,8 +8,11 @@
  * (a service kind of the supervisor, confined like a listener) holds the password
  * file or the Dovecot auth connection; a listener only asks and gets an answer.
  *
- * Transport: one SOCK_SEQPACKET socketpair per listener process, made by the
- * supervisor; the listener's end is inherited as RELAYVISOR_AUTH_FD. One message
+ * Transport: one SOCK_SEQPACKET socketpair per listener process and auth process
+ * life, made by the supervisor and handed to both over their notify sockets
+ * (supervisor/authhand.c; a standalone listener may inherit its end as
+ * RELAYVISOR_AUTH_FD). The supervisor keeps no copy, so a listener sees the auth
+ * process die as the end of its socket. One message
  * per packet, at most AUTHPROTO_MSG_MAX octets. Requests carry an id chosen by the
  * listener; answers come back with that id, in any order (a Dovecot backend
  * answers out of order), so one listener has many requests outstanding. A listener

@@ -111,3 +111,13 @@ childproto_recv(int sock, char *buf, size_t cap, int *fd_r, int flags)
 		buf[n] = '\0';
 	return n;
 }
+
+static const struct childproto_field auth_fields[AUTH_STAT_N] = {
+	[AUTH_STAT_REQUESTS] = { "requests", 8, false },
+	[AUTH_STAT_OK] = { "ok", 8, false },
+	[AUTH_STAT_FAILED] = { "failed", 8, false },
+	[AUTH_STAT_TEMPFAIL] = { "tempfail", 8, false },
+	[AUTH_STAT_PEERS] = { "peers", 5, true },
+	[AUTH_STAT_USERS] = { "users", 6, true },
+};
+const struct childproto_fieldset childproto_auth_stats = { auth_fields, AUTH_STAT_N };

@@ -115,6 +115,18 @@ enum deliver_stat {
 };
 extern const struct childproto_fieldset childproto_deliver_stats;
 
+/* the auth process's (relayvisor-auth) */
+enum auth_stat {
+	AUTH_STAT_REQUESTS,	/* checks asked */
+	AUTH_STAT_OK,
+	AUTH_STAT_FAILED,
+	AUTH_STAT_TEMPFAIL,
+	AUTH_STAT_PEERS,	/* listener connections now */
+	AUTH_STAT_USERS,	/* users in the password file */
+	AUTH_STAT_N
+};
+extern const struct childproto_fieldset childproto_auth_stats;
+
 /* supervisor -> qmgr on its notify socket: "PEER <agent process name>" with the
    qmgr's end of that agent's socketpair (common/deliverproto.h) as SCM_RIGHTS */
 #define CHILD_MSG_PEER "PEER"
@@ -123,6 +135,16 @@ extern const struct childproto_fieldset childproto_deliver_stats;
      supervisor -> qmgr  "QUEUE <id> <verb> [<QID>|@<domain>|all]"
      qmgr -> supervisor  "QUEUE <id> <exit code> <one line of text>" */
 #define CHILD_MSG_QUEUE "QUEUE"
+/* SMTP AUTH (supervisor/authhand.c, common/authproto.h):
+     supervisor -> listener  "AUTH" + its end of a SOCK_SEQPACKET pair to the
+                             auth process (again after each auth restart)
+     supervisor -> auth      "PEER <listener process name>" + the other end
+     supervisor -> auth      "PASSWD" + server.auth.passwd_file's bytes as a
+                             sealed memfd, at spawn and at each reload
+     supervisor -> auth      "PASSWD-ERROR reason": the file could not be read */
+#define CHILD_MSG_AUTH "AUTH"
+#define CHILD_MSG_PASSWD "PASSWD"
+#define CHILD_MSG_PASSWD_ERROR "PASSWD-ERROR"
 
 /* a message with one descriptor attached (SCM_RIGHTS); -1 with errno */
 int childproto_send_fd(int sock, const char *msg, int fd);

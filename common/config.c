@@ -124,6 +124,8 @@ config_free(struct config *cfg)
 	free(cfg->server.control);
 	free(cfg->server.control_group);
 	free(cfg->server.logs);
+	free(cfg->server.auth_passwd_file);
+	free(cfg->server.auth_dovecot);
 	delivery_free(&cfg->delivery);
 	strlist_free(&cfg->server.local_domains);
 	strlist_free(&cfg->server.local_recipients);

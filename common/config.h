@@ -56,6 +56,8 @@ struct profile {
 	struct strlist always_relay_from;	/* "user@dom", "@dom", "@.dom" */
 	struct strlist always_relay_to;
 	bool require_auth;		/* default false */
+	bool sender_login_match;	/* default false: MAIL FROM must be one of
+					   the AUTH user's addresses */
 	bool accept_domain_literals;	/* default false */
 	bool open_relay_ok;		/* open_relay: i-understand */
 };
@@ -95,6 +97,8 @@ struct instance {
 	char *tls_key;			/* tls.key: PEM private key */
 	enum tls_mode tls_mode;		/* default starttls */
 	bool require_tls;		/* default false: MAIL before TLS gets 530 */
+	bool auth_plaintext_loopback;	/* default false: AUTH without TLS for a
+					   loopback client (tests) */
 };
 
 /* server: paths when the configuration names none (relayvisorctl uses them
@@ -114,7 +118,13 @@ struct server {
 	unsigned log_backups;		/* rotated files kept: .1 .. .N */
 	struct strlist local_domains;	/* lowercased, trailing dot removed */
 	struct strlist local_recipients;	/* empty: any local part */
+	char *auth_passwd_file;		/* auth.passwd_file, NULL: none */
+	char *auth_dovecot;		/* auth.dovecot: Dovecot's auth-client socket */
 };
+
+/* server.auth names a backend: relayvisor-auth runs, listeners offer AUTH */
+#define CONFIG_AUTH_ON(cfg) \
+	((cfg)->server.auth_passwd_file != NULL || (cfg)->server.auth_dovecot != NULL)
 
 /* delivery: (relayvisor-qmgr and relayvisor-deliver run when the section exists) */
 /* outbound TLS, Postfix's smtp_tls_security_level: none, may (STARTTLS when

@@ -59,6 +59,7 @@ profile_equal(const struct config *a, const struct profile *x,
 	    strlist_equal(&x->always_relay_from, &y->always_relay_from) &&
 	    strlist_equal(&x->always_relay_to, &y->always_relay_to) &&
 	    x->require_auth == y->require_auth &&
+	    x->sender_login_match == y->sender_login_match &&
 	    x->accept_domain_literals == y->accept_domain_literals &&
 	    x->open_relay_ok == y->open_relay_ok;
 }
@@ -78,7 +79,8 @@ config_instance_equal(const struct config *a, const struct instance *x,
 	if (!str_equal(sa->hostname, sb->hostname) || !str_equal(sa->user, sb->user) ||
 	    !str_equal(sa->spool, sb->spool) ||
 	    !strlist_equal(&sa->local_domains, &sb->local_domains) ||
-	    !strlist_equal(&sa->local_recipients, &sb->local_recipients))
+	    !strlist_equal(&sa->local_recipients, &sb->local_recipients) ||
+	    CONFIG_AUTH_ON(a) != CONFIG_AUTH_ON(b))
 		return false;
 	if (!str_equal(x->name, y->name) || x->n_listen != y->n_listen)
 		return false;
@@ -112,6 +114,7 @@ config_instance_equal(const struct config *a, const struct instance *x,
 	    x->timeout_stress == y->timeout_stress &&
 	    str_equal(x->syslog_name, y->syslog_name) &&
 	    str_equal(x->tls_cert, y->tls_cert) && str_equal(x->tls_key, y->tls_key) &&
-	    x->tls_mode == y->tls_mode && x->require_tls == y->require_tls;
+	    x->tls_mode == y->tls_mode && x->require_tls == y->require_tls &&
+	    x->auth_plaintext_loopback == y->auth_plaintext_loopback;
 }
 

@@ -41,6 +41,12 @@
 	{ name, type, offsetof(struct st, field), lo, hi, NULL }
 #define KEYEND { NULL, T_STRING, 0, 0, 0, NULL }
 
+static const struct cfg_key auth_keys[] = {
+	KEY(server, auth_passwd_file, "passwd_file", T_STRING),
+	KEY(server, auth_dovecot, "dovecot", T_SOCKPATH),
+	KEYEND
+};
+
 const struct cfg_key server_keys[] = {
 	KEY(server, hostname, "hostname", T_HOSTNAME),
 	KEY(server, user, "user", T_USER),
@@ -52,6 +58,7 @@ const struct cfg_key server_keys[] = {
 	KEYR(server, log_backups, "log_backups", T_UINT, 0, 1000),
 	KEY(server, local_domains, "local_domains", T_DOMAINS),
 	KEY(server, local_recipients, "local_recipients", T_LOCALPARTS),
+	{ "auth", T_SECTION, 0, 0, 0, auth_keys },
 	KEYEND
 };
 
@@ -62,6 +69,7 @@ const struct cfg_key profile_keys[] = {
 	KEY(profile, always_relay_from, "always_relay_from", T_PATTERNS),
 	KEY(profile, always_relay_to, "always_relay_to", T_PATTERNS),
 	KEY(profile, require_auth, "require_auth", T_BOOL),
+	KEY(profile, sender_login_match, "sender_login_match", T_BOOL),
 	KEY(profile, accept_domain_literals, "accept_domain_literals", T_BOOL),
 	KEY(profile, open_relay_ok, "open_relay", T_OPEN_RELAY),
 	KEYEND
@@ -112,6 +120,7 @@ const struct cfg_key instance_keys[] = {
 	{ "tls", T_SECTION, 0, 0, 0, tls_keys },
 	KEY(instance, tls_mode, "tls_mode", T_TLS_MODE),
 	KEY(instance, require_tls, "require_tls", T_BOOL),
+	KEY(instance, auth_plaintext_loopback, "auth_plaintext_loopback", T_BOOL),
 	KEYEND
 };
 

@@ -106,6 +106,12 @@ verify_server(struct loader *ld)
 		s->hostname = xstrdup(host);
 	}
 	server_path_defaults(s);
+	if (s->auth_passwd_file != NULL && s->auth_dovecot != NULL)
+		diag_error(ld, seen_find(ld, "server/auth/dovecot"), "auth of server: "
+		    "expected one backend, passwd_file or dovecot, not both");
+	if (s->auth_passwd_file != NULL && s->auth_passwd_file[0] == '\0')
+		diag_error(ld, seen_find(ld, "server/auth/passwd_file"), "auth.passwd_file "
+		    "of server: expected a file name");
 }
 
 const char *
@@ -276,13 +282,13 @@ verify_patterns(struct loader *ld, const struct profile *p, const char *key,
 static void
 verify_profile(struct loader *ld, const struct profile *p)
 {
-	if (p->require_auth) {
+	if (p->require_auth && !CONFIG_AUTH_ON(ld->cfg)) {
 		char *path = xasprintf("profiles/%s/require_auth", p->name);
 		const struct cfg_mark *m = seen_find(ld, path);
 		free(path);
-		diag_warning(ld, m, "'require_auth' in profile '%s': AUTH is not "
-		    "implemented yet; with require_auth only always_relay_* entries "
-		    "relay", p->name);
+		diag_warning(ld, m, "'require_auth' in profile '%s': server.auth names "
+		    "no backend (passwd_file or dovecot), so nobody can authenticate; "
+		    "only always_relay_* entries relay", p->name);
 	}
 	verify_patterns(ld, p, "always_relay_from", &p->always_relay_from);
 	verify_patterns(ld, p, "always_relay_to", &p->always_relay_to);

@@ -63,9 +63,9 @@ static const struct {
 	    "\t(postsuper -d)" },
 	{ "requeue", "QID", "Route and try every recipient not yet delivered again now,\n"
 	    "\tattempts reset (postsuper -r)" },
-	{ "passwd", "[--stdin] USER FILE", "Set USER's password in a password file\n"
-	    "\t(yescrypt; asks twice on a terminal, --stdin reads one line; no daemon\n"
-	    "\tneeded, reload makes it live)" },
+	{ "passwd", "[--stdin] USER [FILE]", "Set USER's password in a password file,\n"
+	    "\tby default server.auth.passwd_file (yescrypt; asks twice on a terminal,\n"
+	    "\t--stdin reads one line; no daemon needed, reload makes it live)" },
 	{ "shutdown", "", "Stop every process and relayvisord" },
 	{ "version", "", "relayvisord's version" },
 	{ "help", "[VERB]", "This text" },

@@ -1,6 +1,7 @@
 /*
- * relayvisorctl passwd [--stdin] USER FILE: set USER's password in a password
- * file (common/passwd.h), as a yescrypt hash. On a terminal it asks twice without
+ * relayvisorctl passwd [--stdin] USER [FILE]: set USER's password in a password
+ * file (common/passwd.h), as a yescrypt hash. FILE defaults to
+ * server.auth.passwd_file of the configuration (-c). On a terminal it asks twice without
  * echo; with --stdin it reads one line. No daemon is needed: the auth process
  * picks the file up on reload.
  */
@@ -14,6 +15,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/config.h"
 #include "common/ctlproto.h"
 #include "common/passwd.h"
 #include "ctl/ctl.h"
@@ -76,6 +78,34 @@ prompt(const char *text, char *buf, size_t cap)
 	return r;
 }
 
+/* server.auth.passwd_file of the configuration in ctx->confdir, into buf;
+   -1 with the reason printed */
+static int
+default_file(struct ctl_ctx *ctx, char *buf, size_t cap)
+{
+	struct config_source *src;
+	const char *error;
+	if (config_source_read_dir(ctx->confdir, &src, &error) == -1) {
+		fprintf(stderr, "relayvisorctl passwd: no FILE given and the configuration "
+		    "%s cannot be read: %s\n", ctx->confdir, error);
+		return -1;
+	}
+	struct config_diags diags = { 0 };
+	struct config *cfg = config_load(src, &diags);
+	config_diags_free(&diags);
+	int r = -1;
+	if (cfg == NULL || cfg->server.auth_passwd_file == NULL)
+		fprintf(stderr, "relayvisorctl passwd: no FILE given and the configuration "
+		    "%s names no server.auth.passwd_file\n", ctx->confdir);
+	else if (snprintf(buf, cap, "%s", cfg->server.auth_passwd_file) >= (int)cap)
+		fprintf(stderr, "relayvisorctl passwd: server.auth.passwd_file is too "
+		    "long\n");
+	else
+		r = 0;
+	config_free(cfg);
+	return r;
+}
+
 int
 ctl_passwd(struct ctl_ctx *ctx, int argc, char **argv)
 {
@@ -85,11 +115,17 @@ ctl_passwd(struct ctl_ctx *ctx, int argc, char **argv)
 		from_stdin = true;
 		i++;
 	}
-	if (argc - i != 2 || argv[i][0] == '-') {
-		fprintf(stderr, "usage: relayvisorctl passwd [--stdin] USER FILE\n");
+	if (argc - i < 1 || argc - i > 2 || argv[i][0] == '-') {
+		fprintf(stderr, "usage: relayvisorctl passwd [--stdin] USER [FILE]\n");
 		return CTL_EXIT_USAGE;
 	}
 	const char *user = argv[i], *file = argv[i + 1];
+	char filebuf[4096];
+	if (argc - i == 1) {
+		if (default_file(ctx, filebuf, sizeof(filebuf)) == -1)
+			return CTL_EXIT_ERROR;
+		file = filebuf;
+	}
 	if (!passwd_user_valid(user)) {
 		fprintf(stderr, "relayvisorctl passwd: bad user name \"%s\": 1 to 255 octets, "
 		    "no ':', space or control character\n", user);

@@ -41,10 +41,14 @@
 #include "common/sock.h"
 #include "common/spool.h"
 #include "common/tls.h"
+#include "common/authproto.h"
+#include "instances/authc.h"
 #include "instances/listen.h"
 #include "instances/smtpd.h"
 
 #define LISTEN_FDS_START 3
+/* an AUTH the auth process has not answered by then gets 454 4.7.0 */
+#define AUTH_TIMEOUT 10.0
 
 static struct smtpd *main_sd;
 static int notify_fd = -1;
@@ -169,6 +173,10 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	if (strcmp(buf, CHILD_MSG_TLS) == 0) {
 		(void)tls_take(fd, "reloaded certificate (the previous one stays)");
+		return;
+	}
+	if (strcmp(buf, CHILD_MSG_AUTH) == 0 && fd != -1 && main_sd->authc != NULL) {
+		authc_set_fd(main_sd->authc, fd);
 		return;
 	}
 	if (fd != -1)
@@ -302,6 +310,17 @@ main(int argc, char **argv)
 	if (main_sd == NULL)
 		fatal("smtpd_new");
 	tls_setup(inst, supervised);
+	/* SMTP AUTH: the connection to the auth process comes on the notify
+	   socket (or inherited, standalone) */
+	int auth_fd = child_env_fd(AUTHPROTO_ENV_FD);
+	if (CONFIG_AUTH_ON(cfg)) {
+		main_sd->authc = authc_new(loop, AUTH_TIMEOUT);
+		main_sd->authfail = authfail_new();
+		if (auth_fd >= 0)
+			authc_set_fd(main_sd->authc, auth_fd);
+	} else if (auth_fd >= 0) {
+		close(auth_fd);
+	}
 
 	const char *err;
 	if (supervised) {
@@ -407,7 +426,11 @@ main(int argc, char **argv)
 	smtpd_stats_format(main_sd, stats, sizeof(stats));
 	child_notify(notify_fd, stats);
 	log_info("stopped");
-	smtpd_free(main_sd);
+	struct authc *authc = main_sd->authc;
+	struct authfail *authfail = main_sd->authfail;
+	smtpd_free(main_sd);	/* sessions first: they cancel their requests */
+	authc_free(authc);
+	authfail_free(authfail);
 	spool_close(spool);
 	config_free(cfg);
 	if (confine_leak_check_blind(&cres))

@@ -32,15 +32,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "common/authproto.h"
 #include "common/dsnparam.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/spool.h"
 #include "common/tls.h"
+#include "instances/authc.h"
 #include "instances/reader.h"
 #include "instances/smtpd.h"
 #include "common/address.h"
 #include "common/net.h"
+#include "common/sasl.h"
 #include "profiles/policy.h"
 
 #define SESSION_IN_CAP SMTPD_INBUF
@@ -52,12 +57,18 @@
    error (Postfix smtpd_junk_command_limit ${stress?1}{100}) */
 #define SESSION_JUNK_LIMIT 100
 #define SESSION_JUNK_LIMIT_STRESS 1
+/* failed AUTHs in one session before it is closed with 421 4.7.0 */
+#define SESSION_AUTH_FAILURES_MAX 3
 
 enum session_state {
 	S_NEW,			/* accepted, not greeted */
 	S_CONNECTED,		/* greeted, no HELO/EHLO yet */
 	S_HELO,			/* HELO/EHLO done; a transaction may be open */
 	S_TLS,			/* TLS handshake under way (IO_TLSREADY ends it) */
+	S_AUTH,			/* AUTH exchange: client lines go to the SASL
+				   state machine, not the command table */
+	S_AUTHWAIT,		/* credentials with the auth process (or held
+				   back by the failure delay): input waits */
 	S_DATA,			/* reading message text */
 	S_COMMIT,		/* message submitted, waiting for the group commit */
 	S_QUIT,			/* last reply queued: close once it is written */
@@ -65,12 +76,13 @@ enum session_state {
 };
 
 static const char *const state_names[] = {
-	"NEW", "CONNECTED", "HELO", "TLS", "DATA", "COMMIT", "QUIT", "CLOSED",
+	"NEW", "CONNECTED", "HELO", "TLS", "AUTH", "AUTHWAIT", "DATA", "COMMIT", "QUIT",
+	"CLOSED",
 };
 
 /* Postfix's order of the "disconnect from" counters */
 enum cmd_id {
-	CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET, CMD_NOOP,
+	CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET, CMD_NOOP,
 	CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
 };
 
@@ -132,6 +144,15 @@ struct session {
 	bool dead;			/* to be closed at the end of this callback */
 	int commit_result;
 
+	/* SMTP AUTH (RFC 4954) */
+	struct sasl sasl;		/* the exchange under way */
+	uint32_t auth_id;		/* its request to the auth process, 0 none */
+	ev_timer auth_delay;		/* failures of this client: wait first */
+	unsigned auth_failures;		/* in this session */
+	char auth_user[SASL_USER_MAX + 1];	/* "" until authenticated */
+	const char *auth_mech;		/* "PLAIN", "LOGIN" once authenticated */
+	struct authproto_answer *auth_addrs;	/* the user's MAIL FROM patterns */
+
 	/* scratch of the current command's check half for its proceed half */
 	struct mailaddr arg_addr;
 	struct dsnparam_mail arg_dsn_mail;
@@ -153,6 +174,8 @@ static void session_settle(struct session *s);
 static void session_process(struct session *s);
 static void session_tls_ready(struct session *s);
 static void session_greet(struct session *s);
+static void session_auth_forget(struct session *s);
+static void session_auth_line(struct session *s, enum reader_status st, const char *line);
 static spool_done_fn session_commit_done;
 /* the command table, defined with the commands below */
 static const struct cmd commands[CMD_COUNT];
@@ -498,6 +521,7 @@ session_close(struct session *s)
 		spool_cancel_callback(sd->spool, s);
 	smtpd_defer_cancel(sd, &s->resume);
 	tx_free(s);
+	session_auth_forget(s);
 	session_log_disconnect(s);
 	if (s->live) {
 		ev_timer_stop(sd->loop, &s->timer);
@@ -623,8 +647,9 @@ session_timeout(struct session *s)
 {
 	if (s->state == S_CLOSED)
 		return;
-	if (s->state == S_COMMIT) {
-		/* waiting on our own commit is not the client's fault */
+	if (s->state == S_COMMIT || s->state == S_AUTHWAIT) {
+		/* waiting on our own commit, or on the auth process (which has
+		   a timeout of its own), is not the client's fault */
 		return;
 	}
 	if (s->state == S_QUIT) {
@@ -692,6 +717,22 @@ session_offers_starttls(const struct session *s)
 	    s->sd->inst->tls_mode == TLS_MODE_STARTTLS;
 }
 
+/* AUTH over TLS, or in clear to a loopback client when the instance says
+   auth_plaintext_loopback (RFC 4954 section 4: no plaintext passwords on an
+   unprotected network) */
+static bool
+session_auth_plaintext_ok(const struct session *s)
+{
+	return s->tls || (s->sd->inst->auth_plaintext_loopback &&
+	    net_sockaddr_is_loopback((const struct sockaddr *)&s->ss));
+}
+
+static bool
+session_offers_auth(const struct session *s)
+{
+	return s->sd->authc != NULL && session_auth_plaintext_ok(s);
+}
+
 static void
 proceed_helo(struct session *s, const char *args)
 {
@@ -710,9 +751,10 @@ proceed_ehlo(struct session *s, const char *args)
 	s->esmtp = true;
 	session_enter_state(s, S_HELO);
 	session_reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %" PRIu64
-	    "\r\n250-8BITMIME\r\n%s250-DSN\r\n250 ENHANCEDSTATUSCODES", s->sd->hostname,
+	    "\r\n250-8BITMIME\r\n%s%s250-DSN\r\n250 ENHANCEDSTATUSCODES", s->sd->hostname,
 	    s->sd->inst->max_message_size,
-	    session_offers_starttls(s) ? "250-STARTTLS\r\n" : "");
+	    session_offers_starttls(s) ? "250-STARTTLS\r\n" : "",
+	    session_offers_auth(s) ? "250-AUTH " SASL_EHLO_MECHS "\r\n" : "");
 }
 
 static int
@@ -772,6 +814,7 @@ session_tls_ready(struct session *s)
 	log_info("Anonymous TLS connection established from %s: %s", s->client,
 	    s->tls_info);
 	tx_free(s);
+	session_auth_forget(s);
 	s->helo[0] = '\0';
 	s->esmtp = false;
 	if (s->implicit_tls) {
@@ -825,6 +868,56 @@ rcpt_params(struct session *s, const char *p)
 		p += n;
 	}
 	return 0;
+}
+
+/*
+ * MAIL FROM's AUTH= parameter (RFC 4954 section 5): the identity that
+ * submitted the message originally, as xtext (RFC 3461), or <>. Accepted with
+ * or without AUTH; we keep no trust in it (a relay of ours would send AUTH=<>
+ * for an unauthenticated client), so only its syntax is checked.
+ */
+static int
+check_mail_auth_param(struct session *s, const char *v)
+{
+	if (strcmp(v, "<>") == 0)
+		return 0;
+	if (*v == '\0')
+		goto bad;
+	for (const char *p = v; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '+') {
+			if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]) ||
+			    islower((unsigned char)p[1]) || islower((unsigned char)p[2]))
+				goto bad;
+			p += 2;
+		} else if (c < 33 || c > 126 || c == '=') {
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	session_reply(s, "501 5.5.4 Syntax: AUTH=xtext or AUTH=<>");
+	return -1;
+}
+
+/* sender_login_match (Postfix reject_sender_login_mismatch for an
+   authenticated client): MAIL FROM must be one of the user's patterns (the
+   password file's third field); the null sender is not checked */
+static int
+check_sender_login(struct session *s)
+{
+	const struct profile *p = s->sd->inst->profile;
+	if (p == NULL || !p->sender_login_match || s->auth_user[0] == '\0' ||
+	    s->arg_addr.null)
+		return 0;
+	const struct authproto_answer *a = s->auth_addrs;
+	for (const char *pat = a != NULL ? authproto_answer_next_addr(a, NULL) : NULL;
+	    pat != NULL; pat = authproto_answer_next_addr(a, pat))
+		if (address_match_pattern(&s->arg_addr, pat))
+			return 0;
+	session_reject(s, "MAIL", NULL, "553 5.7.1 <%s>: Sender address rejected: not "
+	    "owned by user %s", s->arg_addr.text, s->auth_user);
+	return -1;
 }
 
 static int
@@ -897,12 +990,15 @@ check_mail(struct session *s, const char *args)
 				session_reply(s, "501 5.5.4 Bad BODY keyword value");
 				return -1;
 			}
+		} else if (strncasecmp(param, "AUTH=", 5) == 0) {
+			if (check_mail_auth_param(s, param + 5) == -1)
+				return -1;
 		} else {
 			session_reply(s, "555 5.5.4 Unsupported option: %s", param);
 			return -1;
 		}
 	}
-	return 0;
+	return check_sender_login(s);
 }
 
 static void
@@ -979,7 +1075,11 @@ tx_open_msg(struct session *s)
 		tx->msg = NULL;
 		return -1;
 	}
-	log_info("%s: client=%s", tx->qid, s->client);
+	if (s->auth_user[0] != '\0')
+		log_info("%s: client=%s, sasl_method=%s, sasl_username=%s", tx->qid,
+		    s->client, s->auth_mech, s->auth_user);
+	else
+		log_info("%s: client=%s", tx->qid, s->client);
 	return 0;
 }
 
@@ -994,7 +1094,7 @@ proceed_rcpt(struct session *s, const char *args)
 		.inst = s->sd->inst,
 		.client = (const struct sockaddr *)&s->ss,
 		.sender = &tx->sender,
-		.authenticated = false,
+		.authenticated = s->auth_user[0] != '\0',
 	};
 
 	(void)args;
@@ -1188,10 +1288,212 @@ proceed_quit(struct session *s, const char *args)
 	session_enter_state(s, S_QUIT);
 }
 
+/* ---- AUTH (RFC 4954) ----------------------------------------------------- */
+
+/*
+ * AUTH PLAIN and LOGIN: common/sasl.h runs the exchange (334 challenges,
+ * base64, "*" cancels), the auth process checks the credentials
+ * (instances/authc.h) while the session waits in S_AUTHWAIT without blocking
+ * the loop. Failures are logged in Postfix's words, which fail2ban's
+ * postfix[mode=auth] filter reads:
+ *   warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: authentication failure
+ * SESSION_AUTH_FAILURES_MAX failures end the session (421 4.7.0); failures of
+ * an address across sessions delay its next AUTH (authfail_delay).
+ */
+
+static int
+check_auth(struct session *s, const char *args)
+{
+	if (s->sd->authc == NULL) {
+		session_reply(s, "503 5.5.1 Error: authentication not enabled");
+		return -1;
+	}
+	if (s->state == S_CONNECTED) {
+		session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return -1;
+	}
+	if (s->auth_user[0] != '\0') {
+		session_reply(s, "503 5.5.1 Error: already authenticated");
+		return -1;
+	}
+	if (s->tx != NULL) {
+		session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return -1;
+	}
+	if (!session_auth_plaintext_ok(s)) {
+		session_reply(s, "538 5.7.11 Encryption required for requested "
+		    "authentication mechanism");
+		return -1;
+	}
+	if (args[0] == '\0') {
+		session_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
+		return -1;
+	}
+	return 0;
+}
+
+/* one more failed AUTH: the third of the session closes it */
+static void
+session_auth_failed(struct session *s)
+{
+	if (++s->auth_failures < SESSION_AUTH_FAILURES_MAX)
+		return;
+	log_info("too many failed AUTH from %s", s->client);
+	s->cur_cmd = -1;
+	session_reply(s, "421 4.7.0 %s Error: too many failed authentications, closing "
+	    "connection", s->sd->hostname);
+	session_enter_state(s, S_QUIT);
+}
+
+/* the auth process answered (or the request failed or timed out) */
+static void
+session_auth_done(void *arg, const struct authproto_answer *a)
+{
+	struct session *s = arg;
+	struct smtpd *sd = s->sd;
+	const char *mech = sasl_mech_name(sasl_mech(&s->sasl));
+
+	s->auth_id = 0;
+	if (s->state != S_AUTHWAIT)
+		return;
+	session_enter_state(s, S_HELO);
+	s->cur_cmd = CMD_AUTH;
+	if (a->result == AUTHPROTO_OK &&
+	    (s->auth_addrs = malloc(sizeof(*s->auth_addrs))) != NULL) {
+		*s->auth_addrs = *a;
+		snprintf(s->auth_user, sizeof(s->auth_user), "%s",
+		    a->user[0] != '\0' ? a->user : sasl_user(&s->sasl));
+		s->auth_mech = mech;
+		authfail_clear(sd->authfail, s->ip);
+		session_reply(s, "235 2.7.0 Authentication successful");
+	} else if (a->result == AUTHPROTO_FAIL) {
+		log_warnx("%s: SASL %s authentication failed: %s", s->client, mech,
+		    a->reason[0] != '\0' ? a->reason : "authentication failure");
+		authfail_record(sd->authfail, s->ip, time(NULL));
+		session_reply(s, "535 5.7.8 Authentication credentials invalid");
+		session_auth_failed(s);
+	} else {
+		/* not the client's fault: not counted, and worded so that fail2ban's
+		   filter does not take it for a guess */
+		log_warnx("%s: SASL %s authentication not checked: %s", s->client, mech,
+		    a->result == AUTHPROTO_OK ? "out of memory" : a->reason);
+		session_reply_uncounted(s, "454 4.7.0 Temporary authentication failure");
+	}
+	sasl_reset(&s->sasl);
+	session_process(s);
+	session_settle(s);
+}
+
+/* the credentials to the auth process */
+static void
+session_auth_send(struct session *s)
+{
+	struct authproto_request r;
+	memset(&r, 0, sizeof(r));
+	r.mech = sasl_mech(&s->sasl);
+	r.secured = s->tls;
+	snprintf(r.client, sizeof(r.client), "%s", s->ip);
+	snprintf(r.user, sizeof(r.user), "%s", sasl_user(&s->sasl));
+	snprintf(r.password, sizeof(r.password), "%s", sasl_password(&s->sasl));
+	s->auth_id = authc_request(s->sd->authc, &r, session_auth_done, s);
+	/* the password has left the session (authc wiped its copy); the user
+	   name stays until the answer, for the log */
+	OPENSSL_cleanse(s->sasl.password, sizeof(s->sasl.password));
+}
+
+static void
+session_auth_delay_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = w->data;
+	(void)loop;
+	(void)revents;
+	if (s->state == S_AUTHWAIT && s->auth_id == 0)
+		session_auth_send(s);
+}
+
+/* the exchange went one step: ask, challenge again, or end it */
+static void
+session_auth_step(struct session *s, enum sasl_status st)
+{
+	switch (st) {
+	case SASL_CONTINUE:
+		s->cur_cmd = -1;	/* a 334 is no success yet */
+		session_reply(s, "%s", sasl_reply(&s->sasl));
+		session_enter_state(s, S_AUTH);
+		return;
+	case SASL_ERROR:
+		session_reply(s, "%s", sasl_reply(&s->sasl));
+		sasl_reset(&s->sasl);
+		session_enter_state(s, S_HELO);
+		session_auth_failed(s);
+		return;
+	case SASL_CHECK: {
+		session_enter_state(s, S_AUTHWAIT);
+		double delay = authfail_delay(s->sd->authfail, s->ip, time(NULL));
+		if (delay > 0 && s->live) {
+			log_info("%s: AUTH delayed %gs after %u failures", s->client, delay,
+			    authfail_count(s->sd->authfail, s->ip, time(NULL)));
+			ev_timer_set(&s->auth_delay, delay, 0);
+			ev_timer_start(s->sd->loop, &s->auth_delay);
+			return;
+		}
+		session_auth_send(s);
+		return;
+	}
+	}
+}
+
+static void
+proceed_auth(struct session *s, const char *args)
+{
+	sasl_reset(&s->sasl);
+	session_auth_step(s, sasl_start(&s->sasl, args, strlen(args)));
+}
+
+/* a client line during the exchange (never a command) */
+static void
+session_auth_line(struct session *s, enum reader_status st, const char *line)
+{
+	if (st == READER_TOOLONG) {
+		session_reply(s, "500 5.5.6 Authentication Exchange line is too long");
+		sasl_reset(&s->sasl);
+		session_enter_state(s, S_HELO);
+		session_auth_failed(s);
+		return;
+	}
+	if (st == READER_NUL) {
+		session_reply(s, "501 5.5.2 Cannot decode response");
+		sasl_reset(&s->sasl);
+		session_enter_state(s, S_HELO);
+		session_auth_failed(s);
+		return;
+	}
+	session_auth_step(s, sasl_feed(&s->sasl, line, strlen(line)));
+}
+
+/* no authentication any more (session end, TLS restart); no request pending */
+static void
+session_auth_forget(struct session *s)
+{
+	if (s->auth_id != 0 && s->sd->authc != NULL)
+		authc_cancel(s->sd->authc, s->auth_id);
+	s->auth_id = 0;
+	if (s->live)
+		ev_timer_stop(s->sd->loop, &s->auth_delay);
+	sasl_reset(&s->sasl);
+	s->auth_user[0] = '\0';
+	s->auth_mech = NULL;
+	free(s->auth_addrs);
+	s->auth_addrs = NULL;
+	if (s->state == S_AUTH || s->state == S_AUTHWAIT)
+		session_enter_state(s, S_HELO);
+}
+
 static const struct cmd commands[CMD_COUNT] = {
 	[CMD_HELO] = { "HELO", "helo", check_helo, proceed_helo },
 	[CMD_EHLO] = { "EHLO", "ehlo", check_helo, proceed_ehlo },
 	[CMD_STARTTLS] = { "STARTTLS", "starttls", check_starttls, proceed_starttls },
+	[CMD_AUTH] = { "AUTH", "auth", check_auth, proceed_auth },
 	[CMD_MAIL] = { "MAIL", "mail", check_mail, proceed_mail },
 	[CMD_RCPT] = { "RCPT", "rcpt", check_rcpt, proceed_rcpt },
 	[CMD_DATA] = { "DATA", "data", check_data, proceed_data },
@@ -1318,7 +1620,8 @@ static void
 session_process(struct session *s)
 {
 	while (!s->dead && s->io != NULL && io_datalen(s->io) > 0) {
-		if (s->state != S_CONNECTED && s->state != S_HELO && s->state != S_DATA)
+		if (s->state != S_CONNECTED && s->state != S_HELO && s->state != S_DATA &&
+		    s->state != S_AUTH)
 			break;
 		if (out_pending(s) >= SESSION_OUT_HIGH)
 			break;
@@ -1344,6 +1647,11 @@ session_process(struct session *s)
 		}
 		io_drop(s->io, consumed);
 		session_new_request(s);		/* a whole line came */
+		if (s->state == S_AUTH && (st == READER_LINE || st == READER_TOOLONG ||
+		    st == READER_NUL)) {
+			session_auth_line(s, st, s->line);
+			continue;
+		}
 		if (st == READER_TOOLONG) {
 			s->cur_cmd = -1;
 			session_reply(s, "500 5.5.0 Error: line too long");
@@ -1451,7 +1759,10 @@ session_new(struct smtpd *sd, int fd, const struct sockaddr *sa, socklen_t salen
 	if (s->live) {
 		ev_init(&s->timer, session_timer_cb);
 		s->timer.data = s;
+		ev_init(&s->auth_delay, session_auth_delay_cb);
+		s->auth_delay.data = s;
 	}
+	sasl_init(&s->sasl);
 	s->next = sd->sessions;
 	if (s->next != NULL)
 		s->next->prev = s;

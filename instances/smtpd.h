@@ -33,6 +33,8 @@
 
 struct session;
 struct tls_ctx;
+struct authc;
+struct authfail;
 struct spool;
 
 struct smtpd_stats {
@@ -74,6 +76,8 @@ struct smtpd {
 	struct spool *spool;
 	struct tls_ctx *tls;	/* the instance's certificate (tls:), NULL without;
 				   replaced on reload (sessions in TLS keep theirs) */
+	struct authc *authc;	/* the auth process (server.auth), NULL without */
+	struct authfail *authfail;	/* failed AUTHs per client (authc.h) */
 
 	struct smtpd_listener *listeners;
 	size_t n_listeners;

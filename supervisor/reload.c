@@ -297,6 +297,8 @@ sv_reload(struct sv *sv, bool dry_run, const struct sv_out *out, const char **er
 	/* running listeners get their certificate again: a renewed one is used
 	   by new sessions, open sessions keep theirs */
 	sv_tls_reload(sv);
+	/* the auth process reads the password file again (no restart) */
+	sv_auth_reload(sv);
 	/* start after the swap: children get the new snapshot */
 	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next) {
 		for (unsigned i = 0; i < in->n_procs; i++) {

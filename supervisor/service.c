@@ -277,12 +277,61 @@ static const struct svc_kind svc_deliver = {
 	.exited = deliver_exited,
 };
 
+/* ---- auth: relayvisor-auth, one per host when server.auth names a backend ---- */
+
+static size_t
+auth_count(const struct config *cfg)
+{
+	return CONFIG_AUTH_ON(cfg) ? 1 : 0;
+}
+
+static void
+auth_params(const struct config *cfg, size_t i, struct svc_params *out)
+{
+	(void)cfg;
+	(void)i;
+	delivery_params_common(out);
+	out->name = "auth";
+	out->procs = 1;
+}
+
+/* the backend is the same (a changed password file is handed over on reload,
+   without a restart; another file or socket restarts the process) */
+static bool
+auth_equal(const struct config *a, const struct config *b, const char *name)
+{
+	(void)name;
+	return CONFIG_AUTH_ON(a) && CONFIG_AUTH_ON(b) &&
+	    str_eq(a->server.auth_passwd_file, b->server.auth_passwd_file) &&
+	    str_eq(a->server.auth_dovecot, b->server.auth_dovecot) &&
+	    str_eq(a->server.user, b->server.user) &&
+	    str_eq(a->server.spool, b->server.spool);
+}
+
+static const struct svc_kind svc_auth = {
+	.kind = "auth",
+	.program = "relayvisor-auth",
+	.path_env = "RELAYVISOR_AUTH",
+	.sockets = false,
+	.instance_arg = false,
+	.stats = &childproto_auth_stats,
+	.stats_title = "AUTH",
+	/* chroot for passwd_file; none for dovecot (auth/main.c: it reconnects
+	   to Dovecot's socket by path) */
+	.confine = { .user = true, .chroot = true },
+	.count = auth_count,
+	.params = auth_params,
+	.equal = auth_equal,
+	.ready = sv_auth_ready,
+};
+
 /* ---- the table ---- */
 
 const struct svc_kind *const svc_kinds[] = {
 	&svc_smtpd,
 	&svc_qmgr,
 	&svc_deliver,
+	&svc_auth,
 	NULL,
 };
 

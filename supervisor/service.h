@@ -16,7 +16,7 @@
  *   qmgr     relayvisor-qmgr     none     1 per host   qmgr fields   user+chroot  queue: or row defaults
  *   deliver  relayvisor-deliver  none     delivery.procs  deliver f. user, no chroot (network client,
  *                                                                     resolv.conf) delivery:
- *   auth     relayvisor-auth     none     1 per host   auth fields   auth user    auth: or row defaults
+ *   auth     relayvisor-auth     none     1 per host   auth fields   user+chroot  server.auth: (row defaults)
  *
  *   - qmgr: .per_instance = false, .count returns 1 when delivery is configured,
  *     .params fills name "qmgr" and the restart policy; .fds adds the spool's
@@ -25,9 +25,11 @@
  *     confine_apply(), like a listener's.
  *   - deliver: .params gives procs from delivery.procs; no sockets; its confine
  *     entry keeps no chroot (.chroot = false) because it resolves and connects.
- *   - auth: .fds makes one socketpair per listener process (common/authproto.h,
- *     RELAYVISOR_AUTH_FD on the listener's side): the row of the *listener* lists
- *     it among its descriptors, the auth row serves the other ends.
+ *   - auth (built): no .fds; supervisor/authhand.c makes one socketpair per
+ *     listener process each time the auth process is READY (its .ready) or a
+ *     listener is spawned while it runs, and hands both ends over the notify
+ *     sockets, so a restart of either side gets fresh ones; the password file
+ *     goes to the auth process as a sealed memfd at spawn and on reload.
  */
 #ifndef RELAYVISOR_SERVICE_H
 #define RELAYVISOR_SERVICE_H

@@ -375,6 +375,7 @@ proc_spawn(struct sv_proc *p)
 	ev_child_start(sv->loop, &p->child_w);
 	log_info("spawned: '%s' with pid %ld", p->name, (long)pid);
 	sv_tls_hand(p);
+	sv_auth_hand(p);
 	return 0;
 }
 

@@ -66,6 +66,12 @@ void sv_tls_hand(struct sv_proc *p);
 int sv_tls_check(const struct config *cfg, const char **error_r);
 void sv_tls_reload(struct sv *sv);
 
+/* authhand.c: the password file and the listener <-> auth process pairs */
+int sv_auth_passwd_memfd(const char *path, const char **error_r);
+void sv_auth_hand(struct sv_proc *p);		/* after any spawn */
+void sv_auth_ready(struct sv *sv, struct sv_proc *a);	/* the auth row's .ready */
+void sv_auth_reload(struct sv *sv);
+
 /* childio.c */
 void proc_notify_cb(struct ev_loop *loop, ev_io *w, int revents);
 void proc_out_cb(struct ev_loop *loop, ev_io *w, int revents);

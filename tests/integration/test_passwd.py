@@ -86,10 +86,11 @@ class PasswdTest(harness.TestCase):
             self.assertIn(want, err)
             with open(self.path) as f:
                 self.assertEqual(f.read(), text)
-        p = subprocess.run([harness.CTL, "passwd", "alice"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=30)
+        p = subprocess.run([harness.CTL, "passwd", "alice", self.path, "extra"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=30)
         self.assertEqual(p.returncode, 2)
-        self.assertIn(b"usage: relayvisorctl passwd [--stdin] USER FILE", p.stderr)
+        self.assertIn(b"usage: relayvisorctl passwd [--stdin] USER [FILE]", p.stderr)
         p = subprocess.run([harness.CTL, "passwd", "alice", self.path],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            stdin=subprocess.DEVNULL, timeout=30)

@@ -307,6 +307,26 @@ static const struct {
 	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    tls_mode: implicit\n",
 	    NULL,
 	    "conf.d/10-a.yaml:7:15: error: tls_mode implicit of instance 'x' needs tls: {cert, key}" },
+	{ "auth_two_backends",
+	    "server:\n  auth:\n    passwd_file: ./pw\n    dovecot: /run/dovecot/auth-client\n",
+	    NULL,
+	    "conf.d/10-a.yaml:4:14: error: auth of server: expected one backend, passwd_file or dovecot, not both" },
+	{ "auth_not_a_mapping",
+	    "server:\n  auth: ./pw\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:9: error: 'auth' in server: expected a mapping, got './pw'" },
+	{ "auth_unknown_key",
+	    "server:\n  auth: {passwdfile: ./pw}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:10: error: unknown key 'passwdfile' in auth of server (did you mean 'passwd_file'?)" },
+	{ "sender_login_match_not_bool",
+	    "profiles:\n  p: {sender_login_match: maybe}\n",
+	    NULL,
+	    "conf.d/10-a.yaml:2:27: error: 'sender_login_match' in profile 'p': expected true or false, got 'maybe'" },
+	{ "auth_plaintext_loopback_not_bool",
+	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    auth_plaintext_loopback: 2\n",
+	    NULL,
+	    "conf.d/10-a.yaml:7:30: error: 'auth_plaintext_loopback' in instance 'x': expected true or false, got '2'" },
 	{ "tls_mode_unknown",
 	    "profiles:\n  p: {}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n    profile: p\n    tls_mode: smtps\n",
 	    NULL,
@@ -776,7 +796,7 @@ static const struct {
 	{ "profiles:\n  p:\n    lan: [\"2000::/3\"]\n",
 	  "conf.d/10-a.yaml:3:11: warning: entry '2000::/3' of 'lan' in profile 'p' is over-wide: it trusts more than an IPv6 /16\n" },
 	{ "profiles:\n  p:\n    require_auth: true\n",
-	  "conf.d/10-a.yaml:3:19: warning: 'require_auth' in profile 'p': AUTH is not implemented yet; with require_auth only always_relay_* entries relay\n" },
+	  "conf.d/10-a.yaml:3:19: warning: 'require_auth' in profile 'p': server.auth names no backend (passwd_file or dovecot), so nobody can authenticate; only always_relay_* entries relay\n" },
 	{ "profiles:\n  p: {lan: []}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n"
 	  "    profile: p\n    access: lan\n",
 	  "conf.d/10-a.yaml:4:3: warning: instance 'x' has access: lan but profile 'p' trusts no network: no client can connect\n" },
@@ -1289,8 +1309,10 @@ START_TEST(test_known_keys)
 	}
 	ck_assert(host && backoff && lan && !section);
 	/* + delivery.*, + tls.cert, tls.key, tls_mode, require_tls, + delivery's
-	   tls, tls_ca_file, relayhost_tls, relayhost_auth.user, .password_file */
-	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13 + 4 + 5);
+	   tls, tls_ca_file, relayhost_tls, relayhost_auth.user, .password_file,
+	   + server.auth.passwd_file, .dovecot, sender_login_match,
+	   auth_plaintext_loopback */
+	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13 + 4 + 5 + 4);
 	ck_assert_ptr_eq(config_known_keys(), k);
 }
 END_TEST

@@ -14,6 +14,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/spool.h"
+#include "instances/authc.h"
 #include "instances/session.h"
 #include "instances/smtpd.h"
 #include "tests/unit/testmain.h"
@@ -26,7 +27,7 @@ static struct smtpd *sd;
 static const char *
 conf_yaml(void)
 {
-	static char buf[2048];
+	static char buf[4096];
 	snprintf(buf, sizeof(buf),
 	    "server:\n"
 	    "  hostname: mx.test.example\n"
@@ -51,7 +52,11 @@ conf_yaml(void)
 	    "    listen: [\"127.0.0.1:2527\"]\n"
 	    "    profile: p\n"
 	    "    max_connections: 5\n"
-	    "    max_errors: 3\n", tmpdir);
+	    "    max_errors: 3\n"
+	    "  authy:\n"
+	    "    listen: [\"127.0.0.1:2528\"]\n"
+	    "    profile: p\n"
+	    "    auth_plaintext_loopback: true\n", tmpdir);
 	return buf;
 }
 
@@ -90,6 +95,29 @@ setup_acl(void)
 {
 	log_init("check_smtpd_session", true);
 	setup_instance("acl");
+}
+
+/* an instance offering AUTH in clear to loopback clients, with a client of an
+   auth process that is never reached (no transcript gets that far) */
+static void
+setup_auth(void)
+{
+	log_init("check_smtpd_session", true);
+	setup_instance("authy");
+	sd->authc = authc_new(NULL, 10);
+	sd->authfail = authfail_new();
+}
+
+static void teardown(void);
+
+static void
+teardown_auth(void)
+{
+	struct authc *c = sd->authc;
+	struct authfail *f = sd->authfail;
+	teardown();
+	authc_free(c);
+	authfail_free(f);
 }
 
 static void
@@ -315,10 +343,71 @@ static const struct {
 	    "220 |250 |552 5.3.4|501 5.5.4|501 5.5.4", false },
 	{ "127.0.0.1", "FOO\r\nBAR\r\nBAZ\r\nNOOP\r\nNOOP\r\n",
 	    "220 |500 5.5.2|500 5.5.2|500 5.5.2|421 4.7.0", true },
+	/* AUTH without server.auth: not offered, refused like Postfix */
+	{ "127.0.0.1", "EHLO c\r\nAUTH PLAIN AGEAYg==\r\n",
+	    "220 |250-mx.test.example|250-PIPELINING|250-SIZE 2048|250-8BITMIME|"
+	    "250-DSN|250 ENHANCEDSTATUSCODES|503 5.5.1 Error: authentication not enabled", false },
+	/* MAIL's AUTH= (RFC 4954 section 5): xtext or <>, accepted without AUTH */
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<a@example.test> AUTH=<>\r\nRSET\r\n"
+	    "MAIL FROM:<a@example.test> AUTH=a+40b.example\r\nRSET\r\n"
+	    "MAIL FROM:<a@example.test> AUTH=a+4\r\nMAIL FROM:<a@example.test> AUTH=\r\n"
+	    "MAIL FROM:<a@example.test> AUTH=a+4g\r\n",
+	    "220 |250 |250 2.1.0|250 2.0.0|250 2.1.0|250 2.0.0|501 5.5.4|501 5.5.4|501 5.5.4",
+	    false },
 	/* bare line endings in commands end the session */
 	{ "127.0.0.1", "HELO c\nNOOP\r\n", "220 |521 5.5.2", true },
 	{ "127.0.0.1", "HELO c\r\nNO\rOP\r\nNOOP\r\n", "220 |250 |521 5.5.2", true },
 };
+
+static const struct {
+	const char *client;
+	const char *input;
+	const char *replies;
+	bool closed;
+} auth_transcripts[] = {
+	/* offered in clear to loopback only (auth_plaintext_loopback) */
+	{ "127.0.0.1", "EHLO c\r\nAUTH LOGIN\r\n*\r\n",
+	    "220 |250-mx.test.example|250-PIPELINING|250-SIZE|250-8BITMIME|"
+	    "250-AUTH PLAIN LOGIN|250-DSN|250 ENHANCEDSTATUSCODES|334 VXNlcm5hbWU6|501 5.7.0",
+	    false },
+	{ "::1", "EHLO c\r\nAUTH PLAIN\r\n*\r\n",
+	    "220 |250-|250-|250-|250-|250-AUTH PLAIN LOGIN|250-DSN|250 |334 |501 5.7.0", false },
+	{ "192.0.2.7", "EHLO c\r\nAUTH PLAIN AGEAYg==\r\n",
+	    "220 |250-mx.test.example|250-PIPELINING|250-SIZE|250-8BITMIME|"
+	    "250-DSN|250 ENHANCEDSTATUSCODES|538 5.7.11 Encryption required for requested "
+	    "authentication mechanism", false },
+	/* order and syntax */
+	{ "127.0.0.1", "AUTH PLAIN\r\n", "220 |503 5.5.1 Error: send HELO/EHLO first",
+	    false },
+	{ "127.0.0.1", "HELO c\r\nMAIL FROM:<>\r\nAUTH PLAIN\r\n",
+	    "220 |250 |250 2.1.0|503 5.5.1 Error: MAIL transaction in progress", false },
+	{ "127.0.0.1", "HELO c\r\nAUTH\r\nAUTH CRAM-MD5\r\nAUTH PLAIN !!!!\r\n",
+	    "220 |250 |501 5.5.4|504 5.5.4|501 5.5.2", false },
+	/* the exchange reads raw lines: a command inside it is a response */
+	{ "127.0.0.1", "HELO c\r\nAUTH LOGIN\r\nHELO c\r\nNOOP\r\n",
+	    "220 |250 |334 VXNlcm5hbWU6|501 5.5.2|250 2.0.0", false },
+	/* the third failed AUTH closes the session */
+	{ "127.0.0.1", "EHLO c\r\nAUTH LOGIN\r\n*\r\nAUTH LOGIN\r\n*\r\n"
+	    "AUTH LOGIN\r\n*\r\nNOOP\r\n",
+	    "220 |250-|250-|250-|250-|250-|250-|250 |334 |501 5.7.0|334 |501 5.7.0|334 |501 5.7.0|"
+	    "421 4.7.0 mx.test.example Error: too many failed authentications", true },
+};
+
+START_TEST(test_auth_transcript)
+{
+	struct session *s = open_session(auth_transcripts[_i].client);
+	char what[32];
+
+	snprintf(what, sizeof(what), "auth transcript %d", _i);
+	feed(s, auth_transcripts[_i].input);
+	char *out = take(s);
+	expect(out, auth_transcripts[_i].replies, what);
+	ck_assert_msg(session_closed(s) == auth_transcripts[_i].closed, "%s: closed %d",
+	    what, session_closed(s));
+	free(out);
+	session_free(s);
+}
+END_TEST
 
 START_TEST(test_transcript)
 {
@@ -890,6 +979,11 @@ smtpd_session_suite(void)
 	suite_add_tcase(s, tiny);
 	tcase_add_test(acl, test_access_denied);
 	suite_add_tcase(s, acl);
+	TCase *auth = tcase_create("auth");
+	tcase_add_checked_fixture(auth, setup_auth, teardown_auth);
+	tcase_add_loop_test(auth, test_auth_transcript, 0,
+	    sizeof(auth_transcripts) / sizeof(auth_transcripts[0]));
+	suite_add_tcase(s, auth);
 	return s;
 }
 
