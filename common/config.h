@@ -56,6 +56,7 @@ struct profile {
 	struct strlist always_relay_from;	/* "user@dom", "@dom", "@.dom" */
 	struct strlist always_relay_to;
 	bool require_auth;		/* default false */
+	bool relay_authenticated;	/* default true (permit_sasl_authenticated) */
 	bool accept_domain_literals;	/* default false */
 	bool open_relay_ok;		/* open_relay: i-understand */
 };

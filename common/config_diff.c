@@ -59,6 +59,7 @@ profile_equal(const struct config *a, const struct profile *x,
 	    strlist_equal(&x->always_relay_from, &y->always_relay_from) &&
 	    strlist_equal(&x->always_relay_to, &y->always_relay_to) &&
 	    x->require_auth == y->require_auth &&
+	    x->relay_authenticated == y->relay_authenticated &&
 	    x->accept_domain_literals == y->accept_domain_literals &&
 	    x->open_relay_ok == y->open_relay_ok;
 }

@@ -134,6 +134,11 @@ instance_recs(const struct sv_out *out, const struct config *cfg,
 	for (size_t i = 0; i < a.n_lans; i++)
 		client_rec(out, "lan", &a.lans[i], a.lans[i].label,
 		    net_entry_overwide(a.lans[i].label));
+	if (a.auth_run)
+		client_rec(out, "authenticated", &a.auth, NULL, false);
+	rec_str(&r, "relays");
+	rec_str(&r, audit_relays_for(&a));
+	rec_send(out, &r);
 	for (size_t i = 0; i < a.n_strangers; i++)
 		relayed_recs(out, cfg, inst, &a.strangers[i]);
 	for (size_t i = 0; i < a.n_checks; i++) {
@@ -242,12 +247,19 @@ cmd_expect(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 	rec_str(&r, "errors");
 	rec_num(&r, inst->max_errors);
 	rec_send(out, &r);
+	/* how the replay reaches MAIL: the listener refuses MAIL in clear with
+	   require_tls, so the replay starts TLS as a real client would */
+	rec_str(&r, "tls");
+	rec_str(&r, inst->tls_cert == NULL ? "none" :
+	    inst->tls_mode == TLS_MODE_IMPLICIT ? "implicit" : "starttls");
+	rec_num(&r, inst->require_tls);
+	rec_send(out, &r);
 	struct audit_vars v;
 	audit_vars_init(cfg, inst, &v);
 	for (size_t i = 0; i < audit_corpus_n; i++) {
 		struct audit_outcome o;
 		char name[96];
-		audit_simulate(cfg, inst, client, &v, i, &o);
+		audit_simulate(cfg, inst, client, false, &v, i, &o);
 		rec_str(&r, "case");
 		rec_str(&r, audit_case_name(i, name, sizeof(name)));
 		rec_str(&r, o.helo);
@@ -277,17 +289,22 @@ cmd_check_corpus(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 {
 	const struct config *cfg = sv_config(sv);
 	const char *client = NULL;
+	bool auth = false;
 	struct sockaddr_storage ss;
 	char line[CTLPROTO_LINE_MAX], name[96];
 
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--client") == 0 && i + 1 < argc)
 			client = argv[++i];
-		else if (strcmp(argv[i], "--corpus") != 0)
+		else if (strcmp(argv[i], "--auth") == 0) {
+			auth = true;
+			if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+				i++;	/* the user: the decision does not depend on it */
+		} else if (strcmp(argv[i], "--corpus") != 0)
 			client = NULL, i = argc;
 	}
 	if (argc < 2 || client == NULL || strcmp(argv[1], "--corpus") == 0) {
-		*error_r = "Error: check INSTANCE --client IP --corpus";
+		*error_r = "Error: check INSTANCE --client IP [--auth [USER]] --corpus";
 		return CTL_EXIT_USAGE;
 	}
 	const struct instance *inst = config_instance(cfg, argv[1]);
@@ -302,7 +319,7 @@ cmd_check_corpus(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 	unsigned relayed = 0;
 	for (size_t i = 0; i < audit_corpus_n; i++) {
 		struct audit_outcome o;
-		audit_simulate(cfg, inst, (const struct sockaddr *)&ss, &v, i, &o);
+		audit_simulate(cfg, inst, (const struct sockaddr *)&ss, auth, &v, i, &o);
 		const char *reply = o.stage == AUDIT_AT_CONNECT ?
 		    "554 5.7.1 Access denied" : o.stage == AUDIT_AT_MAIL ? o.mail : o.rcpt;
 		snprintf(line, sizeof(line), "%-20s MAIL FROM:%s RCPT TO:%s -> %s "
@@ -311,8 +328,8 @@ cmd_check_corpus(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 		out->line(out->arg, line);
 		relayed += o.relayed;
 	}
-	snprintf(line, sizeof(line), "%s: client %s: relayed %u/%zu", inst->name, client,
-	    relayed, audit_corpus_n);
+	snprintf(line, sizeof(line), "%s: client %s%s: relayed %u/%zu", inst->name,
+	    client, auth ? " (authenticated)" : "", relayed, audit_corpus_n);
 	out->line(out->arg, line);
 	return relayed > 0 ? CTL_EXIT_ERROR : 0;
 }

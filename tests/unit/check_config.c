@@ -775,8 +775,10 @@ static const struct {
 	  "conf.d/10-a.yaml:1:19: warning: entry '8.0.0.0/8' of 'lan' is over-wide: it trusts a public /8 or more\n" },
 	{ "profiles:\n  p:\n    lan: [\"2000::/3\"]\n",
 	  "conf.d/10-a.yaml:3:11: warning: entry '2000::/3' of 'lan' in profile 'p' is over-wide: it trusts more than an IPv6 /16\n" },
-	{ "profiles:\n  p:\n    require_auth: true\n",
-	  "conf.d/10-a.yaml:3:19: warning: 'require_auth' in profile 'p': AUTH is not implemented yet; with require_auth only always_relay_* entries relay\n" },
+	/* require_auth alone is the submission profile: no warning (see
+	   test_auth_profile_quiet); without relay_authenticated nobody relays */
+	{ "profiles:\n  p:\n    require_auth: true\n    relay_authenticated: false\n",
+	  "conf.d/10-a.yaml:4:26: warning: 'relay_authenticated: false' with 'require_auth: true' in profile 'p': nobody relays, authenticated or not; only always_relay_* entries do\n" },
 	{ "profiles:\n  p: {lan: []}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n"
 	  "    profile: p\n    access: lan\n",
 	  "conf.d/10-a.yaml:4:3: warning: instance 'x' has access: lan but profile 'p' trusts no network: no client can connect\n" },
@@ -814,6 +816,38 @@ START_TEST(test_warnings)
 	free(w);
 	free(all);
 	config_free(cfg);
+	config_diags_free(&d);
+}
+END_TEST
+
+/* the submission profile: require_auth with authenticated clients relaying (the
+   default) is what it should be, no warning; relay_authenticated defaults to on */
+START_TEST(test_auth_profile_quiet)
+{
+	struct config_diags d = { 0 };
+	struct config *cfg = load2("profiles:\n  sub: {require_auth: true}\n  plain: {}\n"
+	    "  off: {relay_authenticated: no}\n", NULL, &d);
+
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_uint_eq(d.n_errors, 0);
+	ck_assert_uint_eq(d.n_warnings, 0);
+	const struct profile *sub = config_profile(cfg, "sub");
+	const struct profile *plain = config_profile(cfg, "plain");
+	const struct profile *off = config_profile(cfg, "off");
+	ck_assert(sub->require_auth && sub->relay_authenticated);
+	ck_assert(!plain->require_auth && plain->relay_authenticated);
+	ck_assert(!off->require_auth && !off->relay_authenticated);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	/* a bad value names file:line:column and what was expected */
+	cfg = load2("profiles:\n  p:\n    relay_authenticated: sometimes\n", NULL, &d);
+	char *w = diags_text(&d, false);
+	ck_assert_str_eq(w, "conf.d/10-a.yaml:3:26: error: 'relay_authenticated' in profile "
+	    "'p': expected true or false, got 'sometimes'\n");
+	free(w);
+	if (cfg != NULL)
+		config_free(cfg);
 	config_diags_free(&d);
 }
 END_TEST
@@ -1289,8 +1323,9 @@ START_TEST(test_known_keys)
 	}
 	ck_assert(host && backoff && lan && !section);
 	/* + delivery.*, + tls.cert, tls.key, tls_mode, require_tls, + delivery's
-	   tls, tls_ca_file, relayhost_tls, relayhost_auth.user, .password_file */
-	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13 + 4 + 5);
+	   tls, tls_ca_file, relayhost_tls, relayhost_auth.user, .password_file,
+	   + relay_authenticated */
+	ck_assert_uint_eq(n, 10 + 1 + 9 + 23 + 13 + 4 + 5);
 	ck_assert_ptr_eq(config_known_keys(), k);
 }
 END_TEST
@@ -1385,6 +1420,7 @@ config_suite(void)
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_merge);
 	tcase_add_loop_test(tc, test_warnings, 0, N(warned));
+	tcase_add_test(tc, test_auth_profile_quiet);
 	tcase_add_loop_test(tc, test_interlock, 0, N(open_profiles));
 	tcase_add_loop_test(tc, test_bad_lan_no_extra_warning, 0, N(bad_lan));
 	tcase_add_test(tc, test_shipped);
