@@ -30,8 +30,10 @@
  *   listen    TEXT IP PORT SCOPE(loopback|private|wildcard|public)      one per address
  *   stranger  IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL                one per stranger
  *   lan       ENTRY IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL OVERWIDE one per LAN entry
- *   authenticated IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL   the IPv4 stranger
- *             as an authenticated client (predicted only)
+ *   tls       none|starttls|implicit REQUIRE_TLS(0|1)  how the replay reaches MAIL
+ *   authenticated IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL OFFERED   the IPv4
+ *             stranger as an authenticated client (predicted only); OFFERED:
+ *             the instance offers AUTH at all (audit_auth_offered)
  *   relays    WHO      "nobody", "LAN clients only", "authenticated clients
  *             only", "LAN and authenticated clients", "strangers"
  *   relayed   CLIENT_IP CASE HELO MAIL RCPT       each case relayed for a stranger
@@ -46,7 +48,6 @@
  * "audit-expect NAME CLIENT_IP": what the instance's listener answers that client,
  *   greeting  220 | 554 5.7.1
  *   errors    MAX_ERRORS                   (the replay opens a new session in time)
- *   tls       none|starttls|implicit REQUIRE_TLS(0|1)   how to reach MAIL
  *   case      CASE HELO MAIL_ARG RCPT_ARG MAIL_REPLY RCPT_REPLY RELAYED(0|1)
  *             RCPT_REPLY is "" when MAIL is refused
  */

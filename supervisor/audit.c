@@ -134,8 +134,24 @@ instance_recs(const struct sv_out *out, const struct config *cfg,
 	for (size_t i = 0; i < a.n_lans; i++)
 		client_rec(out, "lan", &a.lans[i], a.lans[i].label,
 		    net_entry_overwide(a.lans[i].label));
-	if (a.auth_run)
-		client_rec(out, "authenticated", &a.auth, NULL, false);
+	/* how the live replay reaches MAIL: the listener refuses MAIL in clear
+	   with require_tls, so the replay starts TLS as a real client would */
+	rec_str(&r, "tls");
+	rec_str(&r, inst->tls_cert == NULL ? "none" :
+	    inst->tls_mode == TLS_MODE_IMPLICIT ? "implicit" : "starttls");
+	rec_num(&r, inst->require_tls);
+	rec_send(out, &r);
+	if (a.auth_run) {
+		rec_str(&r, "authenticated");
+		rec_str(&r, a.auth.ip);
+		rec_num(&r, a.auth.in_lan);
+		rec_num(&r, a.auth.allowed);
+		rec_num(&r, a.auth.evaluated);
+		rec_num(&r, a.auth.relayed);
+		rec_num(&r, a.auth.local);
+		rec_num(&r, a.auth_offered);
+		rec_send(out, &r);
+	}
 	rec_str(&r, "relays");
 	rec_str(&r, audit_relays_for(&a));
 	rec_send(out, &r);
@@ -246,13 +262,6 @@ cmd_expect(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 	rec_send(out, &r);
 	rec_str(&r, "errors");
 	rec_num(&r, inst->max_errors);
-	rec_send(out, &r);
-	/* how the replay reaches MAIL: the listener refuses MAIL in clear with
-	   require_tls, so the replay starts TLS as a real client would */
-	rec_str(&r, "tls");
-	rec_str(&r, inst->tls_cert == NULL ? "none" :
-	    inst->tls_mode == TLS_MODE_IMPLICIT ? "implicit" : "starttls");
-	rec_num(&r, inst->require_tls);
 	rec_send(out, &r);
 	struct audit_vars v;
 	audit_vars_init(cfg, inst, &v);

@@ -925,8 +925,8 @@ START_TEST(test_shipped)
 
 	ck_assert_msg(cfg != NULL && d.n == 0, "conf.d:\n%s", all);
 	free(all);
-	ck_assert_uint_eq(cfg->n_instances, 2);
-	ck_assert_uint_eq(cfg->n_profiles, 2);
+	ck_assert_uint_eq(cfg->n_instances, 3);
+	ck_assert_uint_eq(cfg->n_profiles, 3);
 	ck_assert_ptr_null(cfg->server.user);
 	ck_assert_str_eq(cfg->server.spool, "./var/spool");
 	ck_assert_str_eq(cfg->server.control, "./var/run/relayvisor.sock");
@@ -949,6 +949,19 @@ START_TEST(test_shipped)
 	ck_assert(netlist_match_str(ll, "127.0.0.1"));
 	ck_assert(!netlist_match_str(ll, "127.0.0.2"));
 	ck_assert(!config_profile_relays_for_anyone(cfg, lan->profile));
+
+	/* submission: STARTTLS required, AUTH required, relaying for
+	   authenticated users only */
+	const struct instance *sub = config_instance(cfg, "submission");
+	ck_assert_ptr_nonnull(sub);
+	ck_assert_str_eq(sub->listen[0].text, "127.0.0.1:2587");
+	ck_assert_str_eq(sub->tls_cert, "./var/tls/cert.pem");
+	ck_assert_str_eq(sub->tls_key, "./var/tls/key.pem");
+	ck_assert_int_eq(sub->tls_mode, TLS_MODE_STARTTLS);
+	ck_assert(sub->require_tls);
+	ck_assert(sub->profile->require_auth && sub->profile->relay_authenticated);
+	ck_assert(!sub->profile->relay_outside_lan);
+	ck_assert(!config_profile_relays_for_anyone(cfg, sub->profile));
 	config_free(cfg);
 	config_diags_free(&d);
 }
@@ -1062,7 +1075,7 @@ START_TEST(test_check_report)
 
 	ck_assert_int_eq(check_report("conf.d", &diag, &out), 0);
 	ck_assert_str_eq(diag, "");
-	ck_assert_str_eq(out, "conf.d: ok: 2 instances, 2 profiles\n");
+	ck_assert_str_eq(out, "conf.d: ok: 3 instances, 3 profiles\n");
 	free(out);
 	free(diag);
 }
