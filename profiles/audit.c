@@ -458,7 +458,7 @@ checklist(const struct config *cfg, const struct instance *inst,
 	snprintf(key, sizeof(key), "profiles.%s.relay_nonlocal_senders", p->name);
 	add_check(a, 2, !p->relay_nonlocal_senders || moot, "Relay for non-local senders",
 	    key, "%s", !p->relay_nonlocal_senders ? "off" : moot ?
-	    "on (no effect: no client may relay)" : "on");
+	    "on (no effect: no unauthenticated client may relay)" : "on");
 	strlist_join(&p->always_relay_from, list, sizeof(list));
 	snprintf(key, sizeof(key), "profiles.%s.always_relay_from", p->name);
 	add_check(a, 2, p->always_relay_from.n == 0,
@@ -620,8 +620,8 @@ audit_log_config(const struct config *cfg)
 		struct audit_instance a;
 		audit_instance(cfg, &cfg->instances[i], false, &a);
 		if (a.stranger_relayed == 0)
-			log_info("audit: %s: strangers relayed 0/%u", a.inst->name,
-			    a.stranger_evaluated);
+			log_info("audit: %s: strangers relayed 0/%u; relays for %s",
+			    a.inst->name, a.stranger_evaluated, audit_relays_for(&a));
 		else
 			log_warnx("audit: %s: strangers relayed %u/%u%s", a.inst->name,
 			    a.stranger_relayed, a.stranger_evaluated, a.acknowledged ?

@@ -940,6 +940,7 @@ START_TEST(test_shipped)
 	const struct netlist *inlan = config_profile_lan(cfg, in->profile);
 	ck_assert_uint_eq(netlist_count(inlan), 0);
 	ck_assert(!in->profile->relay_outside_lan);
+	ck_assert(!in->profile->relay_authenticated);	/* submission is for that */
 	ck_assert(!config_profile_relays_for_anyone(cfg, in->profile));
 
 	const struct instance *lan = config_instance(cfg, "lan");
