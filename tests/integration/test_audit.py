@@ -232,6 +232,44 @@ class AuditTest(TestCase):
         self.assertEqual(code, 1, out)
         self.assertIn("RELAYED", out)
 
+    def test_check_submission_as_authenticated(self):
+        """`check --auth` asks the shipped submission profile about an
+        authenticated client: it relays from anywhere; the same client without
+        AUTH is told to authenticate (530 5.7.0), and the LAN is no exception."""
+        sup, _ = self.start({}, shipped_conf=True)
+        base = ("check", "submission", "--from", "demo@example.test",
+                "--to", "friend@remote.example")
+        self.assertEqual(sup.ctl(*base, "--client", "192.0.2.7", "--auth", "demo"),
+                         (0, "250 2.1.5 Ok (rule: auth)\n"))
+        self.assertEqual(sup.ctl(*base, "--client", "192.0.2.7"),
+                         (1, "530 5.7.0 <friend@remote.example>: Authentication "
+                             "required (rule: auth_required)\n"))
+        self.assertEqual(sup.ctl(*base, "--client", "127.0.0.1")[0], 1)
+        # local mail needs no AUTH on it
+        self.assertEqual(sup.ctl("check", "submission", "--client", "192.0.2.7",
+                                 "--from", "a@b.example", "--to", "bob@example.test"),
+                         (0, "250 2.1.5 Ok (rule: local_domain)\n"))
+        # the Internet instance: not even an authenticated client relays there
+        self.assertEqual(sup.ctl("check", "internet", "--client", "192.0.2.7", "--auth",
+                                 "--from", "demo@example.test", "--to",
+                                 "friend@remote.example"),
+                         (1, "554 5.7.1 <friend@remote.example>: Relay access denied "
+                             "(rule: relay_access_denied)\n"))
+        # the corpus as an authenticated client: it relays to remote domains,
+        # but no trick turns an address at a local domain into a route
+        code, out = sup.ctl("check", "submission", "--client", "192.0.2.7", "--auth",
+                            "demo", "--corpus")
+        self.assertEqual(code, 1, out)
+        self.assertRegex(out.splitlines()[-1], r"^submission: client 192\.0\.2\.7 "
+                         r"\(authenticated\): relayed [1-9]\d*/%d$" % CASES)
+        relayed = [l for l in out.splitlines()[:-1] if l.endswith(" RELAYED")]
+        self.assertTrue(relayed)
+        for line in relayed:
+            rcpt = re.search(r"RCPT TO:(\S+) -> ", line).group(1)
+            domain = rcpt.rstrip(">").rsplit("@", 1)[-1].rstrip(".").lower()
+            self.assertNotEqual(domain, "example.test", line)
+            self.assertIn("(rule: auth)", line)
+
     def test_acknowledged_open_relay_is_caught(self):
         port, lport = free_port(), free_port()
         sup, _ = self.start({"10.yaml": server_yaml("%(top)s") + """
