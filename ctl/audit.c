@@ -301,14 +301,15 @@ smtp_tls_start(struct smtp *s, char *err, size_t elen)
 	if (s->ssl_ctx == NULL ||
 	    !SSL_CTX_set_min_proto_version(s->ssl_ctx, TLS1_2_VERSION) ||
 	    (s->ssl = SSL_new(s->ssl_ctx)) == NULL || !SSL_set_fd(s->ssl, s->fd)) {
-		snprintf(err, elen, "TLS: %s", ERR_reason_error_string(ERR_get_error()));
+		const char *why = ERR_reason_error_string(ERR_get_error());
+		snprintf(err, elen, "TLS: %s", why != NULL ? why : "out of memory");
 		return -1;
 	}
 	SSL_set_verify(s->ssl, SSL_VERIFY_NONE, NULL);
 	if (SSL_connect(s->ssl) != 1) {
-		unsigned long e = ERR_get_error();
-		snprintf(err, elen, "TLS handshake failed: %s", e != 0 ?
-		    ERR_reason_error_string(e) : strerror(errno));
+		const char *why = ERR_reason_error_string(ERR_get_error());
+		snprintf(err, elen, "TLS handshake failed: %s", why != NULL ? why :
+		    errno != 0 ? strerror(errno) : "connection closed");
 		SSL_free(s->ssl);
 		s->ssl = NULL;
 		return -1;

@@ -270,6 +270,46 @@ class AuditTest(TestCase):
             self.assertNotEqual(domain, "example.test", line)
             self.assertIn("(rule: auth)", line)
 
+    def test_live_replay_over_implicit_tls(self):
+        """A listener speaking TLS from the first octet (port 465's way) is
+        replayed over TLS too; require_tls on STARTTLS likewise; both relay for
+        authenticated clients only and show no difference."""
+        p465, p587 = free_port(), free_port()
+        conf_files = {"10.yaml": server_yaml("%(top)s") + """
+lan: [127.0.0.1]
+profiles:
+  sub: {require_auth: true}
+instances:
+  smtps:
+    listen: ["127.0.0.1:%d"]
+    profile: sub
+    tls: {cert: "%%(top)s/var/tls/cert.pem", key: "%%(top)s/var/tls/key.pem"}
+    tls_mode: implicit
+    startsecs: 0.2s
+  msa:
+    listen: ["127.0.0.1:%d"]
+    profile: sub
+    tls: {cert: "%%(top)s/var/tls/cert.pem", key: "%%(top)s/var/tls/key.pem"}
+    require_tls: true
+    startsecs: 0.2s
+""" % (p465, p587)}
+        conf = ConfDir({})
+        self.later(conf.cleanup)
+        demo_secrets(os.path.join(conf.top, "var"))
+        for name, text in conf_files.items():
+            conf.write(name, text % {"top": conf.top})
+        sup = Sup(conf)
+        self.later(sup.stop)
+        code, out = sup.ctl("audit")
+        self.assertEqual(code, 0, out)
+        for port in (p465, p587):
+            self.assertIn("to 127.0.0.1:%d: %d cases, " % (port, CASES), out)
+        self.assertEqual(out.count(", 0 differences"), 2, out)
+        self.assertEqual(out.count("relays for: authenticated clients only"), 2, out)
+        log = sup.logtext()
+        self.assertIn("TLS connection established from unknown[127.0.0.1]", log)
+        self.assertNotIn("Must issue a STARTTLS command first", log)
+
     def test_acknowledged_open_relay_is_caught(self):
         port, lport = free_port(), free_port()
         sup, _ = self.start({"10.yaml": server_yaml("%(top)s") + """
