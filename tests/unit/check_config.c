@@ -1276,6 +1276,15 @@ static const struct {
 	  "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n"
 	  "  y: {listen: [\"127.0.0.1:2526\"], profile: q, access: [10.0.0.0/8]}\n",
 	  false, true },
+	/* who AUTH lets relay changes what the listener answers: it restarts */
+	{ eq_base_a, "profiles:\n  p: {relay_authenticated: false}\n  q: {lan: [10.0.0.1]}\n"
+	  "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n"
+	  "  y: {listen: [\"127.0.0.1:2526\"], profile: q, access: [10.0.0.0/8]}\n",
+	  false, true },
+	{ eq_base_a, "profiles:\n  p: {relay_authenticated: true}\n  q: {lan: [10.0.0.1]}\n"
+	  "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n"
+	  "  y: {listen: [\"127.0.0.1:2526\"], profile: q, access: [10.0.0.0/8]}\n",
+	  true, true },
 	{ eq_base_a, "profiles:\n  p: {}\n  q: {lan: [10.0.0.2]}\n"
 	  "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n"
 	  "  y: {listen: [\"127.0.0.1:2526\"], profile: q, access: [10.0.0.0/8]}\n",
