@@ -21,6 +21,14 @@ from test_supervisor import Sup
 SCRIPT = os.path.join(ROOT, "scripts", "demo-secrets.sh")
 
 
+def auth_enabled():
+    """The shipped submission file names its password file (server.auth), which
+    it does once the listener speaks AUTH; until then the line is commented out
+    with a `# enabled when AUTH lands` marker."""
+    with open(os.path.join(ROOT, "conf.d", "30-submission.yaml")) as f:
+        return re.search(r"(?m)^server:\n(  #.*\n)*  auth:", f.read()) is not None
+
+
 def digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -170,21 +178,43 @@ class ShippedSubmission(TestCase):
     def test_relaying_needs_auth(self):
         # over TLS, without AUTH: told to authenticate, from the LAN too
         code, out = self.swaks("--tls", "--from", "demo@example.test",
-                               "--to", "friend@remote.example")
+                               "--to", "stranger@remote.example")
         self.assertNotEqual(code, 0, out)
-        self.assertIn("530 5.7.0 <friend@remote.example>: Authentication required", out)
+        self.assertIn("530 5.7.0 <stranger@remote.example>: Authentication required", out)
         log = self.sup.logtext()
         self.assertIn("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 530 5.7.0 "
-                      "<friend@remote.example>: Authentication required", log)
+                      "<stranger@remote.example>: Authentication required", log)
         # a 530 relay refusal is counted as a relay refusal
         code, stats = self.sup.ctl("stats", "submission")
         self.assertEqual(code, 0, stats)
         head, row = stats.splitlines()[:2]
         cols = dict(zip(head.split(), row.split()))
         self.assertGreaterEqual(int(cols["RELAY_REFUSED"]), 1, stats)
-        # nothing was queued
+        # nothing was queued for it
         code, q = self.sup.ctl("queue")
-        self.assertNotIn("friend@remote.example", q)
+        self.assertNotIn("stranger@remote.example", q)
+
+    def test_authenticated_user_relays(self):
+        if not auth_enabled():
+            self.skipTest("conf.d/30-submission.yaml: server.auth is commented out "
+                          "until AUTH lands")
+        with open(os.path.join(self.conf.top, "var", "auth", "demo-password")) as f:
+            pw = f.read().strip()
+        # AUTH is not offered before TLS
+        code, out = self.swaks("--quit-after", "EHLO")
+        self.assertNotIn("AUTH", out)
+        for mech in ("PLAIN", "LOGIN"):
+            code, out = self.swaks("--tls", "--auth", mech, "--auth-user", "demo",
+                                   "--auth-password", pw, "--from", "demo@example.test",
+                                   "--to", "friend@remote.example")
+            self.assertEqual(code, 0, out)
+            self.assertRegex(out, r"250 2\.0\.0 Ok: queued as \w+")
+        code, out = self.swaks("--tls", "--auth", "PLAIN", "--auth-user", "demo",
+                               "--auth-password", pw + "x", "--from", "demo@example.test",
+                               "--to", "friend@remote.example")
+        self.assertNotEqual(code, 0, out)
+        self.assertIn("535 5.7.8", out)
+        self.assertIn("sasl_username=demo", self.sup.logtext())
 
     def test_local_mail_needs_no_auth(self):
         code, out = self.swaks("--tls", "--from", "someone@remote.example",
