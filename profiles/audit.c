@@ -199,7 +199,8 @@ audit_simulate(const struct config *cfg, const struct instance *inst,
 		snprintf(o->mail, sizeof(o->mail), "501 5.5.4 case too long");
 		return;
 	}
-	audit_simulate_pair(cfg, inst, client, authenticated, o->mail_arg, o->rcpt_arg, o);
+	audit_simulate_pair(cfg, inst, client, authenticated, o->mail_arg, o->rcpt_arg,
+	    o);
 }
 
 int

@@ -8,8 +8,9 @@
  *
  * On top of the runner, audit_instance() builds what the audit reports for one
  * instance: strangers (documentation addresses outside every LAN entry, IPv4, IPv6
- * and IPv4-mapped), a representative client of each LAN entry, the who-may-relay
- * matrix, Mailtraq's checklist and exposure warnings.
+ * and IPv4-mapped), a representative client of each LAN entry, the IPv4 stranger
+ * as an authenticated client (predicted: a live replay has no credentials), the
+ * who-may-relay matrix, Mailtraq's checklist and exposure warnings.
  */
 #ifndef RELAYVISOR_AUDIT_H
 #define RELAYVISOR_AUDIT_H
