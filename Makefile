@@ -160,9 +160,11 @@ check: deps
 	@$(MAKE) --no-print-directory all unit-bins
 	@B=$(B) RV_BIN=$(abspath $(BINDIR)) sh scripts/check.sh
 
+# the submission instance's certificate and demo user are made once, under ./var
 run: deps
 	@$(MAKE) --no-print-directory all
 	@mkdir -p var
+	@RELAYVISORCTL=$(BINDIR)/relayvisorctl sh scripts/demo-secrets.sh var
 	exec $(BINDIR)/relayvisord -n -c conf.d
 
 # install: programs, man pages, the systemd unit, docs and examples; the

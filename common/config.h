@@ -58,6 +58,7 @@ struct profile {
 	bool require_auth;		/* default false */
 	bool sender_login_match;	/* default false: MAIL FROM must be one of
 					   the AUTH user's addresses */
+	bool relay_authenticated;	/* default true (permit_sasl_authenticated) */
 	bool accept_domain_literals;	/* default false */
 	bool open_relay_ok;		/* open_relay: i-understand */
 };

@@ -60,6 +60,7 @@ profile_equal(const struct config *a, const struct profile *x,
 	    strlist_equal(&x->always_relay_to, &y->always_relay_to) &&
 	    x->require_auth == y->require_auth &&
 	    x->sender_login_match == y->sender_login_match &&
+	    x->relay_authenticated == y->relay_authenticated &&
 	    x->accept_domain_literals == y->accept_domain_literals &&
 	    x->open_relay_ok == y->open_relay_ok;
 }

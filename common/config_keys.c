@@ -70,6 +70,7 @@ const struct cfg_key profile_keys[] = {
 	KEY(profile, always_relay_to, "always_relay_to", T_PATTERNS),
 	KEY(profile, require_auth, "require_auth", T_BOOL),
 	KEY(profile, sender_login_match, "sender_login_match", T_BOOL),
+	KEY(profile, relay_authenticated, "relay_authenticated", T_BOOL),
 	KEY(profile, accept_domain_literals, "accept_domain_literals", T_BOOL),
 	KEY(profile, open_relay_ok, "open_relay", T_OPEN_RELAY),
 	KEYEND
@@ -164,6 +165,7 @@ profile_defaults(struct profile *p, const char *name, struct cfg_mark mark)
 	p->name = xstrdup(name);
 	p->mark = mark;
 	p->relay_nonlocal_senders = true;
+	p->relay_authenticated = true;
 }
 
 void

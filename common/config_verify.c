@@ -282,7 +282,16 @@ verify_patterns(struct loader *ld, const struct profile *p, const char *key,
 static void
 verify_profile(struct loader *ld, const struct profile *p)
 {
-	if (p->require_auth && !CONFIG_AUTH_ON(ld->cfg)) {
+	/* require_auth shuts the LAN out of relaying; relay_authenticated: false
+	   shuts authenticated clients out too: only the allow lists are left */
+	if (p->require_auth && !p->relay_authenticated) {
+		char *path = xasprintf("profiles/%s/relay_authenticated", p->name);
+		const struct cfg_mark *m = seen_find(ld, path);
+		free(path);
+		diag_warning(ld, m, "'relay_authenticated: false' with 'require_auth: "
+		    "true' in profile '%s': nobody relays, authenticated or not; only "
+		    "always_relay_* entries do", p->name);
+	} else if (p->require_auth && !CONFIG_AUTH_ON(ld->cfg)) {
 		char *path = xasprintf("profiles/%s/require_auth", p->name);
 		const struct cfg_mark *m = seen_find(ld, path);
 		free(path);

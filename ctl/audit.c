@@ -5,7 +5,9 @@
  * profiles/audit.h), then plays the relay-trick corpus over real SMTP to every
  * listen address of each instance (MAIL, RCPT, RSET; never DATA, so nothing is
  * queued) and compares every reply with what the simulation predicts for this
- * host's source address. Prints a report (or --json) and exits 0 when nothing is
+ * host's source address. A listener with a certificate is spoken to over TLS
+ * (STARTTLS, or implicit TLS from the first octet) as a real client would,
+ * since require_tls refuses MAIL in clear. Prints a report (or --json) and exits 0 when nothing is
  * wrong, 1 when an instance relays for strangers, a live reply differs from the
  * simulation or an Internet-facing instance fails Mailtraq's checklist, 2 on bad
  * arguments, 4 when relayvisord cannot be reached or a name is unknown.
@@ -23,6 +25,9 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "common/ctlproto.h"
 #include "common/net.h"
@@ -170,8 +175,13 @@ request(struct ctl_ctx *ctx, int argc, char **argv, struct recs *rs)
    the listener's junk-command limit of 100 */
 #define AUDIT_SESSION_COMMANDS 120
 
+enum smtp_tls { SMTP_TLS_NONE, SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT };
+
 struct smtp {
 	int fd;
+	enum smtp_tls tls;	/* how this listener wants to be spoken to */
+	SSL_CTX *ssl_ctx;
+	SSL *ssl;		/* non-NULL once TLS is on */
 	char buf[8192];
 	size_t have;
 	unsigned errors;	/* 4xx/5xx replies in this session */
@@ -186,14 +196,35 @@ smtp_send(struct smtp *s, const char *line)
 	int len = snprintf(buf, sizeof(buf), "%s\r\n", line);
 	s->commands++;
 	for (int off = 0; off < len; ) {
-		ssize_t n = send(s->fd, buf + off, (size_t)(len - off), MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
+		ssize_t n;
+		if (s->ssl != NULL) {
+			n = SSL_write(s->ssl, buf + off, len - off);
+		} else {
+			n = send(s->fd, buf + off, (size_t)(len - off), MSG_NOSIGNAL);
+			if (n == -1 && errno == EINTR)
+				continue;
+		}
 		if (n <= 0)
 			return -1;
 		off += (int)n;
 	}
 	return 0;
+}
+
+/* bytes from the connection: through TLS once it is on */
+static ssize_t
+smtp_recv(struct smtp *s, char *buf, size_t len)
+{
+	if (s->ssl != NULL) {
+		int n = SSL_read(s->ssl, buf, (int)len);
+		return n > 0 ? n : -1;
+	}
+	for (;;) {
+		ssize_t n = recv(s->fd, buf, len, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		return n;
+	}
 }
 
 /* the last line of one (possibly multi-line) reply, without CRLF */
@@ -216,9 +247,7 @@ smtp_reply(struct smtp *s, char *out, size_t len)
 		}
 		if (s->have == sizeof(s->buf))
 			return -1;
-		ssize_t n = recv(s->fd, s->buf + s->have, sizeof(s->buf) - s->have, 0);
-		if (n == -1 && errno == EINTR)
-			continue;
+		ssize_t n = smtp_recv(s, s->buf + s->have, sizeof(s->buf) - s->have);
 		if (n <= 0)
 			return -1;
 		s->have += (size_t)n;
@@ -233,6 +262,21 @@ smtp_cmd(struct smtp *s, const char *line, char *out, size_t len)
 	return smtp_reply(s, out, len);
 }
 
+/* drop the connection without a word (and TLS with it) */
+static void
+smtp_drop(struct smtp *s)
+{
+	if (s->ssl != NULL)
+		SSL_free(s->ssl);
+	if (s->ssl_ctx != NULL)
+		SSL_CTX_free(s->ssl_ctx);
+	s->ssl = NULL;
+	s->ssl_ctx = NULL;
+	if (s->fd != -1)
+		close(s->fd);
+	s->fd = -1;
+}
+
 static void
 smtp_close(struct smtp *s)
 {
@@ -240,15 +284,43 @@ smtp_close(struct smtp *s)
 		char r[512];
 		if (smtp_send(s, "QUIT") == 0)
 			smtp_reply(s, r, sizeof(r));
-		close(s->fd);
 	}
-	s->fd = -1;
+	smtp_drop(s);
+}
+
+/*
+ * The TLS handshake, blocking (the socket's timeouts bound it). The certificate
+ * is not verified: the audit asks whether the listener relays, and it talks to
+ * the address relayvisord itself listens on; a self-signed certificate (the
+ * shipped one) must not stop it.
+ */
+static int
+smtp_tls_start(struct smtp *s, char *err, size_t elen)
+{
+	s->ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (s->ssl_ctx == NULL ||
+	    !SSL_CTX_set_min_proto_version(s->ssl_ctx, TLS1_2_VERSION) ||
+	    (s->ssl = SSL_new(s->ssl_ctx)) == NULL || !SSL_set_fd(s->ssl, s->fd)) {
+		const char *why = ERR_reason_error_string(ERR_get_error());
+		snprintf(err, elen, "TLS: %s", why != NULL ? why : "out of memory");
+		return -1;
+	}
+	SSL_set_verify(s->ssl, SSL_VERIFY_NONE, NULL);
+	if (SSL_connect(s->ssl) != 1) {
+		const char *why = ERR_reason_error_string(ERR_get_error());
+		snprintf(err, elen, "TLS handshake failed: %s", why != NULL ? why :
+		    errno != 0 ? strerror(errno) : "connection closed");
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 /* connect from source (NULL: the kernel's choice) and read the greeting */
 static int
 smtp_open(struct smtp *s, const char *ip, unsigned port, const char *source,
-    char *greeting, size_t glen, char *err, size_t elen)
+    enum smtp_tls tls, char *greeting, size_t glen, char *err, size_t elen)
 {
 	struct sockaddr_storage ss, src;
 	socklen_t sl, srcl;
@@ -256,6 +328,7 @@ smtp_open(struct smtp *s, const char *ip, unsigned port, const char *source,
 
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
+	s->tls = tls;
 	/* a wildcard listener is reached on loopback */
 	if (strcmp(ip, "0.0.0.0") == 0)
 		to = "127.0.0.1";
@@ -291,11 +364,36 @@ smtp_open(struct smtp *s, const char *ip, unsigned port, const char *source,
 		s->fd = -1;
 		return -1;
 	}
+	if (tls == SMTP_TLS_IMPLICIT && smtp_tls_start(s, err, elen) == -1) {
+		smtp_drop(s);
+		return -1;
+	}
 	if (smtp_reply(s, greeting, glen) == -1) {
 		snprintf(err, elen, "no greeting from %s port %u", to, port);
-		close(s->fd);
-		s->fd = -1;
+		smtp_drop(s);
 		return -1;
+	}
+	if (tls == SMTP_TLS_STARTTLS && strncmp(greeting, "220", 3) == 0) {
+		/* EHLO, STARTTLS, handshake: then the session is back to before
+		   EHLO (RFC 3207), and each case says its own EHLO */
+		char reply[600];
+		if (smtp_cmd(s, "EHLO client.example", reply, sizeof(reply)) == -1 ||
+		    smtp_cmd(s, "STARTTLS", reply, sizeof(reply)) == -1) {
+			snprintf(err, elen, "%s port %u closed the connection before "
+			    "STARTTLS", to, port);
+			smtp_drop(s);
+			return -1;
+		}
+		if (strncmp(reply, "220", 3) != 0) {
+			snprintf(err, elen, "STARTTLS refused by %s port %u: %.120s", to,
+			    port, reply);
+			smtp_drop(s);
+			return -1;
+		}
+		if (smtp_tls_start(s, err, elen) == -1) {
+			smtp_drop(s);
+			return -1;
+		}
 	}
 	s->errors = 0;	/* the greeting is no error of ours */
 	s->commands = 0;
@@ -346,7 +444,7 @@ local_ip(int fd, char *ip, size_t len)
 /* Play the corpus to one listen address of instance name. */
 static void
 live_replay(struct ctl_ctx *ctx, const char *name, const struct rec *listen,
-    const char *source, struct live *lv)
+    const char *source, enum smtp_tls tls, struct live *lv)
 {
 	struct smtp s;
 	char greeting[600], err[256], reply[700], cmd[700];
@@ -354,7 +452,7 @@ live_replay(struct ctl_ctx *ctx, const char *name, const struct rec *listen,
 
 	memset(lv, 0, sizeof(*lv));
 	snprintf(lv->listen, sizeof(lv->listen), "%s", fld(listen, 1));
-	if (smtp_open(&s, fld(listen, 2), num(listen, 3), source, greeting,
+	if (smtp_open(&s, fld(listen, 2), num(listen, 3), source, tls, greeting,
 	    sizeof(greeting), err, sizeof(err)) == -1) {
 		snprintf(lv->error, sizeof(lv->error), "%s", err);
 		/* a listener that is not running relays for nobody; anything else
@@ -391,7 +489,7 @@ live_replay(struct ctl_ctx *ctx, const char *name, const struct rec *listen,
 	}
 	if (strcmp(want_greeting, "220") != 0) {
 		/* refused at connect, as predicted: no case can be played */
-		close(s.fd);
+		smtp_drop(&s);
 		recs_free(&ex);
 		return;
 	}
@@ -407,15 +505,14 @@ live_replay(struct ctl_ctx *ctx, const char *name, const struct rec *listen,
 			smtp_close(&s);
 		}
 		if (s.fd == -1) {
-			if (smtp_open(&s, fld(listen, 2), num(listen, 3), source, greeting,
-			    sizeof(greeting), err, sizeof(err)) == -1) {
+			if (smtp_open(&s, fld(listen, 2), num(listen, 3), source, tls,
+			    greeting, sizeof(greeting), err, sizeof(err)) == -1) {
 				live_fail(lv, "%s", err);
 				break;
 			}
 			if (strncmp(greeting, "220", 3) != 0) {
 				add_diff(lv, cname, "(connect)", "220", greeting);
-				close(s.fd);
-				s.fd = -1;
+				smtp_drop(&s);
 				break;
 			}
 		}
@@ -459,8 +556,7 @@ live_replay(struct ctl_ctx *ctx, const char *name, const struct rec *listen,
 		continue;
 lost:
 		live_fail(lv, "%s closed the connection during case %s", lv->listen, cname);
-		close(s.fd);
-		s.fd = -1;
+		smtp_drop(&s);
 		break;
 	}
 	smtp_close(&s);
@@ -574,6 +670,17 @@ text_instance(FILE *out, const struct inst *in, struct totals *t)
 		sep = ", ";
 	}
 	fprintf(out, " relayed\n");
+	for (size_t i = 0; i < in->r.n; i++) {
+		const struct rec *r = &in->r.v[i];
+		if (is(r, "relays"))
+			fprintf(out, "  relays for: %s\n", fld(r, 1));
+		if (!is(r, "authenticated"))
+			continue;
+		fprintf(out, "  authenticated: %s %u/%u relayed (predicted: the live replay "
+		    "has no credentials)%s\n", fld(r, 1), num(r, 5), num(r, 4),
+		    num(r, 7) ? "" : "; AUTH is not offered here (no tls, or no server.auth), so no "
+		    "client is ever authenticated");
+	}
 	unsigned shown = 0;
 	for (size_t i = 0; i < in->r.n; i++) {
 		const struct rec *r = &in->r.v[i];
@@ -715,7 +822,22 @@ json_instance(FILE *out, const struct inst *in, struct totals *t)
 		    num(r, 7), num(r, 8) ? "true" : "false");
 		sep = ",";
 	}
-	fputs("],\"exposure\":[", out);
+	fputs("]", out);
+	for (size_t i = 0; i < in->r.n; i++) {
+		const struct rec *r = &in->r.v[i];
+		if (is(r, "relays")) {
+			fputs(",\"relays_for\":", out);
+			json_str(out, fld(r, 1));
+		}
+		if (!is(r, "authenticated"))
+			continue;
+		fputs(",\"authenticated\":{\"client\":", out);
+		json_str(out, fld(r, 1));
+		fprintf(out, ",\"allowed\":%s,\"evaluated\":%u,\"relayed\":%u,\"local\":%u,"
+		    "\"auth_offered\":%s,\"predicted\":true}", num(r, 3) ? "true" : "false",
+		    num(r, 4), num(r, 5), num(r, 6), num(r, 7) ? "true" : "false");
+	}
+	fputs(",\"exposure\":[", out);
 	sep = "";
 	for (size_t i = 0; i < in->r.n; i++) {
 		if (!is(&in->r.v[i], "exposure"))
@@ -868,11 +990,19 @@ ctl_audit(struct ctl_ctx *ctx, int argc, char **argv)
 	for (size_t i = 0; i < a.n; i++) {
 		struct inst *in = &a.v[i];
 		const char *name = fld(&in->r.v[0], 1);
+		enum smtp_tls tls = SMTP_TLS_NONE;
+		for (size_t j = 0; j < in->r.n; j++) {
+			if (is(&in->r.v[j], "tls"))
+				tls = strcmp(fld(&in->r.v[j], 1), "implicit") == 0 ?
+				    SMTP_TLS_IMPLICIT : strcmp(fld(&in->r.v[j], 1),
+				    "starttls") == 0 ? SMTP_TLS_STARTTLS : SMTP_TLS_NONE;
+		}
 		for (size_t j = 0; j < in->r.n; j++) {
 			if (!is(&in->r.v[j], "listen"))
 				continue;
 			in->live = xreallocarray(in->live, in->n_live + 1, sizeof(*in->live));
-			live_replay(ctx, name, &in->r.v[j], source, &in->live[in->n_live++]);
+			live_replay(ctx, name, &in->r.v[j], source, tls,
+			    &in->live[in->n_live++]);
 		}
 	}
 

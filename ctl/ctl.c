@@ -45,8 +45,9 @@ static const struct {
 	    "\tTTOU are refused: use stop)" },
 	{ "tail", "[-f] NAME", "The end of an instance's log; -f follows it" },
 	{ "reopen", "", "Reopen every log file (after logrotate; also SIGUSR2)" },
-	{ "check", "INSTANCE --client IP --from ADDR --to ADDR",
-	    "What the live profile would answer to RCPT TO, and the rule.\n"
+	{ "check", "INSTANCE --client IP --from ADDR --to ADDR [--auth [USER]]",
+	    "What the live profile would answer to RCPT TO, and the rule;\n"
+	    "\t--auth asks as a client that passed SMTP AUTH (as USER).\n"
 	    "\tExit 0 accepted, 1 refused, 2 bad arguments, 4 no such instance" },
 	{ "stats", "[NAME]", "Counters per instance" },
 	{ "audit", "[NAME...] [--json] [--source IP] [--internet NAME]...",

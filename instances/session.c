@@ -1109,7 +1109,7 @@ proceed_rcpt(struct session *s, const char *args)
 			snprintf(res.text, sizeof(res.text),
 			    "<%s>: Server configuration error", rcpt.text);
 		}
-		if (strcmp(res.enhanced, "5.7.1") == 0)
+		if (res.relay_denied)
 			s->sd->stats.relay_refused++;
 		session_reject(s, "RCPT", rcpt.text, "%d %s %s", res.code, res.enhanced,
 		    res.text);

@@ -135,14 +135,14 @@ params_refused(const char *rest, char *reply, size_t len)
 
 void
 audit_simulate_pair(const struct config *cfg, const struct instance *inst,
-    const struct sockaddr *client, const char *mail, const char *rcpt,
-    struct audit_outcome *o)
+    const struct sockaddr *client, bool authenticated, const char *mail,
+    const char *rcpt, struct audit_outcome *o)
 {
 	struct policy_verdict v;
 
 	o->mail[0] = o->rcpt[0] = '\0';
 	o->accepted = o->relayed = false;
-	policy_evaluate(cfg, inst, client, mail, rcpt, &v);
+	policy_evaluate(cfg, inst, client, authenticated, mail, rcpt, &v);
 	if (v.stage == POLICY_AT_CONNECT) {
 		o->stage = AUDIT_AT_CONNECT;
 		o->rule = "access";
@@ -183,8 +183,8 @@ audit_simulate_pair(const struct config *cfg, const struct instance *inst,
 
 void
 audit_simulate(const struct config *cfg, const struct instance *inst,
-    const struct sockaddr *client, const struct audit_vars *v, size_t i,
-    struct audit_outcome *o)
+    const struct sockaddr *client, bool authenticated, const struct audit_vars *v,
+    size_t i, struct audit_outcome *o)
 {
 	const struct audit_case *c = &audit_corpus[i];
 
@@ -199,12 +199,13 @@ audit_simulate(const struct config *cfg, const struct instance *inst,
 		snprintf(o->mail, sizeof(o->mail), "501 5.5.4 case too long");
 		return;
 	}
-	audit_simulate_pair(cfg, inst, client, o->mail_arg, o->rcpt_arg, o);
+	audit_simulate_pair(cfg, inst, client, authenticated, o->mail_arg, o->rcpt_arg,
+	    o);
 }
 
 int
 audit_run_client(const struct config *cfg, const struct instance *inst,
-    const char *ip, const char *label, struct audit_client *c)
+    const char *ip, bool authenticated, const char *label, struct audit_client *c)
 {
 	struct sockaddr_storage ss;
 	struct audit_vars v;
@@ -221,7 +222,7 @@ audit_run_client(const struct config *cfg, const struct instance *inst,
 	c->relayed_cases = xcalloc(audit_corpus_n, sizeof(*c->relayed_cases));
 	audit_vars_init(cfg, inst, &v);
 	for (size_t i = 0; i < audit_corpus_n; i++) {
-		audit_simulate(cfg, inst, sa, &v, i, &o);
+		audit_simulate(cfg, inst, sa, authenticated, &v, i, &o);
 		c->evaluated++;
 		if (o.relayed)
 			c->relayed_cases[c->relayed++] = i;
@@ -350,7 +351,7 @@ pick_stranger(const struct config *cfg, const struct instance *inst,
 
 static void
 matrix_row(const struct config *cfg, const struct instance *inst, const char *label,
-    const char *ip, struct audit_matrix_row *row)
+    const char *ip, bool authenticated, struct audit_matrix_row *row)
 {
 	struct audit_vars v;
 	struct sockaddr_storage ss;
@@ -376,7 +377,7 @@ matrix_row(const struct config *cfg, const struct instance *inst, const char *la
 			}
 			struct audit_outcome o;
 			audit_simulate_pair(cfg, inst, (const struct sockaddr *)&ss,
-			    senders[s], rcpts[r], &o);
+			    authenticated, senders[s], rcpts[r], &o);
 			if (o.stage == AUDIT_AT_CONNECT)
 				snprintf(cell, len, "554 5.7.1 at connect");
 			else if (o.accepted)
@@ -458,7 +459,7 @@ checklist(const struct config *cfg, const struct instance *inst,
 	snprintf(key, sizeof(key), "profiles.%s.relay_nonlocal_senders", p->name);
 	add_check(a, 2, !p->relay_nonlocal_senders || moot, "Relay for non-local senders",
 	    key, "%s", !p->relay_nonlocal_senders ? "off" : moot ?
-	    "on (no effect: no client may relay)" : "on");
+	    "on (no effect: no unauthenticated client may relay)" : "on");
 	strlist_join(&p->always_relay_from, list, sizeof(list));
 	snprintf(key, sizeof(key), "profiles.%s.always_relay_from", p->name);
 	add_check(a, 2, p->always_relay_from.n == 0,
@@ -469,6 +470,45 @@ checklist(const struct config *cfg, const struct instance *inst,
 	add_check(a, 2, p->always_relay_to.n == 0,
 	    "Always allow relaying to these recipients", key, "%s",
 	    p->always_relay_to.n == 0 ? "empty" : list);
+	/* informational: an authenticated client is no stranger, so this item
+	   passes either way; it says who AUTH lets relay */
+	snprintf(key, sizeof(key), "profiles.%s.%s", p->name,
+	    p->relay_authenticated ? "require_auth" : "relay_authenticated");
+	add_check(a, 2, true, "Use SMTP User Authentication", key, "%s%s",
+	    !p->relay_authenticated ? (p->require_auth ?
+	    "required, but authenticated clients may not relay either "
+	    "(relay_authenticated: false): only always_relay_* relay" :
+	    "authenticated clients do not relay (relay_authenticated: false)") :
+	    p->require_auth ? "required: only authenticated clients relay "
+	    "(relay_authenticated), the LAN no longer does" :
+	    "authenticated clients relay too (relay_authenticated)",
+	    a->auth_offered ? "" : "; AUTH is not offered here (no tls, or no server.auth)");
+}
+
+/*
+ * Whether a client can authenticate on the instance at all: AUTH is offered only
+ * over TLS (or on loopback with auth_plaintext_loopback) and only with a server.auth
+ * backend, so an
+ * instance without a certificate has no authenticated clients, whatever its
+ * profile would let them do.
+ */
+bool
+audit_auth_offered(const struct config *cfg, const struct instance *inst)
+{
+	return CONFIG_AUTH_ON(cfg) &&
+	    (inst->tls_cert != NULL || inst->auth_plaintext_loopback);
+}
+
+const char *
+audit_relays_for(const struct audit_instance *a)
+{
+	bool auth = a->auth_offered && a->auth_run && a->auth.relayed > 0;
+
+	if (a->stranger_relayed > 0)
+		return "strangers";
+	if (a->lan_relayed > 0)
+		return auth ? "LAN and authenticated clients" : "LAN clients only";
+	return auth ? "authenticated clients only" : "nobody";
 }
 
 /* a listener relaying for a LAN, reachable from elsewhere */
@@ -505,6 +545,7 @@ audit_instance(const struct config *cfg, const struct instance *inst, bool inter
 	memset(a, 0, sizeof(*a));
 	a->inst = inst;
 	a->acknowledged = inst->profile->open_relay_ok;
+	a->auth_offered = audit_auth_offered(cfg, inst);
 	a->internet = internet;
 	for (size_t i = 0; i < inst->n_listen; i++)
 		if (inst->listen[i].port == 25)
@@ -520,7 +561,7 @@ audit_instance(const struct config *cfg, const struct instance *inst, bool inter
 	const char *sips[] = { s4, s6, mapped };
 	a->strangers = xcalloc(3, sizeof(*a->strangers));
 	for (size_t i = 0; i < 3; i++) {
-		if (audit_run_client(cfg, inst, sips[i], "stranger",
+		if (audit_run_client(cfg, inst, sips[i], false, "stranger",
 		    &a->strangers[a->n_strangers]) == -1)
 			continue;
 		a->stranger_evaluated += a->strangers[a->n_strangers].evaluated;
@@ -533,17 +574,24 @@ audit_instance(const struct config *cfg, const struct instance *inst, bool inter
 	size_t nlan = lan != NULL ? netlist_count(lan) : 0;
 	a->lans = xcalloc(nlan + 1, sizeof(*a->lans));
 	a->matrix = xcalloc(nlan + 1, sizeof(*a->matrix));
-	matrix_row(cfg, inst, "stranger", s4, &a->matrix[a->n_matrix++]);
+	matrix_row(cfg, inst, "stranger", s4, false, &a->matrix[a->n_matrix++]);
 	for (size_t i = 0; i < nlan; i++) {
 		const char *e = netlist_entry(lan, i);
 		if (!lan_representative(e, ip, sizeof(ip)))
 			continue;
 		snprintf(label, sizeof(label), "LAN %s", e);
-		if (audit_run_client(cfg, inst, ip, e, &a->lans[a->n_lans]) == -1)
+		if (audit_run_client(cfg, inst, ip, false, e, &a->lans[a->n_lans]) == -1)
 			continue;
 		a->lan_relayed += a->lans[a->n_lans].relayed;
 		a->n_lans++;
-		matrix_row(cfg, inst, label, ip, &a->matrix[a->n_matrix++]);
+		matrix_row(cfg, inst, label, ip, false, &a->matrix[a->n_matrix++]);
+	}
+
+	/* the IPv4 stranger again, as if it had passed SMTP AUTH: predicted only */
+	a->matrix = xreallocarray(a->matrix, a->n_matrix + 1, sizeof(*a->matrix));
+	if (audit_run_client(cfg, inst, s4, true, "authenticated", &a->auth) == 0) {
+		a->auth_run = true;
+		matrix_row(cfg, inst, "authenticated", s4, true, &a->matrix[a->n_matrix++]);
 	}
 	checklist(cfg, inst, a);
 	exposure(inst, a);
@@ -556,6 +604,8 @@ audit_instance_free(struct audit_instance *a)
 		audit_client_free(&a->strangers[i]);
 	for (size_t i = 0; i < a->n_lans; i++)
 		audit_client_free(&a->lans[i]);
+	if (a->auth_run)
+		audit_client_free(&a->auth);
 	for (size_t i = 0; i < a->n_exposure; i++)
 		free(a->exposure[i]);
 	free(a->strangers);
@@ -572,8 +622,8 @@ audit_log_config(const struct config *cfg)
 		struct audit_instance a;
 		audit_instance(cfg, &cfg->instances[i], false, &a);
 		if (a.stranger_relayed == 0)
-			log_info("audit: %s: strangers relayed 0/%u", a.inst->name,
-			    a.stranger_evaluated);
+			log_info("audit: %s: strangers relayed 0/%u; relays for %s",
+			    a.inst->name, a.stranger_evaluated, audit_relays_for(&a));
 		else
 			log_warnx("audit: %s: strangers relayed %u/%u%s", a.inst->name,
 			    a.stranger_relayed, a.stranger_evaluated, a.acknowledged ?

@@ -8,8 +8,9 @@
  *
  * On top of the runner, audit_instance() builds what the audit reports for one
  * instance: strangers (documentation addresses outside every LAN entry, IPv4, IPv6
- * and IPv4-mapped), a representative client of each LAN entry, the who-may-relay
- * matrix, Mailtraq's checklist and exposure warnings.
+ * and IPv4-mapped), a representative client of each LAN entry, the IPv4 stranger
+ * as an authenticated client (predicted: a live replay has no credentials), the
+ * who-may-relay matrix, Mailtraq's checklist and exposure warnings.
  */
 #ifndef RELAYVISOR_AUDIT_H
 #define RELAYVISOR_AUDIT_H
@@ -30,10 +31,17 @@
  *   listen    TEXT IP PORT SCOPE(loopback|private|wildcard|public)      one per address
  *   stranger  IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL                one per stranger
  *   lan       ENTRY IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL OVERWIDE one per LAN entry
+ *   tls       none|starttls|implicit REQUIRE_TLS(0|1)  how the replay reaches MAIL
+ *   authenticated IP IN_LAN ALLOWED EVALUATED RELAYED LOCAL OFFERED   the IPv4
+ *             stranger as an authenticated client (predicted only); OFFERED:
+ *             the instance offers AUTH at all (audit_auth_offered)
+ *   relays    WHO      "nobody", "LAN clients only", "authenticated clients
+ *             only", "LAN and authenticated clients", "strangers"
  *   relayed   CLIENT_IP CASE HELO MAIL RCPT       each case relayed for a stranger
  *   check     STEP OK SETTING VALUE KEY                            Mailtraq's checklist
  *   matrix    CLIENT IP CELL*6   cells: sender local, non-local, null, each with
- *                                recipient local then remote
+ *                                recipient local then remote; CLIENT "stranger",
+ *                                "LAN <entry>", then "authenticated" (predicted)
  *   exposure  MESSAGE
  *   end
  * then ".OK 0"; an unknown NAME gives "NAME: ERROR (no such process)" and exit 4.
@@ -90,14 +98,16 @@ struct audit_outcome {
 /* The greeting the client gets: "220" or the access refusal's "554 5.7.1". */
 const char *audit_greeting(const struct config *cfg, const struct instance *inst,
     const struct sockaddr *client);
-/* Predict one case (index into audit_corpus) for client. */
+/* Predict one case (index into audit_corpus) for client; authenticated: as a
+   client that passed SMTP AUTH (predicted only: the live replay has no
+   credentials). */
 void audit_simulate(const struct config *cfg, const struct instance *inst,
-    const struct sockaddr *client, const struct audit_vars *v, size_t i,
-    struct audit_outcome *o);
+    const struct sockaddr *client, bool authenticated, const struct audit_vars *v,
+    size_t i, struct audit_outcome *o);
 /* Predict one MAIL/RCPT pair given literally (the matrix, `check`). */
 void audit_simulate_pair(const struct config *cfg, const struct instance *inst,
-    const struct sockaddr *client, const char *mail, const char *rcpt,
-    struct audit_outcome *o);
+    const struct sockaddr *client, bool authenticated, const char *mail,
+    const char *rcpt, struct audit_outcome *o);
 
 /* the whole corpus for one client */
 struct audit_client {
@@ -110,7 +120,7 @@ struct audit_client {
 };
 /* -1 when ip does not parse */
 int audit_run_client(const struct config *cfg, const struct instance *inst,
-    const char *ip, const char *label, struct audit_client *c);
+    const char *ip, bool authenticated, const char *label, struct audit_client *c);
 void audit_client_free(struct audit_client *c);
 
 enum audit_scope { SCOPE_LOOPBACK, SCOPE_PRIVATE, SCOPE_WILDCARD, SCOPE_PUBLIC };
@@ -145,7 +155,12 @@ struct audit_instance {
 	size_t n_strangers, n_lans;
 	unsigned stranger_evaluated, stranger_relayed;
 	unsigned lan_relayed;	/* over every LAN client */
-	struct audit_check checks[6];
+	/* the IPv4 stranger as an authenticated client (predicted: no credentials
+	   for a live replay) */
+	struct audit_client auth;
+	bool auth_run;
+	bool auth_offered;	/* a client can authenticate here (audit_auth_offered) */
+	struct audit_check checks[7];
 	size_t n_checks;
 	bool checklist_ok;	/* every item passes */
 	struct audit_matrix_row *matrix;
@@ -157,6 +172,12 @@ struct audit_instance {
 void audit_instance(const struct config *cfg, const struct instance *inst,
     bool internet, struct audit_instance *a);
 void audit_instance_free(struct audit_instance *a);
+/* AUTH is offered on the instance (it has TLS) */
+bool audit_auth_offered(const struct config *cfg, const struct instance *inst);
+/* who relays through it (authenticated clients counted only where AUTH is
+   offered): "strangers", "LAN clients only", "authenticated
+   clients only", "LAN and authenticated clients" or "nobody" */
+const char *audit_relays_for(const struct audit_instance *a);
 
 /* relayvisord at start and reload: "audit: NAME: strangers relayed R/N" per
    instance, a warning when R is not 0 */

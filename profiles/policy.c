@@ -261,21 +261,46 @@ check_unauthenticated_relay(struct rcpt_state *st, struct policy_result *res)
 	return permit(res, false, in_lan ? "lan" : "relay_outside_lan");
 }
 
+/*
+ * Postfix's permit_sasl_authenticated: a client that authenticated relays from
+ * anywhere (relay_outside_lan is about unauthenticated clients) and for any sender
+ * (relay_nonlocal_senders too: which senders a user may write is
+ * sender_login_match's business, checked at MAIL).
+ */
 static enum policy_answer
 check_auth(struct rcpt_state *st, struct policy_result *res)
 {
-	if (!st->profile->require_auth || !st->ctx->authenticated)
+	if (!st->ctx->authenticated || !st->profile->relay_authenticated)
 		return POLICY_DUNNO;
 	return permit(res, false, "auth");
 }
 
-/* the end of the chain: nothing permitted relaying */
+/*
+ * The end of the chain: nothing permitted relaying. On an instance whose profile
+ * says require_auth and lets authenticated clients relay, an unauthenticated
+ * client is told what would help: RFC 4954 section 6's "530 5.7.0 Authentication
+ * required", so a mail client asks its user for the password instead of showing
+ * "Relay access denied". It is said at RCPT, not MAIL: require_auth is about
+ * relaying, and local recipients and the always_relay_* lists still take mail
+ * without AUTH. Everywhere else (and to an authenticated client that may not
+ * relay, whom authenticating again would not help) it is Postfix's
+ * "554 5.7.1 <rcpt>: Relay access denied".
+ */
 static enum policy_answer
 check_relay_denied(struct rcpt_state *st, struct policy_result *res)
 {
+	const struct profile *p = st->profile;
+
+	if (p->require_auth && p->relay_authenticated && !st->ctx->authenticated) {
+		set_result(res, POLICY_REJECT, false, 530, "5.7.0", "auth_required",
+		    "<%s>: Authentication required", st->rcpt->text);
+		res->relay_denied = true;
+		return POLICY_REJECT;
+	}
 	set_result(res, POLICY_REJECT, false, 554, "5.7.1",
 	    st->sender_refused ? "relay_nonlocal_senders" : "relay_access_denied",
 	    "<%s>: Relay access denied", st->rcpt->text);
+	res->relay_denied = true;
 	return POLICY_REJECT;
 }
 
@@ -384,8 +409,8 @@ policy_client_allowed(const struct config *cfg, const struct instance *inst,
 
 void
 policy_evaluate(const struct config *cfg, const struct instance *inst,
-    const struct sockaddr *client, const char *mail, const char *rcpt,
-    struct policy_verdict *v)
+    const struct sockaddr *client, bool authenticated, const char *mail,
+    const char *rcpt, struct policy_verdict *v)
 {
 	memset(v, 0, sizeof(*v));
 	v->stage = POLICY_AT_CONNECT;
@@ -403,7 +428,7 @@ policy_evaluate(const struct config *cfg, const struct instance *inst,
 	/* the context relayvisor-smtpd's proceed_rcpt builds */
 	struct policy_ctx ctx = {
 		.cfg = cfg, .inst = inst, .client = client, .sender = &v->sender,
-		.authenticated = false,
+		.authenticated = authenticated,
 	};
 	if (policy_check_rcpt(&ctx, &v->rcpt, &v->res) == -1)
 		v->res.answer = POLICY_ERROR;

@@ -134,6 +134,27 @@ instance_recs(const struct sv_out *out, const struct config *cfg,
 	for (size_t i = 0; i < a.n_lans; i++)
 		client_rec(out, "lan", &a.lans[i], a.lans[i].label,
 		    net_entry_overwide(a.lans[i].label));
+	/* how the live replay reaches MAIL: the listener refuses MAIL in clear
+	   with require_tls, so the replay starts TLS as a real client would */
+	rec_str(&r, "tls");
+	rec_str(&r, inst->tls_cert == NULL ? "none" :
+	    inst->tls_mode == TLS_MODE_IMPLICIT ? "implicit" : "starttls");
+	rec_num(&r, inst->require_tls);
+	rec_send(out, &r);
+	if (a.auth_run) {
+		rec_str(&r, "authenticated");
+		rec_str(&r, a.auth.ip);
+		rec_num(&r, a.auth.in_lan);
+		rec_num(&r, a.auth.allowed);
+		rec_num(&r, a.auth.evaluated);
+		rec_num(&r, a.auth.relayed);
+		rec_num(&r, a.auth.local);
+		rec_num(&r, a.auth_offered);
+		rec_send(out, &r);
+	}
+	rec_str(&r, "relays");
+	rec_str(&r, audit_relays_for(&a));
+	rec_send(out, &r);
 	for (size_t i = 0; i < a.n_strangers; i++)
 		relayed_recs(out, cfg, inst, &a.strangers[i]);
 	for (size_t i = 0; i < a.n_checks; i++) {
@@ -247,7 +268,7 @@ cmd_expect(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 	for (size_t i = 0; i < audit_corpus_n; i++) {
 		struct audit_outcome o;
 		char name[96];
-		audit_simulate(cfg, inst, client, &v, i, &o);
+		audit_simulate(cfg, inst, client, false, &v, i, &o);
 		rec_str(&r, "case");
 		rec_str(&r, audit_case_name(i, name, sizeof(name)));
 		rec_str(&r, o.helo);
@@ -277,17 +298,22 @@ cmd_check_corpus(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 {
 	const struct config *cfg = sv_config(sv);
 	const char *client = NULL;
+	bool auth = false;
 	struct sockaddr_storage ss;
 	char line[CTLPROTO_LINE_MAX], name[96];
 
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--client") == 0 && i + 1 < argc)
 			client = argv[++i];
-		else if (strcmp(argv[i], "--corpus") != 0)
+		else if (strcmp(argv[i], "--auth") == 0) {
+			auth = true;
+			if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+				i++;	/* the user: the decision does not depend on it */
+		} else if (strcmp(argv[i], "--corpus") != 0)
 			client = NULL, i = argc;
 	}
 	if (argc < 2 || client == NULL || strcmp(argv[1], "--corpus") == 0) {
-		*error_r = "Error: check INSTANCE --client IP --corpus";
+		*error_r = "Error: check INSTANCE --client IP [--auth [USER]] --corpus";
 		return CTL_EXIT_USAGE;
 	}
 	const struct instance *inst = config_instance(cfg, argv[1]);
@@ -302,7 +328,7 @@ cmd_check_corpus(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 	unsigned relayed = 0;
 	for (size_t i = 0; i < audit_corpus_n; i++) {
 		struct audit_outcome o;
-		audit_simulate(cfg, inst, (const struct sockaddr *)&ss, &v, i, &o);
+		audit_simulate(cfg, inst, (const struct sockaddr *)&ss, auth, &v, i, &o);
 		const char *reply = o.stage == AUDIT_AT_CONNECT ?
 		    "554 5.7.1 Access denied" : o.stage == AUDIT_AT_MAIL ? o.mail : o.rcpt;
 		snprintf(line, sizeof(line), "%-20s MAIL FROM:%s RCPT TO:%s -> %s "
@@ -311,8 +337,8 @@ cmd_check_corpus(struct sv *sv, int argc, char **argv, const struct sv_out *out,
 		out->line(out->arg, line);
 		relayed += o.relayed;
 	}
-	snprintf(line, sizeof(line), "%s: client %s: relayed %u/%zu", inst->name, client,
-	    relayed, audit_corpus_n);
+	snprintf(line, sizeof(line), "%s: client %s%s: relayed %u/%zu", inst->name,
+	    client, auth ? " (authenticated)" : "", relayed, audit_corpus_n);
 	out->line(out->arg, line);
 	return relayed > 0 ? CTL_EXIT_ERROR : 0;
 }

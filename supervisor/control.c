@@ -646,7 +646,8 @@ cmd_audit(struct conn *c, int argc, char **argv)
 static void
 cmd_check(struct conn *c, int argc, char **argv)
 {
-	const char *usage = "Error: check INSTANCE --client IP --from ADDR --to ADDR";
+	const char *usage = "Error: check INSTANCE --client IP --from ADDR --to ADDR "
+	    "[--auth [USER]]";
 	if (audit_is_corpus_check(argc, argv)) {
 		cmd_audit(c, argc, argv);
 		return;
@@ -656,7 +657,16 @@ cmd_check(struct conn *c, int argc, char **argv)
 		return;
 	}
 	const char *client = NULL, *from = NULL, *to = NULL;
+	bool auth = false;
 	for (int i = 2; i < argc; i += 2) {
+		if (strcmp(argv[i], "--auth") == 0) {
+			/* --auth [USER]: the client as if it had passed SMTP AUTH (as
+			   USER); the relay decision does not depend on which user */
+			auth = true;
+			if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
+				i--;
+			continue;
+		}
 		if (i + 1 >= argc) {
 			conn_finish(c, CTL_EXIT_USAGE, usage);
 			return;
@@ -693,7 +703,7 @@ cmd_check(struct conn *c, int argc, char **argv)
 	path_arg(from, mail, sizeof(mail));
 	path_arg(to, rcpt, sizeof(rcpt));
 	struct policy_verdict v;
-	policy_evaluate(cfg, inst, (struct sockaddr *)&ss, mail, rcpt, &v);
+	policy_evaluate(cfg, inst, (struct sockaddr *)&ss, auth, mail, rcpt, &v);
 	switch (v.stage) {
 	case POLICY_AT_CONNECT: {
 		/* word for word what the listener greets such a client with

@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import re
+import subprocess
 import time
 import unittest
 
@@ -19,10 +20,22 @@ CASES = len(corpus.load())
 STRANGERS = 3		# IPv4, IPv6, IPv4-mapped
 
 
+def demo_secrets(var):
+    """What `make run` makes before it starts the shipped conf.d (the submission
+    instance's certificate, the demo user), by the same script."""
+    p = subprocess.run(["sh", os.path.join(ROOT, "scripts", "demo-secrets.sh"), var],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
+                       env=dict(os.environ, RELAYVISORCTL=CTL))
+    if p.returncode != 0:
+        raise AssertionError("demo-secrets.sh: %s" % p.stdout.decode())
+    return p.stdout.decode()
+
+
 def shipped(conf):
     """The shipped conf.d with its paths moved under conf.top and its ports made
     free; profiles and instances exactly as shipped. Returns {instance: port}."""
-    ports = {"127.0.0.2:2525": free_port("127.0.0.2"), "127.0.0.1:2525": free_port()}
+    ports = {"127.0.0.2:2525": free_port("127.0.0.2"), "127.0.0.1:2525": free_port(),
+             "127.0.0.1:2587": free_port()}
     for path in sorted(glob.glob(os.path.join(ROOT, "conf.d", "*.yaml"))):
         with open(path) as f:
             text = f.read()
@@ -30,7 +43,9 @@ def shipped(conf):
         for addr, port in ports.items():
             text = text.replace(addr, "%s:%d" % (addr.split(":")[0], port))
         conf.write(os.path.basename(path), text)
-    return {"internet": ports["127.0.0.2:2525"], "lan": ports["127.0.0.1:2525"]}
+    demo_secrets(os.path.join(conf.top, "var"))
+    return {"internet": ports["127.0.0.2:2525"], "lan": ports["127.0.0.1:2525"],
+            "submission": ports["127.0.0.1:2587"]}
 
 
 def fake_listener(conf):
@@ -88,10 +103,25 @@ class AuditTest(TestCase):
                       "  (profile locked-down)" % (ports["internet"], total), out)
         self.assertRegex(out, r"lan  127\.0\.0\.1:%d  strangers: refused 0/%d relayed  "
                          r"LAN: 127\.0\.0\.1 \d+/%d relayed" % (ports["lan"], total, CASES))
-        # the live replay ran the whole corpus to both listeners, as simulated
+        # the submission instance: no stranger relays, not even the LAN without
+        # AUTH; authenticated clients do (predicted), and it is no open relay
+        self.assertIn("submission  127.0.0.1:%d  strangers: refused 0/%d relayed  "
+                      "LAN: 127.0.0.1 0/%d relayed  (profile submission)"
+                      % (ports["submission"], total, CASES), out)
+        self.assertIn("relays for: authenticated clients only", out)
+        self.assertRegex(out, r"authenticated: 192\.0\.2\.1 [1-9]\d*/%d relayed "
+                         r"\(predicted: the live replay has no credentials\)\n" % CASES)
+        # the Internet instance offers no AUTH (no certificate): nobody relays
+        net_block = out.split("\n\n")[0]
+        self.assertIn("relays for: nobody", net_block)
+        self.assertIn("AUTH is not offered here (no tls, or no server.auth)", net_block)
+        # the live replay ran the whole corpus to every listener, as simulated
+        # (to the submission instance over STARTTLS: require_tls refuses MAIL in
+        # clear), without a difference
         self.assertIn("to 127.0.0.2:%d: %d cases" % (ports["internet"], CASES), out)
         self.assertIn("to 127.0.0.1:%d: %d cases" % (ports["lan"], CASES), out)
-        self.assertEqual(out.count(", 0 differences"), 2, out)
+        self.assertIn("to 127.0.0.1:%d: %d cases, " % (ports["submission"], CASES), out)
+        self.assertEqual(out.count(", 0 differences"), 3, out)
         self.assertNotIn("DIFFERENCE", out)
         self.assertIn("Relay for client machines outside this LAN: off", out)
         self.assertIn("[profiles.locked-down.relay_outside_lan]", out)
@@ -103,6 +133,10 @@ class AuditTest(TestCase):
         log = sup.logtext()
         self.assertIn("audit: internet: strangers relayed 0/%d" % total, log)
         self.assertIn("audit: lan: strangers relayed 0/%d" % total, log)
+        self.assertIn("audit: submission: strangers relayed 0/%d; relays for "
+                      "authenticated clients only" % total, log)
+        self.assertIn("audit: internet: strangers relayed 0/%d; relays for nobody"
+                      % total, log)
         self.assertNotRegex(log, r"warning: audit:")
         n = log.count("audit: internet: strangers relayed")
         self.assertEqual(sup.ctl("reload")[0], 0)
@@ -118,7 +152,7 @@ class AuditTest(TestCase):
         doc = json.loads(out)
         self.assertEqual(doc["schema"], 1)
         self.assertEqual(doc["exit"], 0)
-        self.assertEqual(doc["summary"]["instances"], 2)
+        self.assertEqual(doc["summary"]["instances"], 3)
         self.assertEqual(doc["summary"]["open_to_strangers"], 0)
         self.assertEqual(doc["summary"]["live_differences"], 0)
         inst = {i["name"]: i for i in doc["instances"]}
@@ -134,11 +168,27 @@ class AuditTest(TestCase):
                                           "scope": "loopback"}])
         self.assertTrue(net["checklist"]["required"])
         self.assertTrue(net["checklist"]["passed"])
-        self.assertEqual([c["step"] for c in net["checklist"]["items"]], [1, 2, 2, 2, 2])
-        self.assertEqual(len(net["matrix"]), 6)
-        cell = {(m["sender"], m["recipient"]): m for m in net["matrix"]}
+        self.assertEqual([c["step"] for c in net["checklist"]["items"]],
+                         [1, 2, 2, 2, 2, 2])
+        auth_item = net["checklist"]["items"][-1]
+        self.assertEqual(auth_item["setting"], "Use SMTP User Authentication")
+        self.assertTrue(auth_item["ok"])
+        self.assertEqual(net["relays_for"], "nobody")
+        self.assertFalse(net["authenticated"]["auth_offered"])
+        self.assertTrue(net["authenticated"]["predicted"])
+        self.assertEqual(len(net["matrix"]), 12)	# stranger, authenticated
+        cell = {(m["sender"], m["recipient"]): m for m in net["matrix"]
+                if m["client"] == "stranger"}
         self.assertEqual(cell[("local", "remote")]["reply"], "554 5.7.1")
         self.assertTrue(cell[("null", "local")]["accept"])
+        # the authenticated row: the shipped Internet profile says
+        # relay_authenticated: false, so even a password guessed there would
+        # relay nothing (and without a certificate AUTH is not offered at all)
+        auth = {(m["sender"], m["recipient"]): m for m in net["matrix"]
+                if m["client"] == "authenticated"}
+        self.assertEqual(auth[("non-local", "remote")]["reply"], "554 5.7.1")
+        self.assertTrue(auth[("non-local", "local")]["accept"])
+        self.assertEqual(net["authenticated"]["relayed"], 0)
         live = net["live"][0]
         self.assertTrue(live["reached"])
         self.assertEqual(live["cases"], CASES)
@@ -150,6 +200,24 @@ class AuditTest(TestCase):
         self.assertFalse(any(s["allowed"] for s in lan["strangers"]))
         # the LAN listener's live replay came from 127.0.0.1: it relayed as predicted
         self.assertGreater(lan["live"][0]["relayed"], 0)
+        sub = inst["submission"]
+        self.assertEqual(sub["verdict"], "refused")
+        self.assertEqual(sub["strangers_relayed"], 0)
+        self.assertEqual(sub["relays_for"], "authenticated clients only")
+        self.assertTrue(sub["authenticated"]["auth_offered"])
+        self.assertEqual(sub["authenticated"]["client"], "192.0.2.1")
+        self.assertEqual(sub["authenticated"]["evaluated"], CASES)
+        self.assertGreater(sub["authenticated"]["relayed"], 0)
+        cells = {(m["client"], m["sender"], m["recipient"]): m for m in sub["matrix"]}
+        self.assertEqual(cells[("stranger", "non-local", "remote")]["reply"], "530 5.7.0")
+        self.assertEqual(cells[("LAN 127.0.0.1", "local", "remote")]["reply"], "530 5.7.0")
+        self.assertTrue(cells[("authenticated", "non-local", "remote")]["accept"])
+        self.assertTrue(cells[("stranger", "non-local", "local")]["accept"])
+        # replayed live over STARTTLS: every case reached RCPT as predicted, and
+        # the unauthenticated replay relayed nothing
+        self.assertEqual(sub["live"][0]["cases"], CASES)
+        self.assertEqual(sub["live"][0]["differences"], [])
+        self.assertEqual(sub["live"][0]["relayed"], 0)
 
     def test_check_corpus(self):
         sup, _ = self.start({}, shipped_conf=True)
@@ -163,6 +231,85 @@ class AuditTest(TestCase):
         code, out = sup.ctl("check", "lan", "--client", "127.0.0.1", "--corpus")
         self.assertEqual(code, 1, out)
         self.assertIn("RELAYED", out)
+
+    def test_check_submission_as_authenticated(self):
+        """`check --auth` asks the shipped submission profile about an
+        authenticated client: it relays from anywhere; the same client without
+        AUTH is told to authenticate (530 5.7.0), and the LAN is no exception."""
+        sup, _ = self.start({}, shipped_conf=True)
+        base = ("check", "submission", "--from", "demo@example.test",
+                "--to", "friend@remote.example")
+        self.assertEqual(sup.ctl(*base, "--client", "192.0.2.7", "--auth", "demo"),
+                         (0, "250 2.1.5 Ok (rule: auth)\n"))
+        self.assertEqual(sup.ctl(*base, "--client", "192.0.2.7"),
+                         (1, "530 5.7.0 <friend@remote.example>: Authentication "
+                             "required (rule: auth_required)\n"))
+        self.assertEqual(sup.ctl(*base, "--client", "127.0.0.1")[0], 1)
+        # local mail needs no AUTH on it
+        self.assertEqual(sup.ctl("check", "submission", "--client", "192.0.2.7",
+                                 "--from", "a@b.example", "--to", "bob@example.test"),
+                         (0, "250 2.1.5 Ok (rule: local_domain)\n"))
+        # the Internet instance: not even an authenticated client relays there
+        self.assertEqual(sup.ctl("check", "internet", "--client", "192.0.2.7", "--auth",
+                                 "--from", "demo@example.test", "--to",
+                                 "friend@remote.example"),
+                         (1, "554 5.7.1 <friend@remote.example>: Relay access denied "
+                             "(rule: relay_access_denied)\n"))
+        # the corpus as an authenticated client: it relays to remote domains,
+        # but no trick turns an address at a local domain into a route
+        code, out = sup.ctl("check", "submission", "--client", "192.0.2.7", "--auth",
+                            "demo", "--corpus")
+        self.assertEqual(code, 1, out)
+        self.assertRegex(out.splitlines()[-1], r"^submission: client 192\.0\.2\.7 "
+                         r"\(authenticated\): relayed [1-9]\d*/%d$" % CASES)
+        relayed = [l for l in out.splitlines()[:-1] if l.endswith(" RELAYED")]
+        self.assertTrue(relayed)
+        for line in relayed:
+            rcpt = re.search(r"RCPT TO:(\S+) -> ", line).group(1)
+            domain = rcpt.rstrip(">").rsplit("@", 1)[-1].rstrip(".").lower()
+            self.assertNotEqual(domain, "example.test", line)
+            self.assertIn("(rule: auth)", line)
+
+    def test_live_replay_over_implicit_tls(self):
+        """A listener speaking TLS from the first octet (port 465's way) is
+        replayed over TLS too; require_tls on STARTTLS likewise; both relay for
+        authenticated clients only and show no difference."""
+        p465, p587 = free_port(), free_port()
+        conf_files = {"10.yaml": server_yaml(
+            "%(top)s", extra="  auth: {passwd_file: \"%(top)s/var/auth/passwd\"}\n") + """
+lan: [127.0.0.1]
+profiles:
+  sub: {require_auth: true}
+instances:
+  smtps:
+    listen: ["127.0.0.1:%d"]
+    profile: sub
+    tls: {cert: "%%(top)s/var/tls/cert.pem", key: "%%(top)s/var/tls/key.pem"}
+    tls_mode: implicit
+    startsecs: 0.2s
+  msa:
+    listen: ["127.0.0.1:%d"]
+    profile: sub
+    tls: {cert: "%%(top)s/var/tls/cert.pem", key: "%%(top)s/var/tls/key.pem"}
+    require_tls: true
+    startsecs: 0.2s
+""" % (p465, p587)}
+        conf = ConfDir({})
+        self.later(conf.cleanup)
+        demo_secrets(os.path.join(conf.top, "var"))
+        for name, text in conf_files.items():
+            conf.write(name, text % {"top": conf.top})
+        sup = Sup(conf)
+        self.later(sup.stop)
+        code, out = sup.ctl("audit")
+        self.assertEqual(code, 0, out)
+        for port in (p465, p587):
+            self.assertIn("to 127.0.0.1:%d: %d cases, " % (port, CASES), out)
+        self.assertEqual(out.count(", 0 differences"), 2, out)
+        self.assertEqual(out.count("relays for: authenticated clients only"), 2, out)
+        log = sup.logtext()
+        self.assertIn("TLS connection established from unknown[127.0.0.1]", log)
+        self.assertNotIn("Must issue a STARTTLS command first", log)
 
     def test_acknowledged_open_relay_is_caught(self):
         port, lport = free_port(), free_port()

@@ -234,6 +234,32 @@ class CtlTest(TestCase):
         self.assertEqual(code, 2)
         self.assertIn("check INSTANCE --client IP --from ADDR --to ADDR", out)
 
+    def test_check_auth(self):
+        # the same stranger, refused, then asked about as an authenticated client:
+        # relay_authenticated is on by default (permit_sasl_authenticated), from
+        # any address; USER is optional and --auth may come anywhere
+        args = ("check", "internet", "--client", "192.0.2.7", "--from", "s@x.example",
+                "--to", "v@remote.example")
+        self.assertEqual(self.ctl(*args)[0], 1)
+        for extra in (("--auth",), ("--auth", "alice")):
+            code, out = self.ctl(*(args + extra))
+            self.assertEqual((code, out), (0, "250 2.1.5 Ok (rule: auth)\n"), extra)
+        code, out = self.ctl("check", "internet", "--auth", "alice", "--client",
+                             "2001:db8::7", "--from", "<>", "--to", "v@remote.example")
+        self.assertEqual((code, out), (0, "250 2.1.5 Ok (rule: auth)\n"))
+        # AUTH never bypasses the address syntax checks
+        code, out = self.ctl("check", "internet", "--client", "192.0.2.7", "--auth",
+                             "--from", "s@x.example", "--to", "user%v@example.test")
+        self.assertEqual(code, 1, out)
+        self.assertIn("550 5.1.3", out)
+        # a stray argument is a usage error, not a user name
+        code, out = self.ctl("check", "internet", "--client", "192.0.2.7", "--from",
+                             "s@x.example", "--to", "v@remote.example", "--auth",
+                             "alice", "extra")
+        self.assertEqual(code, 2, out)
+        code, out = self.ctl("help", "check")
+        self.assertIn("--auth [USER]", out)
+
     def test_stats(self):
         sup = self.own([("a", free_port(), "lan-relay", ""), ("b", free_port(), "locked-down", "procs: 2")])
         pa = int(re.search(r'127\.0\.0\.1:(\d+)', open(os.path.join(

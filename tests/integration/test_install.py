@@ -52,6 +52,8 @@ class Install(unittest.TestCase):
                   "/usr/local/share/doc/relayvisor/examples/logrotate/relayvisor",
                   "/etc/relayvisor/conf.d/10-server.yaml",
                   "/etc/relayvisor/conf.d/20-instances.yaml",
+                  "/etc/relayvisor/conf.d/30-submission.yaml",
+                  "/usr/local/share/doc/relayvisor/examples/conf.d/30-submission.yaml",
                   "/etc/logrotate.d/relayvisor"):
             self.assertTrue(os.path.isfile(self.p(f)), f)
         self.assertIn("user relayvisor not created", self.out)
@@ -64,6 +66,16 @@ class Install(unittest.TestCase):
         self.assertEqual(keys["spool"], "/var/lib/relayvisor/spool")
         self.assertEqual(keys["control"], "/run/relayvisor/relayvisor.sock")
         self.assertEqual(keys["logs"], "/var/log/relayvisor")
+        # the submission instance: absolute paths under /etc/relayvisor, never
+        # the ./var of `make run` (whose demo certificate must not be installed)
+        with open(self.p("/etc/relayvisor/conf.d/30-submission.yaml")) as f:
+            sub = f.read()
+        self.assertIn("cert: /etc/relayvisor/tls/cert.pem", sub)
+        self.assertIn("key: /etc/relayvisor/tls/key.pem", sub)
+        self.assertIn("require_tls: true", sub)
+        self.assertIn("require_auth: true", sub)
+        self.assertNotIn("./var", sub)
+        self.assertFalse(os.path.exists(self.p("/etc/relayvisor/tls")))
         # the unit's directories are the configuration's
         with open(self.p("/usr/local/lib/systemd/system/relayvisord.service")) as f:
             unit = f.read()

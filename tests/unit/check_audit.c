@@ -127,7 +127,7 @@ START_TEST(locked_down_stranger_gets_the_corpus_answers)
 		for (size_t i = 0; i < audit_corpus_n; i++) {
 			struct audit_outcome o;
 			char name[96];
-			audit_simulate(cfg, inst, (struct sockaddr *)&ss, &v, i, &o);
+			audit_simulate(cfg, inst, (struct sockaddr *)&ss, false, &v, i, &o);
 			const char *want = audit_corpus[i].stranger;
 			const char *got = o.stage == AUDIT_AT_MAIL ? o.mail : o.rcpt;
 			audit_case_name(i, name, sizeof(name));
@@ -165,7 +165,7 @@ START_TEST(open_relay_is_caught_case_by_case)
 	    "  open: {listen: [\"127.0.0.3:2525\"], profile: open}\n");
 	const struct instance *inst = config_instance(cfg, "open");
 	struct audit_client c;
-	ck_assert_int_eq(audit_run_client(cfg, inst, "192.0.2.7", "stranger", &c), 0);
+	ck_assert_int_eq(audit_run_client(cfg, inst, "192.0.2.7", false, "stranger", &c), 0);
 	ck_assert_uint_eq(c.evaluated, audit_corpus_n);
 	ck_assert_uint_gt(c.relayed, 10);
 	/* the plain relay attempt is caught, a local delivery is not a relay */
@@ -186,7 +186,7 @@ START_TEST(open_relay_is_caught_case_by_case)
 	audit_vars_init(cfg, inst, &v);
 	for (size_t i = 0; i < audit_corpus_n; i++) {
 		struct audit_outcome o;
-		audit_simulate(cfg, inst, (struct sockaddr *)&ss, &v, i, &o);
+		audit_simulate(cfg, inst, (struct sockaddr *)&ss, false, &v, i, &o);
 		if (o.relayed) {
 			ck_assert_str_eq(o.rcpt, "250 2.1.5 Ok");
 			ck_assert_str_eq(o.rule, "relay_outside_lan");
@@ -277,8 +277,9 @@ START_TEST(lan_representatives)
 		ck_assert(a.lans[i].in_lan);
 		ck_assert_uint_gt(a.lans[i].relayed, 0);
 	}
-	ck_assert_uint_eq(a.n_matrix, 6);
+	ck_assert_uint_eq(a.n_matrix, 7);	/* stranger, 5 LAN entries, authenticated */
 	ck_assert_str_eq(a.matrix[1].client, "LAN 192.168.1.*");
+	ck_assert_str_eq(a.matrix[6].client, "authenticated");
 	audit_instance_free(&a);
 	config_free(cfg);
 }
@@ -300,7 +301,7 @@ START_TEST(access_refusal_is_what_a_stranger_sees)
 	ck_assert_str_eq(audit_greeting(cfg, inst, (struct sockaddr *)&out), "554 5.7.1");
 	ck_assert_str_eq(audit_greeting(cfg, inst, (struct sockaddr *)&in), "220");
 	struct audit_outcome o;
-	audit_simulate_pair(cfg, inst, (struct sockaddr *)&out, "<a@example.test>",
+	audit_simulate_pair(cfg, inst, (struct sockaddr *)&out, false, "<a@example.test>",
 	    "<v@remote.example>", &o);
 	ck_assert_int_eq(o.stage, AUDIT_AT_CONNECT);
 	ck_assert(!o.accepted);
@@ -322,16 +323,16 @@ START_TEST(syntax_refusals_are_the_sessions)
 	struct sockaddr_storage ss;
 	struct audit_outcome o;
 	sockaddr_of("192.0.2.9", &ss);
-	audit_simulate_pair(cfg, inst, (struct sockaddr *)&ss, "<a@b", "<c@d>", &o);
+	audit_simulate_pair(cfg, inst, (struct sockaddr *)&ss, false, "<a@b", "<c@d>", &o);
 	ck_assert_int_eq(o.stage, AUDIT_AT_MAIL);
 	ck_assert_str_eq(o.mail, "501 5.1.7 Bad sender address syntax");
-	audit_simulate_pair(cfg, inst, (struct sockaddr *)&ss, "<>", "<>", &o);
+	audit_simulate_pair(cfg, inst, (struct sockaddr *)&ss, false, "<>", "<>", &o);
 	ck_assert_str_eq(o.mail, "250 2.1.0 Ok");
 	ck_assert_str_eq(o.rcpt, "501 5.1.3 Bad recipient address syntax");
-	audit_simulate_pair(cfg, inst, (struct sockaddr *)&ss, "<>", "<u@example.test> X=1",
+	audit_simulate_pair(cfg, inst, (struct sockaddr *)&ss, false, "<>", "<u@example.test> X=1",
 	    &o);
 	ck_assert_str_eq(o.rcpt, "555 5.5.4 Unsupported option: X=1");
-	audit_simulate_pair(cfg, inst, (struct sockaddr *)&ss, "<>", "<v@remote.example>",
+	audit_simulate_pair(cfg, inst, (struct sockaddr *)&ss, false, "<>", "<v@remote.example>",
 	    &o);
 	ck_assert_str_eq(o.rcpt, "554 5.7.1 <v@remote.example>: Relay access denied");
 	config_free(cfg);
@@ -348,8 +349,12 @@ START_TEST(matrix_follows_relay_nonlocal_senders)
 	    "  i: {listen: [\"127.0.0.1:2525\"], profile: p}\n");
 	struct audit_instance a;
 	audit_instance(cfg, config_instance(cfg, "i"), false, &a);
-	ck_assert_uint_eq(a.n_matrix, 2);
+	ck_assert_uint_eq(a.n_matrix, 3);
 	const struct audit_matrix_row *s = &a.matrix[0], *l = &a.matrix[1];
+	/* an authenticated client relays whatever its sender (relay_nonlocal_senders
+	   is a rule for unauthenticated clients, as Mailtraq's checkbox is) */
+	for (size_t k = 0; k < AUDIT_SENDERS; k++)
+		ck_assert_str_eq(a.matrix[2].cell[k][1], "accept");
 	for (size_t k = 0; k < AUDIT_SENDERS; k++) {
 		ck_assert_str_eq(s->cell[k][0], "accept");
 		ck_assert_str_eq(s->cell[k][1], "554 5.7.1");
@@ -376,8 +381,12 @@ START_TEST(checklist_and_internet)
 	struct audit_instance a;
 	audit_instance(cfg, config_instance(cfg, "mx"), false, &a);
 	ck_assert(a.internet);		/* port 25 */
-	ck_assert_uint_eq(a.n_checks, 5);
+	ck_assert_uint_eq(a.n_checks, 6);
 	ck_assert(a.checks[0].ok && a.checks[1].ok && a.checks[2].ok);
+	ck_assert(a.checks[5].ok);	/* AUTH: informational */
+	ck_assert_str_eq(a.checks[5].setting, "Use SMTP User Authentication");
+	ck_assert_str_eq(a.checks[5].value, "authenticated clients relay too "
+	    "(relay_authenticated); AUTH is not offered here (no tls, or no server.auth)");
 	ck_assert(!a.checks[3].ok && !a.checks[4].ok);
 	ck_assert_str_eq(a.checks[3].value, "boss@friend.example");
 	ck_assert_str_eq(a.checks[4].key, "profiles.p.always_relay_to");
@@ -391,6 +400,90 @@ START_TEST(checklist_and_internet)
 	audit_instance_free(&a);
 	audit_instance(cfg, config_instance(cfg, "other"), true, &a);
 	ck_assert(a.internet);
+	audit_instance_free(&a);
+	config_free(cfg);
+}
+END_TEST
+
+/*
+ * The authenticated class: the shipped submission profile relays for
+ * authenticated clients only (not an open relay: no stranger relays), the
+ * locked-down Internet profile for nobody while its instance offers no AUTH, and
+ * the matrix shows the refusal an unauthenticated client gets.
+ */
+START_TEST(authenticated_class)
+{
+	struct config *cfg = load(
+	    "lan: [127.0.0.1]\n"
+	    "server: {auth: {passwd_file: /nonexistent/passwd}}\n"
+	    "profiles:\n"
+	    "  locked: {lan: []}\n"
+	    "  submission: {require_auth: true, relay_outside_lan: false}\n"
+	    "  lanrelay: {}\n"
+	    "  noauth: {require_auth: true, relay_authenticated: false}\n"
+	    "instances:\n"
+	    "  internet: {listen: [\"127.0.0.2:2525\"], profile: locked}\n"
+	    "  internet-tls: {listen: [\"127.0.0.2:2526\"], profile: locked,\n"
+	    "    tls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}}\n"
+	    "  submission: {listen: [\"127.0.0.1:2587\"], profile: submission,\n"
+	    "    tls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem},\n"
+	    "    require_tls: true}\n"
+	    "  lan: {listen: [\"127.0.0.1:2525\"], profile: lanrelay,\n"
+	    "    tls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}}\n"
+	    "  shut: {listen: [\"127.0.0.1:2588\"], profile: noauth,\n"
+	    "    tls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}}\n");
+	struct audit_instance a;
+
+	audit_instance(cfg, config_instance(cfg, "submission"), false, &a);
+	ck_assert_uint_eq(a.stranger_relayed, 0);
+	ck_assert_uint_eq(a.lan_relayed, 0);	/* require_auth: not even the LAN */
+	ck_assert(a.auth_run && a.auth_offered);
+	ck_assert_str_eq(a.auth.ip, "192.0.2.1");
+	ck_assert_uint_eq(a.auth.evaluated, audit_corpus_n);
+	ck_assert_uint_gt(a.auth.relayed, 0);
+	ck_assert_str_eq(audit_relays_for(&a), "authenticated clients only");
+	const struct audit_matrix_row *m = &a.matrix[a.n_matrix - 1];
+	ck_assert_str_eq(m->client, "authenticated");
+	ck_assert_str_eq(m->cell[1][1], "accept");
+	ck_assert_str_eq(a.matrix[0].client, "stranger");
+	ck_assert_str_eq(a.matrix[0].cell[1][1], "530 5.7.0");
+	ck_assert_str_eq(a.matrix[0].cell[1][0], "accept");	/* local mail: no AUTH */
+	ck_assert_str_eq(a.matrix[1].cell[0][1], "530 5.7.0");	/* LAN 127.0.0.1 */
+	ck_assert(a.checklist_ok);
+	audit_instance_free(&a);
+
+	/* no TLS, so no AUTH: the Internet instance relays for nobody */
+	audit_instance(cfg, config_instance(cfg, "internet"), false, &a);
+	ck_assert_uint_eq(a.stranger_relayed, 0);
+	ck_assert(!a.auth_offered);
+	ck_assert_str_eq(audit_relays_for(&a), "nobody");
+	ck_assert_str_eq(a.matrix[0].cell[1][1], "554 5.7.1");
+	audit_instance_free(&a);
+	/* with TLS it would offer AUTH, and authenticated users relay there
+	   (relay_authenticated defaults to on): said, never counted as strangers */
+	audit_instance(cfg, config_instance(cfg, "internet-tls"), false, &a);
+	ck_assert_uint_eq(a.stranger_relayed, 0);
+	ck_assert_str_eq(audit_relays_for(&a), "authenticated clients only");
+	audit_instance_free(&a);
+	audit_instance(cfg, config_instance(cfg, "lan"), false, &a);
+	ck_assert_str_eq(audit_relays_for(&a), "LAN and authenticated clients");
+	audit_instance_free(&a);
+	audit_instance(cfg, config_instance(cfg, "shut"), false, &a);
+	ck_assert_uint_eq(a.auth.relayed, 0);
+	ck_assert_str_eq(audit_relays_for(&a), "nobody");
+	ck_assert_str_eq(a.matrix[a.n_matrix - 1].cell[1][1], "554 5.7.1");
+	audit_instance_free(&a);
+	config_free(cfg);
+
+	/* TLS but no server.auth backend: nobody can authenticate there */
+	cfg = load("lan: [127.0.0.1]\n"
+	    "profiles:\n  lanrelay: {}\n"
+	    "instances:\n"
+	    "  lan: {listen: [\"127.0.0.1:2525\"], profile: lanrelay,\n"
+	    "    tls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}}\n");
+	audit_instance(cfg, config_instance(cfg, "lan"), false, &a);
+	ck_assert(!a.auth_offered);
+	ck_assert_str_eq(audit_relays_for(&a), "LAN clients only");
 	audit_instance_free(&a);
 	config_free(cfg);
 }
@@ -454,6 +547,7 @@ audit_suite(void)
 	tcase_add_test(tc, matrix_follows_relay_nonlocal_senders);
 	tcase_add_test(tc, checklist_and_internet);
 	tcase_add_test(tc, exposure_of_lan_listeners);
+	tcase_add_test(tc, authenticated_class);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -797,6 +797,11 @@ static const struct {
 	  "conf.d/10-a.yaml:3:11: warning: entry '2000::/3' of 'lan' in profile 'p' is over-wide: it trusts more than an IPv6 /16\n" },
 	{ "profiles:\n  p:\n    require_auth: true\n",
 	  "conf.d/10-a.yaml:3:19: warning: 'require_auth' in profile 'p': server.auth names no backend (passwd_file or dovecot), so nobody can authenticate; only always_relay_* entries relay\n" },
+	/* require_auth with a backend is the submission profile: no warning (see
+	   test_auth_profile_quiet); without a backend, or without
+	   relay_authenticated, nobody relays */
+	{ "profiles:\n  p:\n    require_auth: true\n    relay_authenticated: false\n",
+	  "conf.d/10-a.yaml:4:26: warning: 'relay_authenticated: false' with 'require_auth: true' in profile 'p': nobody relays, authenticated or not; only always_relay_* entries do\n" },
 	{ "profiles:\n  p: {lan: []}\ninstances:\n  x:\n    listen: [\"127.0.0.1:2525\"]\n"
 	  "    profile: p\n    access: lan\n",
 	  "conf.d/10-a.yaml:4:3: warning: instance 'x' has access: lan but profile 'p' trusts no network: no client can connect\n" },
@@ -834,6 +839,39 @@ START_TEST(test_warnings)
 	free(w);
 	free(all);
 	config_free(cfg);
+	config_diags_free(&d);
+}
+END_TEST
+
+/* the submission profile: require_auth with authenticated clients relaying (the
+   default) is what it should be, no warning; relay_authenticated defaults to on */
+START_TEST(test_auth_profile_quiet)
+{
+	struct config_diags d = { 0 };
+	struct config *cfg = load2("server:\n  auth: {passwd_file: /etc/relayvisor/passwd}\n"
+	    "profiles:\n  sub: {require_auth: true}\n  plain: {}\n"
+	    "  off: {relay_authenticated: no}\n", NULL, &d);
+
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_uint_eq(d.n_errors, 0);
+	ck_assert_uint_eq(d.n_warnings, 0);
+	const struct profile *sub = config_profile(cfg, "sub");
+	const struct profile *plain = config_profile(cfg, "plain");
+	const struct profile *off = config_profile(cfg, "off");
+	ck_assert(sub->require_auth && sub->relay_authenticated);
+	ck_assert(!plain->require_auth && plain->relay_authenticated);
+	ck_assert(!off->require_auth && !off->relay_authenticated);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	/* a bad value names file:line:column and what was expected */
+	cfg = load2("profiles:\n  p:\n    relay_authenticated: sometimes\n", NULL, &d);
+	char *w = diags_text(&d, false);
+	ck_assert_str_eq(w, "conf.d/10-a.yaml:3:26: error: 'relay_authenticated' in profile "
+	    "'p': expected true or false, got 'sometimes'\n");
+	free(w);
+	if (cfg != NULL)
+		config_free(cfg);
 	config_diags_free(&d);
 }
 END_TEST
@@ -911,8 +949,8 @@ START_TEST(test_shipped)
 
 	ck_assert_msg(cfg != NULL && d.n == 0, "conf.d:\n%s", all);
 	free(all);
-	ck_assert_uint_eq(cfg->n_instances, 2);
-	ck_assert_uint_eq(cfg->n_profiles, 2);
+	ck_assert_uint_eq(cfg->n_instances, 3);
+	ck_assert_uint_eq(cfg->n_profiles, 3);
 	ck_assert_ptr_null(cfg->server.user);
 	ck_assert_str_eq(cfg->server.spool, "./var/spool");
 	ck_assert_str_eq(cfg->server.control, "./var/run/relayvisor.sock");
@@ -926,6 +964,7 @@ START_TEST(test_shipped)
 	const struct netlist *inlan = config_profile_lan(cfg, in->profile);
 	ck_assert_uint_eq(netlist_count(inlan), 0);
 	ck_assert(!in->profile->relay_outside_lan);
+	ck_assert(!in->profile->relay_authenticated);	/* submission is for that */
 	ck_assert(!config_profile_relays_for_anyone(cfg, in->profile));
 
 	const struct instance *lan = config_instance(cfg, "lan");
@@ -935,6 +974,19 @@ START_TEST(test_shipped)
 	ck_assert(netlist_match_str(ll, "127.0.0.1"));
 	ck_assert(!netlist_match_str(ll, "127.0.0.2"));
 	ck_assert(!config_profile_relays_for_anyone(cfg, lan->profile));
+
+	/* submission: STARTTLS required, AUTH required, relaying for
+	   authenticated users only */
+	const struct instance *sub = config_instance(cfg, "submission");
+	ck_assert_ptr_nonnull(sub);
+	ck_assert_str_eq(sub->listen[0].text, "127.0.0.1:2587");
+	ck_assert_str_eq(sub->tls_cert, "./var/tls/cert.pem");
+	ck_assert_str_eq(sub->tls_key, "./var/tls/key.pem");
+	ck_assert_int_eq(sub->tls_mode, TLS_MODE_STARTTLS);
+	ck_assert(sub->require_tls);
+	ck_assert(sub->profile->require_auth && sub->profile->relay_authenticated);
+	ck_assert(!sub->profile->relay_outside_lan);
+	ck_assert(!config_profile_relays_for_anyone(cfg, sub->profile));
 	config_free(cfg);
 	config_diags_free(&d);
 }
@@ -1048,7 +1100,7 @@ START_TEST(test_check_report)
 
 	ck_assert_int_eq(check_report("conf.d", &diag, &out), 0);
 	ck_assert_str_eq(diag, "");
-	ck_assert_str_eq(out, "conf.d: ok: 2 instances, 2 profiles\n");
+	ck_assert_str_eq(out, "conf.d: ok: 3 instances, 3 profiles\n");
 	free(out);
 	free(diag);
 }
@@ -1248,6 +1300,15 @@ static const struct {
 	  "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n"
 	  "  y: {listen: [\"127.0.0.1:2526\"], profile: q, access: [10.0.0.0/8]}\n",
 	  false, true },
+	/* who AUTH lets relay changes what the listener answers: it restarts */
+	{ eq_base_a, "profiles:\n  p: {relay_authenticated: false}\n  q: {lan: [10.0.0.1]}\n"
+	  "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n"
+	  "  y: {listen: [\"127.0.0.1:2526\"], profile: q, access: [10.0.0.0/8]}\n",
+	  false, true },
+	{ eq_base_a, "profiles:\n  p: {relay_authenticated: true}\n  q: {lan: [10.0.0.1]}\n"
+	  "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n"
+	  "  y: {listen: [\"127.0.0.1:2526\"], profile: q, access: [10.0.0.0/8]}\n",
+	  true, true },
 	{ eq_base_a, "profiles:\n  p: {}\n  q: {lan: [10.0.0.2]}\n"
 	  "instances:\n  x: {listen: [\"127.0.0.1:2525\"], profile: p}\n"
 	  "  y: {listen: [\"127.0.0.1:2526\"], profile: q, access: [10.0.0.0/8]}\n",
@@ -1311,8 +1372,8 @@ START_TEST(test_known_keys)
 	/* + delivery.*, + tls.cert, tls.key, tls_mode, require_tls, + delivery's
 	   tls, tls_ca_file, relayhost_tls, relayhost_auth.user, .password_file,
 	   + server.auth.passwd_file, .dovecot, sender_login_match,
-	   auth_plaintext_loopback */
-	ck_assert_uint_eq(n, 10 + 1 + 8 + 23 + 13 + 4 + 5 + 4);
+	   auth_plaintext_loopback, + relay_authenticated */
+	ck_assert_uint_eq(n, 10 + 1 + 9 + 23 + 13 + 4 + 5 + 4);
 	ck_assert_ptr_eq(config_known_keys(), k);
 }
 END_TEST
@@ -1407,6 +1468,7 @@ config_suite(void)
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_merge);
 	tcase_add_loop_test(tc, test_warnings, 0, N(warned));
+	tcase_add_test(tc, test_auth_profile_quiet);
 	tcase_add_loop_test(tc, test_interlock, 0, N(open_profiles));
 	tcase_add_loop_test(tc, test_bad_lan_no_extra_warning, 0, N(bad_lan));
 	tcase_add_test(tc, test_shipped);

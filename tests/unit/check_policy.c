@@ -6,7 +6,7 @@
  * client (LAN / outside, IPv4, IPv6, IPv4-mapped) x sender (local / non-local / null)
  * x recipient (local / remote) x always_relay_to x always_relay_from (empty, matching,
  * near-miss) x relay_outside_lan x relay_nonlocal_senders x require_auth x
- * authenticated, and compares with expected_relay() below: the rules restated from
+ * relay_authenticated x authenticated, and compares with expected_relay() below: the rules restated from
  * DESIGN.md, not derived from the code. Then the classic open-relay tricks from an
  * outside client, postmaster, local_recipients, address literals and errors.
  */
@@ -28,6 +28,7 @@ struct opts {
 	bool relay_outside_lan;
 	bool relay_nonlocal_senders;
 	bool require_auth;
+	bool no_relay_authenticated;	/* relay_authenticated: false (default on) */
 	bool accept_domain_literals;
 	const char *const *relay_to;
 	const char *const *relay_from;
@@ -104,6 +105,7 @@ setup(const struct opts *o)
 	prof.relay_outside_lan = o->relay_outside_lan;
 	prof.relay_nonlocal_senders = o->relay_nonlocal_senders;
 	prof.require_auth = o->require_auth;
+	prof.relay_authenticated = !o->no_relay_authenticated;
 	prof.accept_domain_literals = o->accept_domain_literals;
 	prof.always_relay_to = make_strlist(o->relay_to);
 	prof.always_relay_from = make_strlist(o->relay_from);
@@ -239,7 +241,11 @@ struct expect {
  * relaying is permitted by always_relay_to, always_relay_from (a null sender has no
  * address, so never matches), the unauthenticated rule (no require_auth, client in
  * LAN or relay_outside_lan, and relay_nonlocal_senders or a local sender), or an
- * authenticated session under require_auth; everything else is 554 5.7.1.
+ * authenticated session when relay_authenticated is on (Postfix's
+ * permit_sasl_authenticated: from anywhere, for any sender). What is left is refused:
+ * 530 5.7.0 Authentication required for an unauthenticated client where
+ * require_auth and relay_authenticated say AUTH would let it relay (RFC 4954
+ * section 6), else 554 5.7.1 Relay access denied.
  */
 static struct expect
 expected_relay(const struct opts *o, bool to_matches, bool from_matches, bool in_lan,
@@ -258,8 +264,12 @@ expected_relay(const struct opts *o, bool to_matches, bool from_matches, bool in
 		e.rule = "always_relay_from";
 	} else if (!o->require_auth && client_ok && sender_ok) {
 		e.rule = in_lan ? "lan" : "relay_outside_lan";
-	} else if (o->require_auth && authenticated) {
+	} else if (authenticated && !o->no_relay_authenticated) {
 		e.rule = "auth";
+	} else if (o->require_auth && !o->no_relay_authenticated) {
+		e.code = 530;
+		e.enhanced = "5.7.0";
+		e.rule = "auth_required";
 	} else {
 		e.code = 554;
 		e.enhanced = "5.7.1";
@@ -269,19 +279,20 @@ expected_relay(const struct opts *o, bool to_matches, bool from_matches, bool in
 	return e;
 }
 
-/* _i encodes the profile: 4 flags (with authenticated) x to-list x from-list */
-#define COMBO_PROFILES (16 * LIST_STATES * LIST_STATES)
+/* _i encodes the profile: 5 flags (with authenticated) x to-list x from-list */
+#define COMBO_PROFILES (32 * LIST_STATES * LIST_STATES)
 
 START_TEST(test_every_combination)
 {
-	int flags = _i % 16;
-	enum list_state to_st = (enum list_state)((_i / 16) % LIST_STATES);
-	enum list_state from_st = (enum list_state)(_i / 16 / LIST_STATES);
+	int flags = _i % 32;
+	enum list_state to_st = (enum list_state)((_i / 32) % LIST_STATES);
+	enum list_state from_st = (enum list_state)(_i / 32 / LIST_STATES);
 	bool authenticated = flags & 8;
 	struct opts o = {
 		.relay_outside_lan = flags & 1,
 		.relay_nonlocal_senders = flags & 2,
 		.require_auth = flags & 4,
+		.no_relay_authenticated = flags & 16,
 		.relay_to = list_for(to_st, to_match, to_near),
 		.relay_from = list_for(from_st, from_match, from_near),
 	};
@@ -298,9 +309,11 @@ START_TEST(test_every_combination)
 		char what[256];
 
 		snprintf(what, sizeof(what),
-		    "client %s from %s to %s outside=%d nonlocal=%d auth=%d/%d to=%d from=%d",
+		    "client %s from %s to %s outside=%d nonlocal=%d require_auth=%d "
+		    "relay_authenticated=%d authenticated=%d to=%d from=%d",
 		    clients[c].ip, senders[s].addr, rcpts[r].addr, o.relay_outside_lan,
-		    o.relay_nonlocal_senders, o.require_auth, authenticated, to_st, from_st);
+		    o.relay_nonlocal_senders, o.require_auth, !o.no_relay_authenticated,
+		    authenticated, to_st, from_st);
 		int rc = decide(clients[c].ip, senders[s].addr, rcpts[r].addr, authenticated,
 		    &res);
 		ck_assert_msg(rc == 0, "%s: rc %d", what, rc);
@@ -317,9 +330,11 @@ START_TEST(test_every_combination)
 			permits++;
 		} else {
 			char text[128];
-			snprintf(text, sizeof(text), "<%s>: Relay access denied",
-			    rcpts[r].canonical);
+			snprintf(text, sizeof(text), "<%s>: %s", rcpts[r].canonical,
+			    e.code == 530 ? "Authentication required" :
+			    "Relay access denied");
 			ck_assert_int_eq(res.answer, POLICY_REJECT);
+			ck_assert(res.relay_denied);
 			ck_assert_str_eq(res.text, text);
 			rejects++;
 		}
@@ -611,6 +626,82 @@ START_TEST(test_own_addrs)
 }
 END_TEST
 
+/*
+ * The shipped submission profile (require_auth, relay_authenticated,
+ * relay_outside_lan off) through policy_evaluate, the entry point of `check` and
+ * the audit: an authenticated stranger relays, nobody else does, and the refusal
+ * tells an unauthenticated client to authenticate; local mail needs no AUTH.
+ */
+static const struct {
+	const char *client, *from, *to;
+	bool authenticated;
+	int code;
+	const char *enhanced, *rule, *text;
+} submission[] = {
+	{ OUT, SND, "<r@remote.example>", true, 250, "2.1.5", "auth", "Ok" },
+	{ "2001:db8:ffff::5", "<>", "<r@remote.example>", true, 250, "2.1.5", "auth",
+	  "Ok" },
+	{ LAN, "<s@example.test>", "<r@remote.example>", true, 250, "2.1.5", "auth", "Ok" },
+	{ OUT, SND, "<r@remote.example>", false, 530, "5.7.0", "auth_required",
+	  "<r@remote.example>: Authentication required" },
+	{ LAN, "<s@example.test>", "<r@remote.example>", false, 530, "5.7.0",
+	  "auth_required", "<r@remote.example>: Authentication required" },
+	{ OUT, SND, "<r@example.test>", false, 250, "2.1.5", "local_domain", "Ok" },
+	{ OUT, SND, "<user%remote.example@example.test>", true, 550, "5.1.3",
+	  "bad_local_part", "Bad recipient address syntax" },
+	{ OUT, SND, "<postmaster>", false, 250, "2.1.5", "postmaster", "Ok" },
+};
+
+START_TEST(test_submission_profile)
+{
+	struct opts o = { .relay_nonlocal_senders = true, .require_auth = true };
+	struct sockaddr_storage ss;
+	struct policy_verdict v;
+
+	setup(&o);
+	set_sockaddr(&ss, submission[_i].client, 40000);
+	policy_evaluate(&cfg, &inst, (const struct sockaddr *)&ss,
+	    submission[_i].authenticated, submission[_i].from, submission[_i].to, &v);
+	ck_assert_int_eq(v.stage, POLICY_DECIDED);
+	ck_assert_msg(v.res.code == submission[_i].code, "%s -> %s auth=%d: %d %s (%s)",
+	    submission[_i].client, submission[_i].to, submission[_i].authenticated,
+	    v.res.code, v.res.text, v.res.rule);
+	ck_assert_str_eq(v.res.enhanced, submission[_i].enhanced);
+	ck_assert_str_eq(v.res.rule, submission[_i].rule);
+	ck_assert_str_eq(v.res.text, submission[_i].text);
+	teardown();
+}
+END_TEST
+
+/* relay_authenticated: false takes the relay right away from authenticated
+   clients (Postfix without permit_sasl_authenticated): 554, not 530, since
+   authenticating would not help */
+START_TEST(test_relay_authenticated_off)
+{
+	struct opts o = { .relay_nonlocal_senders = true, .require_auth = _i == 1,
+	    .no_relay_authenticated = true };
+	struct sockaddr_storage ss;
+	struct policy_verdict v;
+
+	setup(&o);
+	set_sockaddr(&ss, OUT, 40000);
+	for (int auth = 0; auth < 2; auth++) {
+		policy_evaluate(&cfg, &inst, (const struct sockaddr *)&ss, auth, SND,
+		    "<r@remote.example>", &v);
+		ck_assert_int_eq(v.res.code, 554);
+		ck_assert_str_eq(v.res.enhanced, "5.7.1");
+		ck_assert_str_eq(v.res.rule, "relay_access_denied");
+		ck_assert_str_eq(v.res.text, "<r@remote.example>: Relay access denied");
+	}
+	/* the LAN still relays without require_auth, whatever AUTH says */
+	set_sockaddr(&ss, LAN, 40000);
+	policy_evaluate(&cfg, &inst, (const struct sockaddr *)&ss, true, SND,
+	    "<r@remote.example>", &v);
+	ck_assert_int_eq(v.res.code, _i == 1 ? 554 : 250);
+	teardown();
+}
+END_TEST
+
 /* a context that cannot be decided is a 451, never a permit */
 static const struct {
 	const char *what;
@@ -742,6 +833,8 @@ policy_suite(void)
 	tcase_add_loop_test(tc, test_every_combination, 0, COMBO_PROFILES);
 	tcase_add_loop_test(tc, test_trick, 0, N(tricks));
 	tcase_add_test(tc, test_own_addrs);
+	tcase_add_loop_test(tc, test_submission_profile, 0, N(submission));
+	tcase_add_loop_test(tc, test_relay_authenticated_off, 0, 2);
 	tcase_add_loop_test(tc, test_error, 0, N(errors));
 	suite_add_tcase(s, tc);
 
