@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 B=${B:-build}
 A="$B/asan"
-if ! make --no-print-directory -s B="$B" sanitize >"$B/asan-build.log" 2>&1; then
+if ! make --no-print-directory -s -j"${JOBS:-2}" B="$B" sanitize >"$B/asan-build.log" 2>&1; then
 	tail -30 "$B/asan-build.log"
 	echo "sanitizers: 0 passed, 1 failed (build)"
 	exit 1
