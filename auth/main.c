@@ -502,30 +502,10 @@ passwd_startup(void)
 		A.st.v[AUTH_STAT_USERS] = passwd_db_count(db);
 		return;
 	}
-	struct pollfd pfd = { .fd = A.notify_fd, .events = POLLIN };
-	int pr;
-	while ((pr = poll(&pfd, 1, 30000)) == -1 && errno == EINTR)
-		;
-	if (pr != 1) {
-		log_warnx("no password file from the supervisor within 30s");
-		exit(1);
-	}
-	char buf[CHILD_MSG_MAX + 1];
-	int fd;
-	ssize_t n = childproto_recv(A.notify_fd, buf, sizeof(buf), &fd, 0);
-	if (n > 0 && strcmp(buf, CHILD_MSG_PASSWD) == 0) {
-		if (passwd_take(fd, true) == 0)
-			return;
+	int fd = child_await_fd(A.notify_fd, CHILD_MSG_PASSWD, CHILD_MSG_PASSWD_ERROR,
+	    "password file");
+	if (passwd_take(fd, true) == -1)
 		exit(CHILD_EXIT_CONFIG);
-	}
-	if (fd != -1)
-		close(fd);
-	if (n > 0 && strncmp(buf, CHILD_MSG_PASSWD_ERROR,
-	    strlen(CHILD_MSG_PASSWD_ERROR)) == 0)
-		log_warnx("%s", buf + strlen(CHILD_MSG_PASSWD_ERROR) + 1);
-	else
-		log_warnx("expected the password file from the supervisor");
-	exit(CHILD_EXIT_CONFIG);
 }
 
 static void

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,4 +89,32 @@ child_notify(int fd, const char *msg)
 {
 	if (fd >= 0 && send(fd, msg, strlen(msg), MSG_NOSIGNAL) == -1)
 		log_warn("notify %s", msg);
+}
+
+int
+child_await_fd(int notify_fd, const char *msg, const char *msg_error, const char *what)
+{
+	struct pollfd pfd = { .fd = notify_fd, .events = POLLIN };
+	char buf[CHILD_MSG_MAX + 1];
+	int pr, fd;
+
+	while ((pr = poll(&pfd, 1, 30000)) == -1 && errno == EINTR)
+		;
+	if (pr != 1) {
+		log_warnx("no %s from the supervisor within 30s", what);
+		exit(1);
+	}
+	ssize_t n = childproto_recv(notify_fd, buf, sizeof(buf), &fd, 0);
+	if (n > 0 && strcmp(buf, msg) == 0 && fd != -1)
+		return fd;
+	if (fd != -1)
+		close(fd);
+	size_t elen = strlen(msg_error);
+	if (n > 0 && strncmp(buf, msg_error, elen) == 0 && buf[elen] == ' ')
+		log_warnx("%s", buf + elen + 1);
+	else if (n > 0)
+		log_warnx("expected the %s from the supervisor, got \"%.40s\"", what, buf);
+	else
+		log_warnx("expected the %s from the supervisor", what);
+	exit(CHILD_EXIT_CONFIG);
 }

@@ -26,5 +26,12 @@ void child_env_str(const char *name, char *buf, size_t size);
 struct config *child_load_config(const char *dir);
 /* one message on the notify socket (fd -1: none; a failure is logged) */
 void child_notify(int fd, const char *msg);
+/* at start-up, the first thing the supervisor hands over on the notify socket:
+   message msg with a descriptor (a sealed memfd: a certificate, the password
+   file), within 30 s. Returns that descriptor; anything else ends the process
+   with CHILD_EXIT_CONFIG (the supervisor's "msg_error TEXT" logged as TEXT,
+   otherwise "expected WHAT from the supervisor"), and silence with 1. */
+int child_await_fd(int notify_fd, const char *msg, const char *msg_error,
+    const char *what);
 
 #endif

@@ -128,27 +128,10 @@ tls_setup(const struct instance *inst, bool supervised)
 		main_sd->tls = ctx;
 		return;
 	}
-	struct pollfd pfd = { .fd = notify_fd, .events = POLLIN };
-	int pr;
-	while ((pr = poll(&pfd, 1, 30000)) == -1 && errno == EINTR)
-		;
-	if (pr != 1) {
-		log_warnx("no certificate from the supervisor within 30s");
-		exit(1);
-	}
-	char buf[CHILD_MSG_MAX + 1];
-	int fd;
-	ssize_t n = childproto_recv(notify_fd, buf, sizeof(buf), &fd, 0);
-	if (n > 0 && strcmp(buf, CHILD_MSG_TLS) == 0 && tls_take(fd, "certificate") == 0)
-		return;
-	if (fd != -1 && (n <= 0 || strcmp(buf, CHILD_MSG_TLS) != 0))
-		close(fd);
-	if (n > 0 && strncmp(buf, CHILD_MSG_TLS_ERROR, strlen(CHILD_MSG_TLS_ERROR)) == 0)
-		log_warnx("%s", buf + strlen(CHILD_MSG_TLS_ERROR) + 1);
-	else if (n > 0 && strcmp(buf, CHILD_MSG_TLS) != 0)
-		log_warnx("expected the certificate from the supervisor, got \"%.40s\"",
-		    buf);
-	exit(CHILD_EXIT_CONFIG);
+	int fd = child_await_fd(notify_fd, CHILD_MSG_TLS, CHILD_MSG_TLS_ERROR,
+	    "certificate");
+	if (tls_take(fd, "certificate") == -1)
+		exit(CHILD_EXIT_CONFIG);
 }
 
 static void

@@ -16,18 +16,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
+import dovecot
 import harness
 from harness import ConfDir, Dialog, free_port, server_yaml, swaks
 from test_supervisor import PROFILES, Sup, TestCase, instance_yaml
 from test_tls import make_cert, starttls
 
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 PASSWORD = "alice secret"
 
 
@@ -363,36 +362,7 @@ class AuthTest(TestCase):
         self.assertIn(b"names no server.auth.passwd_file", p.stderr)
 
 
-CONF = """base_dir = {top}/run
-state_dir = {top}/state
-instance_name = rv-auth-{name}
-log_path = /dev/stderr
-protocols =
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-default_internal_user = dovecot
-default_login_user = dovenull
-passdb {{
-  driver = passwd-file
-  args = scheme=CRYPT username_format=%u {top}/users
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home=/nonexistent
-}}
-service auth {{
-  unix_listener auth-client {{
-    mode = 0666
-  }}
-}}
-"""
-
-
-@unittest.skipUnless(os.path.exists(DOVECOT), "dovecot-core not installed (scripts/deps.sh)")
-@unittest.skipUnless(os.geteuid() == 0, "Dovecot's privilege separation needs root")
+@unittest.skipUnless(dovecot.available(), "dovecot-core not installed (scripts/deps.sh) or not root")
 class DovecotBackendTest(AuthTest):
     """The listener's AUTH answered by a real Dovecot through relayvisor-auth."""
 
@@ -402,28 +372,11 @@ class DovecotBackendTest(AuthTest):
         self.later(lambda: shutil.rmtree(top, ignore_errors=True))
         p = set_password(os.path.join(top, "users"), "alice", PASSWORD)
         self.assertEqual(p.returncode, 0, p.stderr)
-        os.chmod(os.path.join(top, "users"), 0o644)
-        conf = os.path.join(top, "dovecot.conf")
-        with open(conf, "w") as f:
-            f.write(CONF.format(top=top, name=os.path.basename(top)))
-        log = open(os.path.join(top, "dovecot.log"), "w+")
-        self.later(log.close)
-        dovecot = subprocess.Popen([DOVECOT, "-F", "-c", conf], stdout=log,
-                                   stderr=subprocess.STDOUT)
-        self.later(lambda: harness.stop_process(dovecot, signal.SIGTERM, 20))
-        sock = os.path.join(top, "run", "auth-client")
-        deadline = time.monotonic() + 30
-        while True:
-            self.assertIsNone(dovecot.poll(), "dovecot exited")
-            self.assertLess(time.monotonic(), deadline, "no auth-client socket")
-            if os.path.exists(sock):
-                with socket.socket(socket.AF_UNIX) as s:
-                    try:
-                        s.connect(sock)
-                        break
-                    except OSError:
-                        pass
-            time.sleep(0.02)
+        # the auth process connects as the confined user: a socket anyone may use
+        dv = dovecot.AuthDovecot(os.path.join(top, "dovecot"), os.path.join(top, "users"),
+                                 mode="0666")
+        self.later(dv.stop)
+        sock = dv.socket
         self.start(auth="  auth:\n    dovecot: %s\n" % sock)
         self.wait_log("auth", r"connected to dovecot", "the Dovecot connection")
         code, out = self.swaks_auth("PLAIN")

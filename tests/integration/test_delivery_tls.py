@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,11 +19,11 @@ import threading
 import time
 import unittest
 
+import dovecot
 import harness
 from harness import ConfDir, free_port, stop_process
 from test_delivery import Delivery, Sink
 
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 NEEDS = ("postfix", "postconf", "smtp-sink", "openssl")
 
 
@@ -181,75 +180,17 @@ smtpd_tls_received_header = yes
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-DOVECOT_CONF = """# private Dovecot: Postfix's SASL backend, auth only, no network
-base_dir = {top}/run
-state_dir = {top}/state
-instance_name = rv-tls-{name}
-log_path = /dev/stderr
-protocols =
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-auth_verbose = yes
-default_internal_user = dovecot
-default_login_user = dovenull
-passdb {{
-  driver = passwd-file
-  args = {top}/users
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home=/nonexistent
-}}
-service auth {{
-  unix_listener auth-client {{
-    mode = 0660
-    user = postfix
-  }}
-}}
-"""
+class Dovecot(dovecot.AuthDovecot):
+    """Postfix's SASL backend: its auth-client socket is Postfix's"""
 
-
-class Dovecot:
     def __init__(self, top, users):
-        self.top = os.path.join(top, "dovecot")
-        os.makedirs(self.top)
-        os.chmod(self.top, 0o755)
-        with open(os.path.join(self.top, "users"), "w") as f:
+        d = os.path.join(top, "dovecot")
+        os.makedirs(d)
+        path = os.path.join(d, "users")
+        with open(path, "w") as f:
             for user, pw in users.items():
                 f.write("%s:{PLAIN}%s\n" % (user, pw))
-        os.chmod(os.path.join(self.top, "users"), 0o644)
-        conf = os.path.join(self.top, "dovecot.conf")
-        with open(conf, "w") as f:
-            f.write(DOVECOT_CONF.format(top=self.top, name=os.path.basename(top)))
-        self.logf = open(os.path.join(self.top, "dovecot.log"), "w+")
-        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
-        self.socket = os.path.join(self.top, "run", "auth-client")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("dovecot exited: " + self.log())
-            if os.path.exists(self.socket):
-                with socket.socket(socket.AF_UNIX) as s:
-                    try:
-                        s.connect(self.socket)
-                        return
-                    except OSError:
-                        pass
-            time.sleep(0.02)
-        raise AssertionError("no dovecot auth socket: " + self.log())
-
-    def log(self):
-        self.logf.flush()
-        with open(self.logf.name, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        stop_process(self.proc, signal.SIGTERM, 20)
-        self.logf.close()
+        super().__init__(d, path, mode="0660", owner="postfix")
 
 
 class Impostor:
@@ -548,7 +489,7 @@ class OutboundTLS(TLSBase):
         self.assertEqual(imp.connections, 1)
 
 
-@unittest.skipUnless(have_all() and os.path.exists(DOVECOT),
+@unittest.skipUnless(have_all() and dovecot.available(),
                      "needs root, dovecot-core and " + ", ".join(NEEDS))
 class RelayhostAuth(TLSBase):
     """relayhost_auth against Postfix with smtpd_sasl_type = dovecot and a

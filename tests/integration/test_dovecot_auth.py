@@ -6,16 +6,12 @@ password file is written by `relayvisorctl passwd`, so the yescrypt hashes we wr
 are the ones Dovecot verifies."""
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 import unittest
 
+import dovecot
 import harness
-
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
 def probe_path():
@@ -27,38 +23,7 @@ def probe_path():
     raise AssertionError("dovecot_auth_probe not built (make unit-bins)")
 
 
-CONF = """# private Dovecot for relayvisor's tests: auth only, no network
-base_dir = {top}/run
-state_dir = {top}/state
-instance_name = rv-test-{name}
-log_path = /dev/stderr
-protocols =
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-auth_verbose = yes
-default_internal_user = dovecot
-default_login_user = dovenull
-passdb {{
-  driver = passwd-file
-  args = scheme=CRYPT username_format=%u {top}/users
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home=/nonexistent
-}}
-service auth {{
-  unix_listener auth-client {{
-    mode = 0600
-  }}
-}}
-"""
-
-
-@unittest.skipUnless(os.path.exists(DOVECOT), "dovecot-core not installed (scripts/deps.sh)")
-@unittest.skipUnless(os.geteuid() == 0, "Dovecot's privilege separation needs root")
+@unittest.skipUnless(dovecot.available(), "dovecot-core not installed (scripts/deps.sh) or not root")
 class DovecotAuthTest(harness.TestCase):
     def setUp(self):
         super().setUp()
@@ -71,38 +36,12 @@ class DovecotAuthTest(harness.TestCase):
                                input=(pw + "\n").encode(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=30)
             self.assertEqual(p.returncode, 0, p.stdout)
-        os.chmod(users, 0o644)   # Dovecot's auth process runs as user dovecot
-        conf = os.path.join(self.top, "dovecot.conf")
-        with open(conf, "w") as f:
-            f.write(CONF.format(top=self.top, name=os.path.basename(self.top)))
-        self.log = open(os.path.join(self.top, "dovecot.log"), "w+")
-        self.later(self.log.close)
-        self.dovecot = subprocess.Popen([DOVECOT, "-F", "-c", conf],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        self.later(lambda: harness.stop_process(self.dovecot, signal.SIGTERM, 20))
-        self.socket = os.path.join(self.top, "run", "auth-client")
-        self.wait_socket()
+        self.dv = dovecot.AuthDovecot(os.path.join(self.top, "dovecot"), users)
+        self.later(self.dv.stop)
+        self.socket = self.dv.socket
 
     def dovecot_log(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
-
-    def wait_socket(self):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.dovecot.poll() is not None:
-                self.fail("dovecot exited %d:\n%s" % (self.dovecot.returncode,
-                                                      self.dovecot_log()))
-            if os.path.exists(self.socket):
-                with socket.socket(socket.AF_UNIX) as s:
-                    try:
-                        s.connect(self.socket)
-                        return
-                    except OSError:
-                        pass
-            time.sleep(0.02)
-        self.fail("no auth-client socket:\n" + self.dovecot_log())
+        return self.dv.log()
 
     def probe(self, *creds):
         p = subprocess.run([probe_path(), self.socket, *creds], stdout=subprocess.PIPE,
