@@ -39,16 +39,13 @@ RV_PID=
 cleanup() {
 	rc=$?
 	trap - EXIT INT TERM HUP
-	[ -z "$RV_PID" ] || { kill "$RV_PID" 2>/dev/null; wait "$RV_PID" 2>/dev/null; } || true
-	[ -z "$SINK_PID" ] || { kill "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null; } || true
+	stop_pid "$RV_PID"
+	stop_pid "$SINK_PID"
 	postfix_stop "$T"
 	if [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "bench: kept $T"; fi
 	exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+bench_traps cleanup
 
 PF_PORT=$(free_port)
 RV_PORT=$(free_port)

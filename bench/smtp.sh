@@ -72,10 +72,7 @@ cleanup() {
 	if [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "bench: kept $T"; fi
 	exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+bench_traps cleanup
 
 PF_PORT=$(free_port)
 RV_PORT=$(free_port)

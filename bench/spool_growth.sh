@@ -41,15 +41,12 @@ RV_PID=
 cleanup() {
 	rc=$?
 	trap - EXIT INT TERM HUP
-	[ -z "$RV_PID" ] || { kill "$RV_PID" 2>/dev/null; wait "$RV_PID" 2>/dev/null; } || true
-	[ -z "$SINK_PID" ] || { kill "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null; } || true
+	stop_pid "$RV_PID"
+	stop_pid "$SINK_PID"
 	if [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "spool_growth: kept $T"; fi
 	exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+bench_traps cleanup
 
 RV_PORT=$(free_port)
 SINK_PORT=$(free_port)

@@ -9,6 +9,20 @@
 # temporary directory, and listens on a free loopback port only.
 
 # a free TCP port on 127.0.0.1 (never 25)
+# run function $1 on every exit path: a normal end, Ctrl-C, TERM, HUP (each
+# with its own status; the function starts with `trap - EXIT INT TERM HUP`)
+bench_traps() {
+	trap "$1" EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	trap 'exit 129' HUP
+}
+
+# stop a background process this script started (no-op for "")
+stop_pid() {
+	[ -z "$1" ] || { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; } || true
+}
+
 free_port() {
 	local p
 	p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
