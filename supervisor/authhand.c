@@ -56,8 +56,7 @@ static struct sv_proc *
 auth_proc(struct sv *sv)
 {
 	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next)
-		if (is_auth(in) && in->n_procs > 0 && proc_live(&in->procs[0]) &&
-		    in->procs[0].fsm.ready)
+		if (is_auth(in) && in->n_procs > 0 && sv_proc_serving(&in->procs[0]))
 			return &in->procs[0];
 	return NULL;
 }

@@ -177,13 +177,13 @@ wake_reader_fds(struct sv *sv, struct sv_proc *p, struct svc_fd *out, size_t max
 
 static const struct svc_kind svc_qmgr;
 
-/* the running qmgr process, or NULL */
+/* the qmgr process that said READY, or NULL: an agent spawned after its READY
+   (the ready hook handed the others) is handed now, even within startsecs */
 static struct sv_proc *
 qmgr_proc(struct sv *sv)
 {
 	for (struct sv_instance *in = sv->instances; in != NULL; in = in->next)
-		if (in->kind == &svc_qmgr && in->n_procs > 0 && in->procs[0].notify_fd != -1 &&
-		    in->procs[0].fsm.state == PROC_RUNNING)
+		if (in->kind == &svc_qmgr && in->n_procs > 0 && sv_proc_serving(&in->procs[0]))
 			return &in->procs[0];
 	return NULL;
 }

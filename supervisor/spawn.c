@@ -465,6 +465,13 @@ sv_proc_signal(struct sv_proc *p, int sig)
 	return 0;
 }
 
+bool
+sv_proc_serving(const struct sv_proc *p)
+{
+	return p->pid > 0 && p->notify_fd != -1 && p->fsm.ready &&
+	    (p->fsm.state == PROC_STARTING || p->fsm.state == PROC_RUNNING);
+}
+
 static void
 proc_startsecs_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {

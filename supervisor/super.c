@@ -598,9 +598,9 @@ sv_queue_request(struct sv *sv, const char *verb, const char *arg, uint32_t *id_
     const char **error_r)
 {
 	struct sv_proc *q = sv_proc_find(sv, "qmgr");
-	if (q == NULL || q->notify_fd == -1 || q->fsm.state != PROC_RUNNING) {
+	if (q == NULL || !sv_proc_serving(q)) {
 		*error_r = "no queue manager running (delivery: not configured, or qmgr "
-		    "not RUNNING)";
+		    "not ready)";
 		return -1;
 	}
 	uint32_t id = ++sv->qnext;

@@ -128,6 +128,11 @@ struct sv_proc *sv_proc_find(struct sv *sv, const char *name);
 enum proc_action sv_proc_event(struct sv_proc *p, enum proc_event ev);
 /* send a signal to a running child; -1 when it has none */
 int sv_proc_signal(struct sv_proc *p, int sig);
+/* the child said READY and is neither stopping nor gone: it takes descriptors
+   and requests on its notify socket. Not "RUNNING": that waits for startsecs
+   too, and what is handed only at READY (the ready hook) must also reach a
+   child that is READY but still STARTING. */
+bool sv_proc_serving(const struct sv_proc *p);
 /* a queue request (verb and optional argument) to the running qmgr; 0 and
    *id_r, or -1 with *error_r ("no queue manager running") */
 int sv_queue_request(struct sv *sv, const char *verb, const char *arg, uint32_t *id_r,

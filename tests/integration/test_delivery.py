@@ -394,6 +394,48 @@ class RelayDelivery(Delivery):
                  sent, dups))
         self.assertLessEqual(dups, sent)
 
+    def test_agent_restarted_while_qmgr_starting(self):
+        """an agent that restarts after a new qmgr said READY but before the
+        qmgr is RUNNING (startsecs) is handed to it: the qmgr logs it connected
+        and mail flows. The supervisor used to hand agents only to a RUNNING
+        qmgr, and the ready hook had already run: the new agent stayed
+        unconnected, and mail waited until the next restart."""
+        sink = self.relay(retry="1s")
+        self.send("bob@example.test", ["first@remote.example"], subject="before")
+        self.sup.wait_for(lambda: len(sink.messages()) >= 1, 30, "the first message")
+        hit = False
+        for attempt in range(5):
+            qpid = self.sup.state("qmgr")[1]
+            apid = self.sup.state("deliver")[1]
+            ready_rx = re.compile(r"qmgr: ready \(pid (\d+)\)")
+            seen = len(ready_rx.findall(self.sup.logtext()))
+            os.kill(qpid, signal.SIGKILL)
+            # the new qmgr said READY; its startsecs (1 s) has not run out
+            pids = self.sup.wait_for(
+                lambda: ready_rx.findall(self.sup.logtext())[seen:], 30,
+                "the new qmgr READY")
+            os.kill(apid, signal.SIGKILL)
+            newq = int(pids[-1])
+            self.sup.wait_for(lambda: self.sup.state("deliver")[0] == "RUNNING" and
+                              self.sup.state("deliver")[1] not in (0, apid) and
+                              self.sup.state("qmgr") == ("RUNNING", newq), 30,
+                              "qmgr and the new agent RUNNING")
+            newa = self.sup.state("deliver")[1]
+            log = self.sup.logtext()
+            spawned = log.find("spawned: 'deliver' with pid %d\n" % newa)
+            running = log.find("qmgr: STARTING -> RUNNING",
+                               log.find("qmgr: ready (pid %d)" % newq))
+            self.assertNotEqual(spawned, -1, log[-3000:])
+            self.assertNotEqual(running, -1, log[-3000:])
+            if spawned < running:
+                hit = True	# the agent came between the qmgr's READY and RUNNING
+                break
+        if not hit:
+            self.skipTest("the agent never restarted within the qmgr's startsecs")
+        self.send("bob@example.test", ["after@remote.example"], subject="after")
+        self.sup.wait_for(lambda: any(b"Subject: after" in m for m in sink.messages()),
+                          30, "the message sent after the restarts at the sink")
+
 class Dnsmasq:
     """dnsmasq (Debian dnsmasq-base) in the foreground on a free loopback port,
     with a private configuration and no upstream."""
