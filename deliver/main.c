@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -125,6 +126,14 @@ static struct {
 	struct route_self *self;	/* our name and addresses: MX loop check */
 	int fd, notify_fd;
 	ev_io w, notify_w;
+	/* what the qmgr's socket could not take yet (it is full while the qmgr is
+	   stopped or slow): sent in order when it is writable, never dropped */
+	struct outmsg {
+		struct outmsg *next;
+		size_t len;
+		unsigned char data[];
+	} *out_head, *out_tail;
+	ev_io out_w;
 	struct conn *idle;
 	struct conn *conns;
 	struct job *jobs;
@@ -166,6 +175,83 @@ stats_send(void)
 	char buf[CHILD_MSG_MAX];
 	childproto_stats_format(buf, sizeof(buf), &childproto_deliver_stats, &a.stats);
 	child_notify(a.notify_fd, buf);
+}
+
+/* ---- to the qmgr ---- */
+
+/* send what waits, in order; false when the socket is full again */
+static bool
+out_drain(void)
+{
+	while (a.out_head != NULL) {
+		struct outmsg *m = a.out_head;
+		if (deliverproto_send(a.fd, m->data, m->len, -1) == -1) {
+			if (errno == EAGAIN || errno == ENOBUFS)
+				return false;
+			/* the qmgr's end is gone for good: it defers what we had */
+			log_warnx("the queue manager's socket: %s: a result dropped",
+			    strerror(errno));
+		}
+		a.out_head = m->next;
+		free(m);
+	}
+	a.out_tail = NULL;
+	return true;
+}
+
+static void
+out_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	if (out_drain())
+		ev_io_stop(loop, w);
+}
+
+/*
+ * One message to the qmgr. A result must not be lost to a full socket: the
+ * qmgr would wait for it (its recipients in flight) until we die. What the
+ * socket cannot take is queued, bounded by the jobs we hold (each sends its
+ * results and one end), and goes out when the socket is writable.
+ */
+static void
+qmgr_send(const void *buf, size_t len)
+{
+	if (a.out_head == NULL) {
+		if (deliverproto_send(a.fd, buf, len, -1) == 0)
+			return;
+		if (errno != EAGAIN && errno != ENOBUFS) {
+			log_warn("the queue manager's socket");
+			return;
+		}
+	}
+	struct outmsg *m = xcalloc(1, sizeof(*m) + len);
+	m->next = NULL;
+	m->len = len;
+	memcpy(m->data, buf, len);
+	if (a.out_tail != NULL)
+		a.out_tail->next = m;
+	else
+		a.out_head = m;
+	a.out_tail = m;
+	if (!ev_is_active(&a.out_w))
+		ev_io_start(a.loop, &a.out_w);
+}
+
+/* at exit: what is still queued gets a last chance, for up to 2 s in all (a
+   result lost here only means a duplicate: the qmgr defers it) */
+static void
+out_flush_at_exit(void)
+{
+	double end = ev_time() + 2;
+	while (a.out_head != NULL && !out_drain() && ev_time() < end) {
+		struct pollfd pfd = { a.fd, POLLOUT, 0 };
+		(void)poll(&pfd, 1, 100);
+	}
+	for (struct outmsg *m = a.out_head, *next; m != NULL; m = next) {
+		next = m->next;
+		free(m);
+	}
+	a.out_head = a.out_tail = NULL;
 }
 
 /* ---- results ---- */
@@ -232,14 +318,17 @@ job_finish(struct job *jb, const char *why)
 		    r->status == DELIVERPROTO_DEFERRED ? DELIVER_STAT_DEFERRED :
 		    DELIVER_STAT_BOUNCED]++;
 		int n = deliverproto_result_encode(r, buf, sizeof(buf), &err);
-		if (n < 0 || deliverproto_send(a.fd, buf, (size_t)n, -1) == -1)
-			log_warnx("%s: result not sent: %s", jb->j.qid,
-			    n < 0 ? err : strerror(errno));
+		if (n < 0)
+			log_warnx("%s: result not sent: %s", jb->j.qid, err);
+		else
+			qmgr_send(buf, (size_t)n);
 	}
 	struct deliverproto_done d = { jb->j.id, jb->handshake_ok, jb->loop };
 	int n = deliverproto_done_encode(&d, buf, sizeof(buf), &err);
-	if (n < 0 || deliverproto_send(a.fd, buf, (size_t)n, -1) == -1)
-		log_warnx("%s: done not sent", jb->j.qid);
+	if (n < 0)
+		log_warnx("%s: done not sent: %s", jb->j.qid, err);
+	else
+		qmgr_send(buf, (size_t)n);
 	a.stats.v[DELIVER_STAT_JOBS]++;
 	a.stats.v[DELIVER_STAT_ACTIVE]--;
 	job_free(jb);
@@ -1212,6 +1301,7 @@ main(int argc, char **argv)
 		fatal("fcntl");
 	ev_io_init(&a.w, qmgr_cb, a.fd, EV_READ);
 	ev_io_start(a.loop, &a.w);
+	ev_io_init(&a.out_w, out_cb, a.fd, EV_WRITE);
 	if (a.notify_fd >= 0) {
 		ev_io_init(&a.notify_w, notify_cb, a.notify_fd, EV_READ);
 		ev_io_start(a.loop, &a.notify_w);
@@ -1227,6 +1317,7 @@ main(int argc, char **argv)
 	ev_run(a.loop, 0);
 
 	stats_send();
+	out_flush_at_exit();
 	pthread_mutex_lock(&a.mu);
 	a.quit = true;
 	pthread_cond_signal(&a.cv);

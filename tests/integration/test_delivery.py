@@ -436,6 +436,68 @@ class RelayDelivery(Delivery):
         self.sup.wait_for(lambda: any(b"Subject: after" in m for m in sink.messages()),
                           30, "the message sent after the restarts at the sink")
 
+    def test_results_kept_while_qmgr_stopped(self):
+        """an agent whose socket to the qmgr is full (the qmgr stopped, or
+        slow) keeps its results and sends them when the qmgr reads again: a
+        result dropped on EAGAIN left the qmgr waiting for that job forever,
+        its recipients in flight and the queue never empty"""
+        # two destinations (5 sessions each at first), DATA answered after 3 s:
+        # 10 jobs of 50 recipients wait at the agent, 510 results and ends
+        top = ConfDir({})
+        self.later(top.cleanup)
+        sinks = [Sink(os.path.join(top.top, d), ("-w", "3")) for d in ("a", "b")]
+        for sk in sinks:
+            self.later(sk.stop)
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  routes:\n    other.example: '
+                   '"[127.0.0.1]:%d"\n  local: "maildir:%s/mail/%%d/%%u"\n'
+                   % (sinks[0].port, sinks[1].port, top.top))
+        n_msgs, n_rcpts = 10, 50
+        import threading
+        errors = []
+
+        def submit(m):
+            try:
+                dom = ("remote.example", "other.example")[m % 2]
+                self.send("bob@example.test",
+                          ["m%dr%02d@%s" % (m, r, dom) for r in range(n_rcpts)],
+                          subject="full %d" % m)
+            except Exception as e:
+                errors.append(e)
+        threads = [threading.Thread(target=submit, args=(m,)) for m in range(n_msgs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+
+        def deliver_stat(field):
+            """a column of the agent's row, under its own title line (AGENT …)"""
+            code, out = self.sup.ctl("stats", "deliver")
+            cols = []
+            for line in out.splitlines():
+                words = line.split()
+                if words and words[0] == "deliver" and field.upper() in cols:
+                    return int(words[cols.index(field.upper())])
+                if words and not words[-1].isdigit():
+                    cols = words
+            return -1
+        self.sup.wait_for(lambda: deliver_stat("active") >= n_msgs, 30,
+                          "every job handed to the agent")
+        qpid = self.sup.state("qmgr")[1]
+        os.kill(qpid, signal.SIGSTOP)
+        self.later(lambda: os.kill(qpid, signal.SIGCONT))
+        # the agent finishes every job while nobody reads its results
+        self.sup.wait_for(lambda: deliver_stat("sent") >= n_msgs * n_rcpts and
+                          deliver_stat("active") == 0, 60,
+                          "the agent done")
+        os.kill(qpid, signal.SIGCONT)
+        self.sup.wait_for(lambda: self.sup.ctl("queue") == (0, "Mail queue is empty\n"),
+                          60, "the queue empty")
+        self.assertEqual(len(re.findall(r"to=<m\dr\d\d@(remote|other).example>, "
+                                        r".*status=sent", self.logs())), n_msgs * n_rcpts)
+        self.assertNotIn("result not sent", self.logs())
+        self.assertEqual(sum(len(sk.messages()) for sk in sinks), n_msgs)
+
 class Dnsmasq:
     """dnsmasq (Debian dnsmasq-base) in the foreground on a free loopback port,
     with a private configuration and no upstream."""
