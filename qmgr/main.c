@@ -1214,7 +1214,15 @@ notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n = deliverproto_recv(q.notify_fd, buf, CHILD_MSG_MAX, &fd);
 	if (n == -1 && errno == EAGAIN)
 		return;
+	if (n == -1 && (errno == EMSGSIZE || errno == EPROTO)) {
+		/* one bad packet (too long, or descriptors it should not carry) is
+		   dropped: the next one, a new agent perhaps, must still be heard */
+		log_warnx("notify: a message refused: %s", strerror(errno));
+		return;
+	}
 	if (n <= 0) {
+		log_warnx("notify: %s: the supervisor is gone",
+		    n == 0 ? "closed" : strerror(errno));
 		ev_io_stop(loop, w);
 		return;
 	}
