@@ -14,4 +14,8 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t len);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* For a process that allocates and frees a message body per message: freed heap
+   is kept for the next one instead of going back to the kernel (see xmalloc.c) */
+void xmalloc_keep_heap(void);
+
 #endif

@@ -1210,6 +1210,7 @@ main(int argc, char **argv)
 	(void)argc;
 	(void)argv;
 	log_init("relayvisor/deliver", true);
+	xmalloc_keep_heap();	/* a body and its output per message */
 	if (signal(SIGHUP, SIG_IGN) == SIG_ERR || signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		log_warn("signal");
 	a.notify_fd = child_env_fd(CHILD_ENV_NOTIFY_FD);

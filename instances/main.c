@@ -41,6 +41,7 @@
 #include "common/sock.h"
 #include "common/spool.h"
 #include "common/tls.h"
+#include "common/xmalloc.h"
 #include "common/authproto.h"
 #include "instances/authc.h"
 #include "instances/listen.h"
@@ -253,6 +254,7 @@ main(int argc, char **argv)
 	/* always the foreground sink: the supervisor keeps stderr in logs/<instance>.log */
 	log_init("relayvisor-smtpd", true);
 	log_set_debug(debug);
+	xmalloc_keep_heap();	/* a body buffer per message */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		log_warn("signal SIGPIPE");
 	/* a HUP must not kill us while starting either (the loop logs it later) */
