@@ -15,6 +15,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,6 +37,11 @@ struct io {
 	size_t in_off, in_len, in_max;
 	char *out;
 	size_t out_off, out_len, out_cap, out_max, lowat;
+	/* a file segment (io_write_file) sent with sendfile(2) after the
+	   output buffer's octets before file_at and before those after it */
+	int file_fd;			/* our dup, -1: none */
+	off_t file_off;
+	size_t file_left, file_at;
 
 	bool read_on;
 	bool eof;
@@ -86,10 +92,27 @@ io_activity(struct io *io)
 		ev_timer_again(io->loop, &io->timer);
 }
 
+/* octets of the output buffer (memory, what out_max bounds) */
+static size_t
+buf_pending(const struct io *io)
+{
+	return io->out_len - io->out_off;
+}
+
+/* everything still to send: the buffer and the file segment */
 static size_t
 out_pending(const struct io *io)
 {
-	return io->out_len - io->out_off;
+	return buf_pending(io) + io->file_left;
+}
+
+static void
+io_file_end(struct io *io)
+{
+	if (io->file_fd != -1)
+		close(io->file_fd);
+	io->file_fd = -1;
+	io->file_left = 0;
 }
 
 static void
@@ -190,7 +213,28 @@ static int
 io_drain(struct io *io)
 {
 	while (out_pending(io) > 0 || io->tls != NULL) {
-		size_t len = out_pending(io);
+		if (io->file_left > 0 && io->out_off == io->file_at) {
+			/* never with TLS: io_write_file refuses it */
+			ssize_t n = sendfile(io->fd, io->file_fd, &io->file_off,
+			    io->file_left);
+			if (n == -1) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					return 0;
+				return -1;
+			}
+			if (n == 0) {	/* the file is shorter than it was said to be */
+				errno = EIO;
+				return -1;
+			}
+			io->file_left -= (size_t)n;
+			if (io->file_left == 0)
+				io_file_end(io);
+			io_activity(io);
+			continue;
+		}
+		size_t len = (io->file_left > 0 ? io->file_at : io->out_len) - io->out_off;
 		if (io->tls != NULL && io->plain_left == 0)
 			return io_tls_drain(io);
 		if (io->tls != NULL && len > io->plain_left)
@@ -219,7 +263,7 @@ io_out_settle(struct io *io)
 {
 	if (out_pending(io) > 0)
 		return;
-	io->out_off = io->out_len = 0;
+	io->out_off = io->out_len = io->file_at = 0;
 	if (io->out_cap > IO_OUT_KEEP) {
 		free(io->out);
 		io->out = NULL;
@@ -489,6 +533,7 @@ io_new(struct ev_loop *loop, int fd, io_cb *cb, void *arg)
 	io->arg = arg;
 	io->in_max = IO_IN_MAX_DEFAULT;
 	io->out_max = IO_OUT_MAX_DEFAULT;
+	io->file_fd = -1;
 	io->read_on = true;
 	ev_io_init(&io->rd, io_read_cb, fd, EV_READ);
 	ev_io_init(&io->wr, io_write_cb, fd, EV_WRITE);
@@ -525,6 +570,7 @@ io_free(struct io *io)
 		}
 		close(io->fd);
 	}
+	io_file_end(io);
 	tls_conn_free(io->tls);
 	free(io->cout);
 	free(io->in);
@@ -687,16 +733,19 @@ io_write(struct io *io, const void *buf, size_t len)
 		errno = io->err;
 		return -1;
 	}
-	if (len > io->out_max || out_pending(io) > io->out_max - len) {
+	if (len > io->out_max || buf_pending(io) > io->out_max - len) {
 		errno = ENOBUFS;
 		return -1;
 	}
-	if (io->out_off > 0 && io->out_off == io->out_len)
+	if (io->out_off > 0 && io->out_off == io->out_len) {
+		io->file_at -= io->out_off;	/* a pending segment stays first */
 		io->out_off = io->out_len = 0;
+	}
 	if (io->out_len + len > io->out_cap) {
 		if (io->out_off > 0) {
-			memmove(io->out, io->out + io->out_off, out_pending(io));
+			memmove(io->out, io->out + io->out_off, buf_pending(io));
 			io->out_len -= io->out_off;
+			io->file_at -= io->out_off;
 			io->out_off = 0;
 		}
 		size_t cap = io->out_cap ? io->out_cap : 512;
@@ -712,6 +761,31 @@ io_write(struct io *io, const void *buf, size_t len)
 	}
 	memcpy(io->out + io->out_len, buf, len);
 	io->out_len += len;
+	io_reload(io);
+	return 0;
+}
+
+int
+io_write_file(struct io *io, int fd, off_t off, size_t len)
+{
+	if (io->failed) {
+		errno = io->err;
+		return -1;
+	}
+	if (io->fd < 0 || io->tls != NULL || io->file_left > 0) {
+		errno = ENOTSUP;
+		return -1;
+	}
+	if (len == 0)
+		return 0;
+	/* our own descriptor: the caller may close its one at any time */
+	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dfd == -1)
+		return -1;
+	io->file_fd = dfd;
+	io->file_off = off;
+	io->file_left = len;
+	io->file_at = io->out_len;
 	io_reload(io);
 	return 0;
 }
@@ -749,14 +823,14 @@ io_out_pending(const struct io *io)
 const char *
 io_out_data(const struct io *io, size_t *len)
 {
-	*len = out_pending(io);
+	*len = buf_pending(io);	/* fd -1 never has a file segment */
 	return io->out != NULL ? io->out + io->out_off : "";
 }
 
 void
 io_out_drop(struct io *io, size_t n)
 {
-	size_t have = out_pending(io);
+	size_t have = buf_pending(io);
 
 	io->out_off += n < have ? n : have;
 	io_out_settle(io);
@@ -808,7 +882,8 @@ io_tls_begin(struct io *io, struct tls_ctx *ctx, bool client, const char *server
 {
 	const char *error;
 
-	if (io->fd < 0 || io->tls != NULL || io->in_len > io->in_off || io->failed) {
+	if (io->fd < 0 || io->tls != NULL || io->in_len > io->in_off || io->failed ||
+	    io->file_left > 0) {
 		errno = EINVAL;
 		return -1;
 	}

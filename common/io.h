@@ -55,6 +55,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 struct io;
 
@@ -110,6 +111,16 @@ void io_feed_eof(struct io *io);
 int io_write(struct io *io, const void *buf, size_t len);
 int io_printf(struct io *io, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/*
+ * output: len octets of the file fd from offset off, after what the buffer
+ * holds now and before what is written later, sent with sendfile(2) (no copy
+ * through this process: a sealed memfd's body goes from its pages to the
+ * socket). The io keeps its own descriptor (the caller may close fd at once);
+ * the file must not shrink meanwhile. Only a plain socket connection without
+ * a segment already pending takes one: -1 with ENOTSUP otherwise (TLS, fd -1),
+ * and the caller writes the octets itself.
+ */
+int io_write_file(struct io *io, int fd, off_t off, size_t len);
 size_t io_out_pending(const struct io *io);
 /* the unsent output (fd -1: everything written) and dropping it */
 const char *io_out_data(const struct io *io, size_t *len);
@@ -129,7 +140,7 @@ int io_errno(const struct io *io);
  * TLS on ctx (referenced for as long as the connection lives). The input
  * buffer must be empty (io_discard_input first): octets already read came in
  * clear. IO_TLSREADY or IO_ERROR follows. -1 with errno: EINVAL (fd -1, TLS
- * already on, input pending), ENOMEM.
+ * already on, input or a file segment pending), ENOMEM.
  */
 struct tls_ctx;
 int io_start_tls(struct io *io, struct tls_ctx *ctx);

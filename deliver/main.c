@@ -2,7 +2,9 @@
  * relayvisor-deliver: a delivery agent (Postfix smtp(8)/lmtp(8)/local(8) in one
  * process, OpenSMTPD's mta). It holds no spool access: jobs come from the queue
  * manager over RELAYVISOR_DELIVER_FD (common/deliverproto.h), each with the
- * message as a sealed memfd, and every recipient's result goes back.
+ * message as a sealed memfd, and every recipient's result goes back. The memfd
+ * is mapped read-only, never copied; a body that needs no dot-stuffing goes
+ * from it to the server with sendfile(2) (conn_body).
  *
  * One libev loop runs many outbound sessions at once: per job it resolves the
  * next hop (deliver/dns.h: MX, or A/AAAA for a bracketed host; LMTP on a unix
@@ -42,6 +44,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <ifaddrs.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -81,8 +84,10 @@ struct job {
 	struct job *all_prev, *all_next;	/* every live job (freed at exit) */
 	struct deliverproto_job j;
 	struct nexthop nh;
-	char *body;
+	const char *body;		/* the sealed memfd, mapped read-only */
 	size_t body_len;
+	int body_fd;			/* kept for io_write_file, -1: none */
+	int wire_ready;			/* smtpc_body_is_wire_ready(), -1: not asked */
 	struct deliverproto_result res[DELIVERPROTO_RCPTS_MAX];
 	bool have[DELIVERPROTO_RCPTS_MAX];
 	bool handshake_ok, loop;
@@ -296,7 +301,10 @@ job_free(struct job *jb)
 		dns_cancel(jb->dq);
 	free(jb->addrs);
 	free(jb->names);
-	free(jb->body);
+	if (jb->body_len > 0 && jb->body != NULL)
+		munmap((void *)jb->body, jb->body_len);
+	if (jb->body_fd != -1)
+		close(jb->body_fd);
 	free(jb);
 }
 
@@ -614,6 +622,26 @@ conn_tls_failed(struct conn *c)
 	    "Cannot start TLS: handshake failure");
 }
 
+/*
+ * The body after 354. A stored body that needs no dot-stuffing or line repair
+ * (most mail) goes from the job's sealed memfd to the socket with sendfile(2),
+ * never copied through this process; over TLS, or when something of smtpc's
+ * output is still to be queued before it, smtpc_body() copies and stuffs it.
+ */
+static void
+conn_body(struct conn *c, struct job *jb)
+{
+	if (jb->wire_ready == -1)
+		jb->wire_ready = smtpc_body_is_wire_ready(jb->body, jb->body_len);
+	if (jb->wire_ready && jb->body_fd != -1 && c->io != NULL &&
+	    smtpc_output_pending(c->c) == 0 &&
+	    io_write_file(c->io, jb->body_fd, 0, jb->body_len) == 0) {
+		smtpc_body_verbatim(c->c);
+		return;
+	}
+	smtpc_body(c->c, jb->body, jb->body_len);
+}
+
 static void
 conn_event(struct conn *c, const struct smtpc_event *ev)
 {
@@ -638,7 +666,7 @@ conn_event(struct conn *c, const struct smtpc_event *ev)
 		break;
 	case SMTPC_EV_BODY:
 		if (jb != NULL) {
-			smtpc_body(c->c, jb->body, jb->body_len);
+			conn_body(c, jb);
 			smtpc_body_end(c->c);
 		}
 		break;
@@ -1075,6 +1103,8 @@ qmgr_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		struct job *jb = xcalloc(1, sizeof(*jb));
+		jb->body_fd = -1;
+		jb->wire_ready = -1;
 		jb->all_next = a.jobs;
 		if (a.jobs != NULL)
 			a.jobs->all_prev = jb;
@@ -1090,17 +1120,18 @@ qmgr_cb(struct ev_loop *loop, ev_io *w, int revents)
 			job_free(jb);
 			exit(1);
 		}
+		/* sealed (deliverproto_body_check): it can neither change nor
+		   shrink under the map, and sendfile can take it as it is */
 		jb->body_len = (size_t)jb->j.size;
-		jb->body = xreallocarray(NULL, jb->body_len + 1, 1);	/* pread fills it: no zeroing */
-		jb->body[jb->body_len] = '\0';
-		size_t off = 0;
-		while (off < jb->body_len) {
-			ssize_t k = pread(fd, jb->body + off, jb->body_len - off, (off_t)off);
-			if (k <= 0)
-				fatal("reading the body of %s", jb->j.qid);
-			off += (size_t)k;
+		jb->body_fd = fd;
+		jb->body = "";
+		if (jb->body_len > 0) {
+			void *map = mmap(NULL, jb->body_len, PROT_READ,
+			    MAP_SHARED | MAP_POPULATE, fd, 0);
+			if (map == MAP_FAILED)
+				fatal("mmap the body of %s", jb->j.qid);
+			jb->body = map;
 		}
-		close(fd);
 		a.stats.v[DELIVER_STAT_ACTIVE]++;
 		job_start(jb);
 	}

@@ -203,6 +203,30 @@ class RelayDelivery(Delivery):
                           for m in sink.messages() if b"Subject: relay" in m)
         self.assertEqual(subjects, [b"relay 0", b"relay 1", b"relay 2"])
 
+    def test_body_octets_unchanged(self):
+        """the agent sends most bodies straight from their memfd (no
+        dot-stuffing needed); a body whose lines start with a dot, or with a
+        line over 998 octets, must still be stuffed and folded: each arrives
+        at the sink (which un-stuffs) as it was submitted"""
+        sink = self.relay()
+        dots = "first\r\n.\r\n..x\r\n.y\r\nlast\r\n"
+        clean = "".join("clean %05d %s\r\n" % (i, "z" * (i % 90)) for i in range(3000))
+        long_line = "before\r\n" + "w" * 1500 + "\r\nafter\r\n"
+        self.send("bob@example.test", ["dots@remote.example"], subject="dots",
+                  body=dots)
+        self.send("bob@example.test", ["clean@remote.example"], subject="clean",
+                  body=clean)
+        self.send("bob@example.test", ["long@remote.example"], subject="long",
+                  body=long_line)
+        self.wait_log(r"to=<(dots|clean|long)@remote.example>, .*status=sent", 3)
+        self.sup.wait_for(lambda: len(sink.messages()) >= 3, 10, "3 messages at the sink")
+        got = {re.search(rb"Subject: (\w+)", m).group(1): m for m in sink.messages()}
+        self.assertIn(dots.replace("\r\n", "\n").encode(), got[b"dots"])
+        self.assertIn(clean.replace("\r\n", "\n").encode(), got[b"clean"])
+        # folded as Postfix does: CRLF SP after 998 octets, nothing lost
+        self.assertIn(("before\n" + "w" * 998 + "\n " + "w" * 502 + "\nafter\n").encode(),
+                      got[b"long"])
+
     def test_group_commit(self):
         """the qmgr batches its spool writes: the claims of one pass and the
         results read together share one durable commit (a transaction per

@@ -852,6 +852,156 @@ START_TEST(body_matches_reference)
 }
 END_TEST
 
+/* smtpc_body_is_wire_ready: hand cases, the 16-octet blocks' edges included */
+static const struct {
+	const char *in;
+	bool ready;
+} wire_cases[] = {
+	{ "", true },
+	{ "a\r\n", true },
+	{ "\r\n\r\n", true },
+	{ "a", false },				/* no line end at the end */
+	{ "a\r", false },
+	{ ".\r\n", false },
+	{ "a\r\n.\r\n", false },
+	{ "a\r\n..x\r\n", false },
+	{ "a\nb\r\n", false },			/* bare LF */
+	{ "a\rb\r\n", false },			/* bare CR */
+	{ "a\r\r\n", false },
+	{ "0123456789abcd\r\n.x\r\n", false },	/* dot at 16, LF at 15 */
+	{ "0123456789abc\r\n.x\r\n", false },	/* dot at 15 */
+	{ "0123456789abcde\r\n.x\r\n", false },	/* dot at 17, CR at 15, LF at 16 */
+	{ "0123456789abcdefghijklmnopqrstu\r\n", true },	/* CRLF at 31/32 */
+	{ "0123456789abcdefghijklmnopqrstu\n\r\n", false },
+	{ "0123456789abcdefghijklmnopqrstuvwxyz\r\n0123456789abcdefghij\rk\r\n", false },
+	{ "0123456789abcdefghijklmnopqrstuvwxyz\r\n0123456789abcdefghij.k\r\n", true },
+};
+
+START_TEST(wire_ready_cases)
+{
+	const char *in = wire_cases[_i].in;
+	ck_assert_msg(smtpc_body_is_wire_ready(in, strlen(in)) == wire_cases[_i].ready,
+	    "\"%s\": want %s", in, wire_cases[_i].ready ? "ready" : "not ready");
+}
+END_TEST
+
+/* lines of 998 octets are fine, 999 would be folded; also far from the start */
+START_TEST(wire_ready_line_length)
+{
+	static char in[3000];
+	for (size_t pre = 0; pre < 40; pre += 13) {
+		for (size_t text = 996; text <= 1000; text++) {
+			size_t n = 0;
+			for (size_t k = 0; k < pre; k++)
+				in[n++] = 'p';
+			if (pre > 0)
+				in[n++] = '\r', in[n++] = '\n';
+			memset(in + n, 'x', text);
+			n += text;
+			in[n++] = '\r', in[n++] = '\n';
+			ck_assert_msg(smtpc_body_is_wire_ready(in, n) == (text <= 998),
+			    "prefix %zu, line of %zu", pre, text);
+		}
+	}
+}
+END_TEST
+
+/*
+ * The fast path's safety: a body is wire-ready exactly when smtpc_body() (the
+ * reference transformation) would send it unchanged. Random bodies, most of
+ * them clean lines with at most one defect (a leading dot, a bare CR or LF, a
+ * long line, a missing last line end) anywhere; a check that let one defect
+ * through would send a dot-line unstuffed or a bare LF on the wire.
+ */
+START_TEST(wire_ready_iff_unchanged)
+{
+	static char in[9000], want[3 * sizeof(in) + 16];
+	unsigned seed = 777u + (unsigned)_i;
+	int ready = 0, not_ready = 0;
+
+	for (int round = 0; round < 200; round++) {
+		size_t len = 0, target = (size_t)rand_r(&seed) % 8000;
+		while (len < target) {
+			size_t text = (size_t)rand_r(&seed) % (rand_r(&seed) % 8 == 0 ? 300 : 90);
+			for (size_t k = 0; k < text; k++)
+				in[len++] = (char)('a' + rand_r(&seed) % 26);
+			in[len++] = '\r', in[len++] = '\n';
+		}
+		if (rand_r(&seed) % 2 == 0 && len > 0) {
+			size_t at = (size_t)rand_r(&seed) % len;
+			switch (rand_r(&seed) % 5) {
+			case 0:		/* a dot where a line starts (or a harmless one) */
+				while (at > 0 && in[at - 1] != '\n')
+					at--;
+				if (in[at] != '\r')
+					in[at] = '.';
+				break;
+			case 1:
+				in[at] = '\n';
+				break;
+			case 2:
+				in[at] = '\r';
+				break;
+			case 3:		/* one line over 998 */
+				if (len + 1000 < sizeof(in)) {
+					memset(in + len, 'y', 999);
+					len += 999;
+					in[len++] = '\r', in[len++] = '\n';
+				}
+				break;
+			default:
+				len -= 1 + (size_t)rand_r(&seed) % 2;
+				break;
+			}
+		}
+		struct ref_state r = { .bol = true };
+		size_t wn = 0;
+		for (size_t k = 0; k < len; k++)
+			wn += ref_octet(&r, want + wn, (unsigned char)in[k]);
+		if (r.cr || !r.bol)
+			want[wn++] = '\r', want[wn++] = '\n';
+		bool unchanged = wn == len && memcmp(want, in, len) == 0;
+		bool got = smtpc_body_is_wire_ready(in, len);
+		ck_assert_msg(got == unchanged, "seed %d round %d: ready %d, unchanged %d",
+		    _i, round, got, unchanged);
+		if (got)
+			ready++;
+		else
+			not_ready++;
+	}
+	/* the generator exercises both answers */
+	ck_assert_int_gt(ready, 20);
+	ck_assert_int_gt(not_ready, 20);
+}
+END_TEST
+
+/* the driver sent a wire-ready body itself: only the final dot follows */
+START_TEST(body_verbatim_then_dot)
+{
+	struct smtpc *c = ready_client(SMTPC_SMTP, full_ehlo);
+	struct smtpc_rcpt r = { "a@b.example", 0, NULL };
+	struct smtpc_msg m = { .sender = "s@x.example", .size = 3, .rcpts = &r, .n_rcpts = 1 };
+	const char *err;
+
+	smtpc_send(c, &m, &err);
+	take(c);
+	feed(c, "250 ok\r\n250 ok\r\n354 go\r\n");
+	bool body = false;
+	for (size_t i = 0; i < nev; i++)
+		body = body || evs[i].type == SMTPC_EV_BODY;
+	ck_assert(body);
+	smtpc_body_verbatim(c);
+	smtpc_body_end(c);
+	ck_assert_str_eq(take(c), ".\r\n");
+	feed(c, "250 queued\r\n");
+	bool sent = false;
+	for (size_t i = 0; i < nev; i++)
+		sent = sent || (evs[i].type == SMTPC_EV_RCPT && evs[i].status == SMTPC_SENT);
+	ck_assert(sent);
+	smtpc_free(c);
+}
+END_TEST
+
 START_TEST(big_body_streams)
 {
 	/* 10 MB (just under the server's SIZE) through in 64 KB chunks while the "socket" takes everything */
@@ -1124,6 +1274,10 @@ deliver_smtpc_suite(void)
 	tcase_add_test(tc, tls_forgets_the_clear_ehlo);
 	tcase_add_test(tc, lmtp_no_tls);
 	tcase_add_loop_test(tc, body_matches_reference, 0, 25);
+	tcase_add_loop_test(tc, wire_ready_cases, 0, sizeof(wire_cases) / sizeof(wire_cases[0]));
+	tcase_add_test(tc, wire_ready_line_length);
+	tcase_add_loop_test(tc, wire_ready_iff_unchanged, 0, 10);
+	tcase_add_test(tc, body_verbatim_then_dot);
 	suite_add_tcase(s, tc);
 	return s;
 }

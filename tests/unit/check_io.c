@@ -2,14 +2,16 @@
  * common/io.c on socketpairs and loopback TCP: reading and the input limit,
  * writing, low water and the output limit, half-close, errors, the inactivity
  * timeout, connect, discarding input (STARTTLS), the fd -1 memory pipe, a
- * callback that frees its connection, and TLS started on a connection (clear
- * octets before it, a handshake, bulk data both ways through small buffers).
+ * callback that frees its connection, TLS started on a connection (clear
+ * octets before it, a handshake, bulk data both ways through small buffers),
+ * and a file segment (io_write_file) in its place among buffered output.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -481,6 +483,77 @@ START_TEST(test_read_pause)
 }
 END_TEST
 
+/* a file segment goes out in its place: after what was buffered before it,
+   before what was written after, also when the buffer is compacted or reset
+   while the segment waits (a peer that reads slowly); the caller's descriptor
+   may be closed at once; a second segment, a memory pipe and TLS are refused */
+START_TEST(test_write_file)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct rec r = { 0 };
+	int sv[2];
+	static unsigned char body[300000], tail[1000], got[sizeof(body) + 2000];
+
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = (unsigned char)(i * 7 + i / 251);
+	memset(tail, 'T', sizeof(tail));
+	int mfd = memfd_create("t", MFD_CLOEXEC);
+	ck_assert_int_ge(mfd, 0);
+	ck_assert_int_eq(write(mfd, body, sizeof(body)), (ssize_t)sizeof(body));
+
+	pair(sv);
+	int small = 4096;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	struct io *io = io_new(loop, sv[0], rec_cb, &r);
+	ck_assert_int_eq(io_write(io, "HEAD", 4), 0);
+	ck_assert_int_eq(io_write_file(io, mfd, 10, sizeof(body) - 10), 0);
+	close(mfd);
+	errno = 0;
+	ck_assert_int_eq(io_write_file(io, sv[0], 0, 1), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
+	ck_assert_int_eq(io_write(io, "MID", 3), 0);
+	ck_assert_uint_eq(io_out_pending(io), 4 + sizeof(body) - 10 + 3);
+	ck_assert_int_eq(io_flush(io), 0);
+	ck_assert_uint_gt(io_out_pending(io), 3);	/* the peer reads nothing yet */
+	/* HEAD is gone: this write compacts the buffer under the waiting segment */
+	ck_assert_int_eq(io_write(io, tail, sizeof(tail)), 0);
+
+	size_t want = 4 + sizeof(body) - 10 + 3 + sizeof(tail), n = 0;
+	while (n < want) {
+		ssize_t k = read(sv[1], got + n, sizeof(got) - n);
+		ck_assert_int_gt(k, 0);
+		n += (size_t)k;
+		ev_run(loop, EVRUN_NOWAIT);
+	}
+	ck_assert_uint_eq(n, want);
+	ck_assert_uint_eq(io_out_pending(io), 0);
+	ck_assert(memcmp(got, "HEAD", 4) == 0);
+	ck_assert(memcmp(got + 4, body + 10, sizeof(body) - 10) == 0);
+	ck_assert(memcmp(got + 4 + sizeof(body) - 10, "MID", 3) == 0);
+	ck_assert(memcmp(got + 4 + sizeof(body) - 10 + 3, tail, sizeof(tail)) == 0);
+
+	/* once sent, the next segment is taken; a reset buffer keeps it first */
+	mfd = memfd_create("t", MFD_CLOEXEC);
+	ck_assert_int_eq(write(mfd, "BODY", 4), 4);
+	ck_assert_int_eq(io_write_file(io, mfd, 0, 4), 0);
+	ck_assert_int_eq(io_write(io, ".\r\n", 3), 0);
+	close(mfd);
+	ck_assert_int_eq(io_flush(io), 0);
+	ck_assert_int_eq(read(sv[1], got, sizeof(got)), 7);
+	ck_assert(memcmp(got, "BODY.\r\n", 7) == 0);
+	io_free(io);
+	close(sv[1]);
+
+	struct io *mem = io_new(NULL, -1, rec_cb, &r);
+	errno = 0;
+	ck_assert_int_eq(io_write_file(mem, 0, 0, 1), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
+	io_free(mem);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+
 /* a peer of the TLS test: checks the octets it takes against the pattern */
 struct tlspeer {
 	struct rec r;
@@ -588,6 +661,9 @@ START_TEST(test_tls)
 	run_until(loop, &srv.r, IO_TLSREADY);
 	run_until(loop, &cli.r, IO_TLSREADY);
 	ck_assert(io_tls_active(s) && io_tls_active(c));
+	errno = 0;	/* a file segment would bypass the engine: refused */
+	ck_assert_int_eq(io_write_file(c, cfd, 0, 1), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
 	char desc[160];
 	io_tls_describe(s, desc, sizeof(desc));
 	ck_assert_msg(strncmp(desc, "TLSv1.", 6) == 0 && strstr(desc, " with cipher ")
@@ -713,6 +789,7 @@ io_suite(void)
 	tcase_add_test(tc, test_memory_pipe);
 	tcase_add_test(tc, test_free_in_callback);
 	tcase_add_test(tc, test_read_pause);
+	tcase_add_test(tc, test_write_file);
 	tcase_add_test(tc, test_tls);
 	tcase_add_test(tc, test_tls_garbage);
 	tcase_add_test(tc, test_tls_eof_after_buffered);
