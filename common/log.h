@@ -7,6 +7,7 @@
 #ifndef RELAYVISOR_LOG_H
 #define RELAYVISOR_LOG_H
 
+#include <ev.h>
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -15,6 +16,12 @@ void log_init(const char *tag, bool foreground);
 void log_set_tag(const char *tag);
 void log_set_debug(bool on);
 const char *log_tag(void);
+/* foreground only: the lines this (the loop's) thread logs during one pass of
+   loop go out in one write before the loop waits again, and at exit; fatal
+   lines and other threads' lines at once */
+void log_buffer_loop(struct ev_loop *loop);
+/* write out what log_buffer_loop gathered (no-op on other threads) */
+void log_flush(void);
 
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1289,6 +1289,7 @@ main(int argc, char **argv)
 	}
 
 	a.loop = EV_DEFAULT;
+	log_buffer_loop(a.loop);	/* a pass's lines in one write */
 	struct dns_params dp;
 	memset(&dp, 0, sizeof(dp));
 	dp.servers = (const char *const *)a.cfg->delivery.dns_servers.v;

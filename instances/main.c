@@ -291,6 +291,7 @@ main(int argc, char **argv)
 	struct ev_loop *loop = EV_DEFAULT;
 	if (loop == NULL)
 		fatalx("libev: no event loop");
+	log_buffer_loop(loop);	/* a pass's lines in one write */
 	main_sd = smtpd_new(loop, cfg, inst);
 	if (main_sd == NULL)
 		fatal("smtpd_new");

@@ -1372,6 +1372,7 @@ main(int argc, char **argv)
 	}
 
 	q.loop = EV_DEFAULT;
+	log_buffer_loop(q.loop);	/* a pass's lines in one write */
 	ev_idle_init(&q.pass_w, pass_cb);
 	ev_prepare flush_w;
 	ev_prepare_init(&flush_w, flush_cb);

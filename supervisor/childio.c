@@ -278,11 +278,23 @@ proc_out_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	p->outlen += (size_t)n;
-	size_t start = 0;
-	for (size_t i = 0; i < p->outlen; i++) {
-		if (p->outbuf[i] == '\n') {
-			proc_out_line(p, p->outbuf + start, i - start);
-			start = i + 1;
+	/* the whole lines of this read go to the files in one write each (a busy
+	   child sends several per pass); tail -f readers still get them one by one */
+	const char *last = memrchr(p->outbuf, '\n', p->outlen);
+	size_t start = last == NULL ? 0 : (size_t)(last - p->outbuf) + 1;
+	if (start > 0) {
+		struct sv_instance *in = p->inst;
+		inst_log_write(in, p->outbuf, start);
+		if (in->sv->foreground && write(STDERR_FILENO, p->outbuf, start) == -1)
+			log_warn("write stderr");
+		for (size_t i = 0, b = 0; in->sv->obs.log_line != NULL && i < start; i++) {
+			if (p->outbuf[i] == '\n') {
+				char line[sizeof(p->outbuf) + 1];
+				memcpy(line, p->outbuf + b, i - b);
+				line[i - b] = '\0';
+				in->sv->obs.log_line(in->sv->obs.arg, in->name, line);
+				b = i + 1;
+			}
 		}
 	}
 	if (start == 0 && p->outlen == sizeof(p->outbuf)) {
