@@ -128,6 +128,12 @@ int spool_msg_set_attr(struct spool_msg *m, const char *key, const char *value);
 /* append body octets; -1 with *error_r on I/O error (spill file) */
 int spool_msg_write(struct spool_msg *m, const void *buf, size_t len,
     const char **error_r);
+/* the same without a copy: room for up to len more octets at the body's end
+   (*room_r > 0 of them; NULL with *error_r as spool_msg_write fails), then
+   spool_msg_wrote() says how many of them were filled */
+void *spool_msg_reserve(struct spool_msg *m, size_t len, size_t *room_r,
+    const char **error_r);
+void spool_msg_wrote(struct spool_msg *m, size_t n);
 uint64_t spool_msg_size(const struct spool_msg *m);
 /* discard a message that was not submitted (removes its spill file) */
 void spool_msg_abort(struct spool_msg *m);

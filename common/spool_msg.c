@@ -265,20 +265,67 @@ spool_msg_flush(struct spool_msg *m, const char **error_r)
 	return 0;
 }
 
-/* the in-memory body's next size, 0 when it must spill instead */
+/*
+ * The in-memory body's next size, 0 when it must spill instead. Below
+ * SPOOL_SPILL_THRESHOLD it grows fourfold (4, 16, 64 KiB): every step is a
+ * realloc that may copy what is there, and a 100 KB body took five of them.
+ */
 static size_t
 spool_msg_grow_to(const struct spool_msg *m)
 {
 	if (m->fd != -1)
 		return 0;
-	size_t cap = m->buf_cap ? m->buf_cap * 2 : SPOOL_BUF_INITIAL;
-	if (m->buf_cap < SPOOL_SPILL_THRESHOLD)
+	if (m->buf_cap < SPOOL_SPILL_THRESHOLD) {
+		size_t cap = m->buf_cap ? m->buf_cap * 4 : SPOOL_BUF_INITIAL;
 		return cap > SPOOL_SPILL_THRESHOLD ? SPOOL_SPILL_THRESHOLD : cap;
+	}
+	size_t cap = m->buf_cap * 2;
 	if (cap > SPOOL_MEM_MSG_MAX)
 		cap = SPOOL_MEM_MSG_MAX;
 	if (cap <= m->buf_cap || m->sp->mem_over + (cap - m->buf_cap) > SPOOL_MEM_BUDGET)
 		return 0;
 	return cap;
+}
+
+void *
+spool_msg_reserve(struct spool_msg *m, size_t len, size_t *room_r, const char **error_r)
+{
+	if (m->error != 0) {
+		errno = m->error;
+		*error_r = spool_err("message %s: earlier write failed: %s", m->qid,
+		    strerror(m->error));
+		return NULL;
+	}
+	if (m->buf_len == m->buf_cap) {
+		size_t cap = spool_msg_grow_to(m);
+		if (cap != 0) {
+			unsigned char *nb = realloc(m->buf, cap);
+			if (nb == NULL) {
+				m->error = ENOMEM;
+				errno = ENOMEM;
+				*error_r = spool_err("out of memory");
+				return NULL;
+			}
+			if (cap > SPOOL_SPILL_THRESHOLD)
+				m->sp->mem_over += cap - (m->buf_cap > SPOOL_SPILL_THRESHOLD ?
+				    m->buf_cap : SPOOL_SPILL_THRESHOLD);
+			m->buf = nb;
+			m->buf_cap = cap;
+		} else if (spool_msg_flush(m, error_r) == -1) {
+			m->error = errno;
+			return NULL;
+		}
+	}
+	size_t n = m->buf_cap - m->buf_len;
+	*room_r = n < len ? n : len;
+	return m->buf + m->buf_len;
+}
+
+void
+spool_msg_wrote(struct spool_msg *m, size_t n)
+{
+	m->buf_len += n;
+	m->size += n;
 }
 
 int
@@ -294,32 +341,12 @@ spool_msg_write(struct spool_msg *m, const void *buf, size_t len,
 		return -1;
 	}
 	while (len > 0) {
-		if (m->buf_len == m->buf_cap) {
-			size_t cap = spool_msg_grow_to(m);
-			if (cap != 0) {
-				unsigned char *nb = realloc(m->buf, cap);
-				if (nb == NULL) {
-					m->error = ENOMEM;
-					errno = ENOMEM;
-					*error_r = spool_err("out of memory");
-					return -1;
-				}
-				if (cap > SPOOL_SPILL_THRESHOLD)
-					m->sp->mem_over += cap - (m->buf_cap > SPOOL_SPILL_THRESHOLD ?
-					    m->buf_cap : SPOOL_SPILL_THRESHOLD);
-				m->buf = nb;
-				m->buf_cap = cap;
-			} else if (spool_msg_flush(m, error_r) == -1) {
-				m->error = errno;
-				return -1;
-			}
-		}
-		size_t n = m->buf_cap - m->buf_len;
-		if (n > len)
-			n = len;
-		memcpy(m->buf + m->buf_len, p, n);
-		m->buf_len += n;
-		m->size += n;
+		size_t n;
+		unsigned char *dst = spool_msg_reserve(m, len, &n, error_r);
+		if (dst == NULL)
+			return -1;
+		memcpy(dst, p, n);
+		spool_msg_wrote(m, n);
 		p += n;
 		len -= n;
 	}

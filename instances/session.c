@@ -1590,10 +1590,27 @@ session_data_input(struct session *s)
 	size_t olen, consumed;
 	const char *err;
 
-	size_t avail;
+	size_t avail, room = 0;
 	const char *p = io_data(s->io, &avail);
-	enum reader_status st = reader_data_decode(&tx->rd, p, avail, sd->scratch,
-	    &olen, &consumed);
+	/*
+	 * The text is decoded straight into the message's buffer (no copy from a
+	 * scratch buffer): the decoder writes at most one octet more than it
+	 * reads (a CRLF whose CR came in the previous read), so it is given one
+	 * octet less input than there is room. Octets of a message that turns
+	 * out too big are decoded there but never counted (spool_msg_wrote).
+	 */
+	char *out = NULL;
+	if (!tx->too_big && !tx->write_failed) {
+		out = spool_msg_reserve(tx->msg, avail + 1, &room, &err);
+		if (out == NULL)
+			tx_write_failed(tx, err);
+		else if (room < 2)
+			out = NULL;	/* the buffer's last octet: the copying way */
+		else
+			avail = room - 1 < avail ? room - 1 : avail;
+	}
+	enum reader_status st = reader_data_decode(&tx->rd, p, avail,
+	    out != NULL ? out : sd->scratch, &olen, &consumed);
 	io_drop(s->io, consumed);
 	s->data_octets += consumed;
 	if (s->live)
@@ -1601,9 +1618,12 @@ session_data_input(struct session *s)
 	sd->stats.bytes += olen;
 	if (tx->rd.size > sd->inst->max_message_size)
 		tx->too_big = true;	/* read on to the end, then refuse */
-	if (olen > 0 && !tx->too_big && !tx->write_failed &&
-	    spool_msg_write(tx->msg, sd->scratch, olen, &err) == -1)
-		tx_write_failed(tx, err);
+	if (olen > 0 && !tx->too_big && !tx->write_failed) {
+		if (out != NULL)
+			spool_msg_wrote(tx->msg, olen);
+		else if (spool_msg_write(tx->msg, sd->scratch, olen, &err) == -1)
+			tx_write_failed(tx, err);
+	}
 	switch (st) {
 	case READER_MORE:
 		break;

@@ -659,6 +659,59 @@ START_TEST(test_data_too_big)
 }
 END_TEST
 
+/*
+ * A body of some 150 KB through the growing message buffer, decoded straight
+ * into it, fed in chunks of every size from 1 to 3001 octets: CRLFs, a CR
+ * alone at the end of a chunk and dot-stuffed lines land on every edge of the
+ * buffer's room. Stored exactly as sent, unstuffed.
+ */
+START_TEST(test_big_body_every_edge)
+{
+	static char text[200000], body[200000];
+	size_t tn = 0, bn = 0;
+
+	tn += (size_t)snprintf(text, sizeof(text), "EHLO client.example\r\n"
+	    "MAIL FROM:<s@x.example>\r\nRCPT TO:<postmaster@example.test>\r\nDATA\r\n");
+	bn += (size_t)snprintf(body, sizeof(body), "Subject: hi\r\n\r\n");
+	for (size_t i = 0; bn < 150000; i++) {
+		char line[160];
+		size_t n = (i * 37) % 120;
+		for (size_t k = 0; k < n; k++)
+			line[k] = (char)('a' + (i + k) % 26);
+		if (i % 7 == 3)
+			line[0] = '.', n = n == 0 ? 1 : n;
+		memcpy(body + bn, line, n);
+		bn += n;
+		body[bn++] = '\r', body[bn++] = '\n';
+	}
+	memcpy(text + tn, "Subject: hi\r\n\r\n", 15);
+	tn += 15;
+	for (size_t k = 15; k < bn; k++) {
+		if (body[k] == '.' && body[k - 1] == '\n')
+			text[tn++] = '.';	/* stuffed on the wire */
+		text[tn++] = body[k];
+	}
+	memcpy(text + tn, ".\r\nQUIT\r\n", 9);
+	tn += 9;
+	body[bn] = '\0';
+
+	struct session *s = open_session("127.0.0.1");
+	size_t chunk = 1;
+	for (size_t off = 0; off < tn; off += chunk, chunk = chunk % 3001 + 1) {
+		if (chunk > tn - off)
+			chunk = tn - off;
+		session_feed(s, text + off, chunk);
+	}
+	smtpd_commit(sd);
+	char *out = take(s);
+	expect(out, "220 |250-|250-|250-|250-|250-|250 |250 2.1.0|250 2.1.5|354 |"
+	    "250 2.0.0 Ok: queued as |221 2.0.0", "big body");
+	check_spooled(out, body);
+	free(out);
+	session_free(s);
+}
+END_TEST
+
 /* a mail loop: more than 50 Received: headers */
 START_TEST(test_too_many_hops)
 {
@@ -976,6 +1029,7 @@ smtpd_session_suite(void)
 	TCase *tiny = tcase_create("stress");
 	tcase_add_checked_fixture(tiny, setup_tiny, teardown);
 	tcase_add_test(tiny, test_junk_limit);
+	tcase_add_test(tiny, test_big_body_every_edge);
 	suite_add_tcase(s, tiny);
 	tcase_add_test(acl, test_access_denied);
 	suite_add_tcase(s, acl);
