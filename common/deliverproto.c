@@ -314,10 +314,11 @@ deliverproto_body_memfd(const void *data, size_t len, const char **error_r)
 		*error_r = "memfd_create failed";
 		return -1;
 	}
+	/* pwrite: the file offset stays 0 for the reader, no lseek back */
 	const char *p = data;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = pwrite(fd, p + off, len - off, (off_t)off);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -325,10 +326,9 @@ deliverproto_body_memfd(const void *data, size_t len, const char **error_r)
 			close(fd);
 			return -1;
 		}
-		p += n;
-		left -= (size_t)n;
+		off += (size_t)n;
 	}
-	if (fcntl(fd, F_ADD_SEALS, BODY_SEALS) == -1 || lseek(fd, 0, SEEK_SET) != 0) {
+	if (fcntl(fd, F_ADD_SEALS, BODY_SEALS) == -1) {
 		*error_r = "sealing the body descriptor failed";
 		close(fd);
 		return -1;

@@ -101,10 +101,40 @@ spool_result(const struct spool *sp, int rc, uint64_t batch_bytes)
 	return EIO;
 }
 
+/*
+ * This process's pid, kept current across fork by an atfork handler: the check
+ * below runs on every spool call (the qmgr made some eight getpid(2) calls per
+ * message).
+ */
+static pid_t spool_self;
+
+static void
+spool_self_refresh(void)
+{
+	spool_self = getpid();
+}
+
+static void
+spool_self_atfork(void)
+{
+	spool_self = getpid();
+	if (pthread_atfork(NULL, NULL, spool_self_refresh) != 0)
+		spool_self = 0;		/* unknown after a fork: ask every time */
+}
+
+static pid_t
+spool_getpid(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	if (pthread_once(&once, spool_self_atfork) != 0 || spool_self == 0)
+		return getpid();
+	return spool_self;
+}
+
 bool
 spool_inherited(const struct spool *sp)
 {
-	return sp->pid != getpid();
+	return sp->pid != spool_getpid();
 }
 
 /*
@@ -299,7 +329,7 @@ spool_new(const char *dir, bool readonly)
 	sp->readonly = readonly;
 	sp->tmpfd = -1;
 	sp->wake_fd = -1;
-	sp->pid = getpid();
+	sp->pid = spool_getpid();
 	sp->batch_max = SPOOL_BATCH_MAX_DEFAULT;
 	sp->pending_tail = &sp->pending;
 	return sp;
