@@ -33,10 +33,12 @@ static bool log_buffered;
 static pthread_t log_owner;
 static ev_prepare log_prepare;
 
+/* after fork: our pid, and the parent's gathered lines are the parent's to write */
 static void
 log_refresh_pid(void)
 {
 	log_pid = getpid();
+	log_buf_len = 0;
 }
 
 void

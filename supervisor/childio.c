@@ -174,6 +174,25 @@ inst_log_write(struct sv_instance *in, const char *buf, size_t len)
 }
 
 
+/* whole lines into the log in as few writes as rotation allows: the file is
+   rotated after the line that reaches log_max_bytes, as with one line a write */
+static void
+inst_log_write_lines(struct sv_instance *in, const char *buf, size_t len)
+{
+	uint64_t max = in->sv->cfg->server.log_max_bytes;
+	while (len > 0) {
+		size_t n = len;
+		if (max > 0 && in->log_fd != -1 && in->log_size + len >= max) {
+			size_t room = in->log_size < max ? (size_t)(max - in->log_size) : 1;
+			const char *nl = memchr(buf + room - 1, '\n', len - (room - 1));
+			n = nl != NULL ? (size_t)(nl - buf) + 1 : len;
+		}
+		inst_log_write(in, buf, n);
+		buf += n;
+		len -= n;
+	}
+}
+
 /* ---- the notify socket and the output pipes ---- */
 /* a process's counters join its instance's totals once it is gone (a retired
    instance's go to its successor of the same name) */
@@ -284,7 +303,7 @@ proc_out_cb(struct ev_loop *loop, ev_io *w, int revents)
 	size_t start = last == NULL ? 0 : (size_t)(last - p->outbuf) + 1;
 	if (start > 0) {
 		struct sv_instance *in = p->inst;
-		inst_log_write(in, p->outbuf, start);
+		inst_log_write_lines(in, p->outbuf, start);
 		if (in->sv->foreground && write(STDERR_FILENO, p->outbuf, start) == -1)
 			log_warn("write stderr");
 		for (size_t i = 0, b = 0; in->sv->obs.log_line != NULL && i < start; i++) {

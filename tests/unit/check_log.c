@@ -110,7 +110,7 @@ START_TEST(writes_stay_atomic)
 	ck_assert_uint_lt(records, 6);			/* gathered, not one per line */
 	const char *p = all;
 	for (int i = 0; i < 6; i++) {
-		char key[8];
+		char key[32];
 		snprintf(key, sizeof(key), "]: %d %c", i, 'a' + i);
 		p = strstr(p, key);
 		ck_assert_msg(p != NULL, "line %d missing or out of order", i);
@@ -153,6 +153,7 @@ START_TEST(fatal_flushes_first)
 
 	capture();
 	log_buffer_loop(loop);
+	log_info("the parent's");	/* held across the fork: never the child's to write */
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -166,8 +167,11 @@ START_TEST(fatal_flushes_first)
 	snprintf(want, sizeof(want), "[%ld]: before\n", (long)pid);
 	const char *r = record();
 	ck_assert_msg(strstr(r, want) != NULL, "got \"%s\"", r);
+	ck_assert_msg(strstr(r, "the parent's") == NULL, "got \"%s\"", r);
 	ck_assert_ptr_nonnull(strstr(record(), "]: fatal: the end\n"));
 	ck_assert_str_eq(record(), "");
+	ev_run(loop, EVRUN_NOWAIT);
+	ck_assert_ptr_nonnull(strstr(record(), "]: the parent's\n"));
 	ev_loop_destroy(loop);
 }
 END_TEST
