@@ -2,7 +2,8 @@
  * The durable queue (DESIGN.md section 7). One LMDB environment in server.spool,
  * opened by every listener process on its own handle; LMDB serialises the writers
  * across processes and a commit is durable when mdb_txn_commit() returns (default
- * flags: no MDB_NOSYNC/NOMETASYNC). Two named databases keyed by QID:
+ * flags: no MDB_NOSYNC/NOMETASYNC; only the qmgr relaxes its own handle's meta
+ * flush, spool_relax_meta_sync()). Two named databases keyed by QID:
  *
  *   "env"   the envelope, "key: value\n" lines (format below)
  *   "body"  the message octets, exactly as received (after the trace header)
@@ -386,6 +387,18 @@ spool_env_open(struct spool *sp, uint64_t mapsize, const char **error_r)
 		    "open spool %s: %s", sp->dir, spool_strerror(rc));
 		mdb_env_close(sp->env);
 		sp->env = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_relax_meta_sync(struct spool *sp, const char **error_r)
+{
+	int rc = mdb_env_set_flags(sp->env, MDB_NOMETASYNC, 1);
+	if (rc != 0) {
+		*error_r = spool_err("spool %s: MDB_NOMETASYNC: %s", sp->dir,
+		    spool_strerror(rc));
 		return -1;
 	}
 	return 0;

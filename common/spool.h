@@ -105,6 +105,17 @@ int spool_prepare(const char *dir, uid_t uid, gid_t gid, const char **error_r);
 /* creates dir and dir/tmp when missing; mapsize 0 = default */
 int spool_open(const char *dir, uint64_t mapsize, struct spool **sp_r,
     const char **error_r);
+/*
+ * The qmgr's handle only: its commits flush the data pages but not the meta
+ * page (MDB_NOMETASYNC), half its flushes. LMDB keeps the file whole (two meta
+ * pages; the pages of the last snapshot are never reused by the next commit).
+ * What can go: after an OS crash or power loss (never after kill -9, the page
+ * cache survives it), the qmgr's last transactions of delivery state, until the
+ * next fully synced commit (any listener's) or the kernel's writeback. Their
+ * recipients are then tried again: a duplicate, never a loss. What a listener
+ * acknowledged with 250 keeps its full flush.
+ */
+int spool_relax_meta_sync(struct spool *sp, const char **error_r);
 /* read-only open for relayvisorctl queue; fails when no spool exists */
 int spool_open_readonly(const char *dir, struct spool **sp_r, const char **error_r);
 void spool_close(struct spool *sp);

@@ -1346,7 +1346,9 @@ main(int argc, char **argv)
 	q.next_id = (uint32_t)lrand48();
 
 	const char *err;
-	if (spool_open(q.cfg->server.spool, 0, &q.sp, &err) == -1)
+	/* delivery state, not acknowledged mail: see spool_relax_meta_sync() */
+	if (spool_open(q.cfg->server.spool, 0, &q.sp, &err) == -1 ||
+	    spool_relax_meta_sync(q.sp, &err) == -1)
 		fatalx("spool %s: %s", q.cfg->server.spool, err);
 	int n = spool_queue_reclaim(q.sp, (int64_t)time(NULL), alive_never, NULL, &err);
 	if (n == -1)
