@@ -62,6 +62,49 @@ clean(const char *in, char *out, size_t len)
 	out[o] = '\0';
 }
 
+void
+dsn_rcpt_reason(struct dsn_rcpt *d, const char *reason, char *buf, size_t len)
+{
+	static const char *const verbs[] = { " said: ", " refused to talk to me: " };
+	const char *peer, *end = NULL, *reply = NULL;
+
+	d->remote_mta = NULL;
+	d->diagnostic = NULL;
+	d->diagnostic_type = NULL;
+	if (reason == NULL || reason[0] == '\0' || len < 2)
+		return;
+	if (strncmp(reason, "host ", 5) == 0) {
+		peer = reason + 5;
+		for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]) && end == NULL; i++) {
+			end = strstr(peer, verbs[i]);
+			if (end != NULL)
+				reply = end + strlen(verbs[i]);
+		}
+	}
+	/* the peer is one word ("mx.example[192.0.2.1]:25", a socket path) */
+	if (end == NULL || end == peer || memchr(peer, ' ', (size_t)(end - peer)) != NULL ||
+	    !isdigit((unsigned char)reply[0])) {
+		snprintf(buf, len, "%s", reason);
+		d->diagnostic = buf;
+		d->diagnostic_type = "X-Relayvisor";
+		return;
+	}
+	size_t nl = strcspn(peer, "[ ");
+	size_t rl = strlen(reply);
+	const char *tail = strstr(reply, " (in reply to ");
+	if (tail != NULL && tail[strlen(tail) - 1] == ')')
+		rl = (size_t)(tail - reply);
+	snprintf(buf, len, "%.*s", (int)nl, peer);
+	size_t used = strlen(buf) + 1;
+	if (used >= len) {
+		d->remote_mta = buf;
+		return;
+	}
+	d->remote_mta = buf;
+	snprintf(buf + used, len - used, "%.*s", (int)rl, reply);
+	d->diagnostic = buf + used;
+}
+
 enum dsn_target
 dsn_decide(const char *sender, unsigned notify, enum dsn_action action)
 {
@@ -327,7 +370,10 @@ dsn_compose(const struct dsn_report *r, const char *orig, size_t orig_len, bool 
 		}
 		if (rc->diagnostic != NULL) {
 			clean(rc->diagnostic, f, sizeof(f));
-			out_printf(&o, "Diagnostic-Code: smtp; %s\r\n", f);
+			char ty[40];
+			clean(rc->diagnostic_type != NULL ? rc->diagnostic_type : "smtp", ty,
+			    sizeof(ty));
+			out_printf(&o, "Diagnostic-Code: %s; %s\r\n", ty, f);
 		}
 		if (rc->last_attempt != 0) {
 			dsn_date(rc->last_attempt, date, sizeof(date));

@@ -44,6 +44,7 @@ struct dsn_rcpt {
 	const char *diagnostic;		/* the server's reply "550 5.1.1 ...", or NULL */
 	const char *text;		/* why, for people ("host X said: ...") */
 	time_t last_attempt;		/* 0: not known */
+	const char *diagnostic_type;	/* Diagnostic-Code's type: NULL = "smtp" */
 };
 
 struct dsn_report {
@@ -76,6 +77,16 @@ enum dsn_target dsn_decide(const char *sender, unsigned notify, enum dsn_action 
  */
 char *dsn_compose(const struct dsn_report *r, const char *orig, size_t orig_len,
     bool complete, size_t *len_r, bool *eightbit_r);
+
+/*
+ * Fill d's remote_mta, diagnostic and diagnostic_type from a delivery agent's
+ * reason (what the log's status=... says): "host NAME[ADDR]:PORT said: REPLY (in
+ * reply to X command)" or "host NAME[ADDR]:PORT refused to talk to me: REPLY" give
+ * Remote-MTA NAME and "Diagnostic-Code: smtp; REPLY" (Postfix's fields); any other
+ * reason (DNS, connection, loop, expiry, Maildir) gives "Diagnostic-Code:
+ * X-Relayvisor; REASON" and no Remote-MTA. The strings live in buf (len bytes).
+ */
+void dsn_rcpt_reason(struct dsn_rcpt *d, const char *reason, char *buf, size_t len);
 
 /* RFC 3461 xtext decoding ("a+40b" -> "a@b"); -1 when malformed or too long */
 int dsn_xtext_decode(const char *in, char *out, size_t len);

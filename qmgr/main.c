@@ -280,6 +280,8 @@ dsn_send(struct spool_message *m, const struct spool_rcpt *v, size_t n,
 	}
 	struct dsn_rcpt *dr = xcalloc(n, sizeof(*dr));
 	char (*status)[16] = xcalloc(n, sizeof(*status));
+	/* Remote-MTA and Diagnostic-Code, split out of each record's reason */
+	char (*fields)[SPOOL_REPLY_MAX + 2] = xcalloc(n, sizeof(*fields));
 	char cls = action == DSN_FAILED ? '5' : action == DSN_DELAYED ? '4' : '2';
 	for (size_t i = 0; i < n; i++) {
 		const struct spool_rcpt *r = &v[i];
@@ -296,6 +298,7 @@ dsn_send(struct spool_message *m, const struct spool_rcpt *v, size_t n,
 			status[i][strspn(status[i], "0123456789.")] = '\0';
 		}
 		dr[i].status = status[i];
+		dsn_rcpt_reason(&dr[i], dr[i].text, fields[i], sizeof(fields[i]));
 		dr[i].last_attempt = (time_t)r->last_try;
 	}
 	time_t now = time(NULL);
@@ -320,6 +323,7 @@ dsn_send(struct spool_message *m, const struct spool_rcpt *v, size_t n,
 	    &eightbit);
 	free(dr);
 	free(status);
+	free(fields);
 	if (msg == NULL)
 		return false;
 	struct spool_msg *nm = spool_msg_begin(q.sp);

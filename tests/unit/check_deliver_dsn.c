@@ -64,9 +64,9 @@ static const struct dsn_rcpt bounced[] = {
 	{ "a@remote.example", "rfc822;A+40remote.example", DSN_FAILED, "5.1.1",
 	  "mx.remote.example", "550 5.1.1 <a@remote.example>: no such user",
 	  "host mx.remote.example[192.0.2.1] said: 550 5.1.1 <a@remote.example>: no such "
-	  "user (in reply to RCPT TO command)", 1700000100 },
+	  "user (in reply to RCPT TO command)", 1700000100, NULL },
 	{ "b@null.example", NULL, DSN_FAILED, "5.1.10", NULL, NULL,
-	  "Domain null.example does not accept mail (nullMX)", 0 },
+	  "Domain null.example does not accept mail (nullMX)", 0, NULL },
 };
 
 static struct dsn_report
@@ -149,6 +149,78 @@ START_TEST(bounce)
 }
 END_TEST
 
+/* a delivery agent's reason (the log's and the record's) split into Remote-MTA
+   and Diagnostic-Code: the server's reply as "smtp", anything else our own type */
+static const struct {
+	const char *reason;
+	const char *mta, *diag, *type;
+} reasons[] = {
+	{ "host mx.remote.example[192.0.2.1]:25 said: 550 5.1.1 <a@remote.example>: no "
+	  "such user (in reply to RCPT TO command)", "mx.remote.example",
+	  "550 5.1.1 <a@remote.example>: no such user", NULL },
+	{ "host 127.0.0.1[127.0.0.1]:2525 said: 500 5.3.0 Error: command failed (in "
+	  "reply to end of DATA command)", "127.0.0.1", "500 5.3.0 Error: command failed",
+	  NULL },
+	{ "host mx.x.example[[::1]]:25 refused to talk to me: 554 5.7.1 go away",
+	  "mx.x.example", "554 5.7.1 go away", NULL },
+	{ "host /run/dovecot/lmtp said: 552 5.2.2 <c@example.test> Mailbox is full "
+	  "(in reply to end of DATA command)", "/run/dovecot/lmtp",
+	  "552 5.2.2 <c@example.test> Mailbox is full", NULL },
+	{ "Name service error for name=nowhere.example type=MX: Host not found", NULL,
+	  "Name service error for name=nowhere.example type=MX: Host not found",
+	  "X-Relayvisor" },
+	{ "connect to mx.x.example[192.0.2.9]:25: Connection refused", NULL,
+	  "connect to mx.x.example[192.0.2.9]:25: Connection refused", "X-Relayvisor" },
+	{ "host is said: to be down", NULL, "host is said: to be down", "X-Relayvisor" },
+	{ "", NULL, NULL, NULL },
+};
+
+START_TEST(reason_fields)
+{
+	struct dsn_rcpt d = { .addr = "a@remote.example" };
+	char buf[600];
+
+	dsn_rcpt_reason(&d, reasons[_i].reason, buf, sizeof(buf));
+	if (reasons[_i].mta == NULL)
+		ck_assert_ptr_null(d.remote_mta);
+	else
+		ck_assert_str_eq(d.remote_mta, reasons[_i].mta);
+	if (reasons[_i].diag == NULL)
+		ck_assert_ptr_null(d.diagnostic);
+	else
+		ck_assert_str_eq(d.diagnostic, reasons[_i].diag);
+	if (reasons[_i].type == NULL)
+		ck_assert_ptr_null(d.diagnostic_type);
+	else
+		ck_assert_str_eq(d.diagnostic_type, reasons[_i].type);
+}
+END_TEST
+
+/* the fields as they come out in the report */
+START_TEST(reason_in_report)
+{
+	struct dsn_rcpt r[2] = {
+		{ .addr = "a@remote.example", .action = DSN_FAILED, .status = "5.3.0" },
+		{ .addr = "b@nx.example", .action = DSN_FAILED, .status = "5.4.4" },
+	};
+	char b0[600], b1[600];
+	dsn_rcpt_reason(&r[0], reasons[1].reason, b0, sizeof(b0));
+	dsn_rcpt_reason(&r[1], reasons[4].reason, b1, sizeof(b1));
+	struct dsn_report rep = report(r, 2);
+	size_t len;
+	bool eightbit;
+	char *m = dsn_compose(&rep, orig, strlen(orig), true, &len, &eightbit);
+
+	ck_assert_ptr_nonnull(strstr(m, "Final-Recipient: rfc822; a@remote.example\r\n"
+	    "Action: failed\r\nStatus: 5.3.0\r\nRemote-MTA: dns; 127.0.0.1\r\n"
+	    "Diagnostic-Code: smtp; 500 5.3.0 Error: command failed\r\n"));
+	ck_assert_ptr_nonnull(strstr(m, "Final-Recipient: rfc822; b@nx.example\r\n"
+	    "Action: failed\r\nStatus: 5.4.4\r\nDiagnostic-Code: X-Relayvisor; Name "
+	    "service error for name=nowhere.example type=MX: Host not found\r\n"));
+	free(m);
+}
+END_TEST
+
 static const struct {
 	enum dsn_ret ret;
 	size_t limit;
@@ -187,7 +259,7 @@ END_TEST
 START_TEST(delay_warning)
 {
 	struct dsn_rcpt r = { "a@slow.example", NULL, DSN_DELAYED, "4.4.1", "mx.slow.example",
-	    NULL, "connect to mx.slow.example[192.0.2.9]:25: Connection timed out", 0 };
+	    NULL, "connect to mx.slow.example[192.0.2.9]:25: Connection timed out", 0, NULL };
 	struct dsn_report rep = report(&r, 1);
 	size_t len;
 	bool eightbit;
@@ -208,7 +280,7 @@ END_TEST
 START_TEST(success_report)
 {
 	struct dsn_rcpt r = { "a@remote.example", NULL, DSN_RELAYED, "2.0.0", "mx.remote.example",
-	    "250 2.0.0 ok", NULL, 0 };
+	    "250 2.0.0 ok", NULL, 0, NULL };
 	struct dsn_report rep = report(&r, 1);
 	size_t len;
 	bool eightbit;
@@ -226,7 +298,7 @@ START_TEST(hostile_values)
 {
 	struct dsn_rcpt r = { "a@remote.example\r\nBcc: victim@x", "rfc822;a+0D+0AX-Evil:+201",
 	    DSN_FAILED, "5.0.0\r\nX", "mx\r\n.example", "550 no\r\nX-Evil: 1\r\n\r\n--x",
-	    "text\r\n--boundary", 0 };
+	    "text\r\n--boundary", 0, NULL };
 	struct dsn_report rep = report(&r, 1);
 	size_t len;
 	bool eightbit;
@@ -243,7 +315,7 @@ START_TEST(hostile_values)
 	ck_assert_ptr_nonnull(strstr(m, "Original-Recipient: rfc822; a??X-Evil: 1\r\n"));
 	free(m);
 	/* an endless diagnostic is cut, lines stay short */
-	r = (struct dsn_rcpt){ "a@b.example", NULL, DSN_FAILED, "5.0.0", NULL, big, big, 0 };
+	r = (struct dsn_rcpt){ "a@b.example", NULL, DSN_FAILED, "5.0.0", NULL, big, big, 0, NULL };
 	rep = report(&r, 1);
 	m = dsn_compose(&rep, orig, strlen(orig), true, &len, &eightbit);
 	assert_lines(m, len);
@@ -296,6 +368,8 @@ deliver_dsn_suite(void)
 	tcase_add_loop_test(tc, who_is_told, 0, sizeof(decide) / sizeof(decide[0]));
 	tcase_add_test(tc, xtext);
 	tcase_add_test(tc, bounce);
+	tcase_add_loop_test(tc, reason_fields, 0, sizeof(reasons) / sizeof(reasons[0]));
+	tcase_add_test(tc, reason_in_report);
 	tcase_add_loop_test(tc, ret_and_limit, 0, sizeof(ret_cases) / sizeof(ret_cases[0]));
 	tcase_add_test(tc, delay_warning);
 	tcase_add_test(tc, success_report);

@@ -1,0 +1,292 @@
+"""Delivery as a mail administrator checks it, with real tools on loopback:
+the bounce a user gets parsed with Python's email package (RFC 3464 fields
+Remote-MTA and Diagnostic-Code included), more than 50 recipients split into
+transactions at smtp-sink, a 421 after MAIL, a server whose SIZE is too small
+refused before MAIL, an IPv6 MX from dnsmasq, queue verbs with unknown QIDs,
+and pflogsumm's delivered/deferred/bounced counts."""
+import email
+import glob
+import json
+import os
+import re
+import smtplib
+import socket
+import subprocess
+import threading
+import unittest
+
+from harness import ConfDir, free_port, stop_process
+from test_delivery import Delivery, Dnsmasq, Sink, have
+
+
+class ScriptedServer(threading.Thread):
+    """A minimal ESMTP server on loopback announcing the given EHLO keywords;
+    accepts everything and records every command line it is sent."""
+
+    def __init__(self, keywords):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.keywords = keywords
+        self.commands = []
+        self.lock = threading.Lock()
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        with conn, conn.makefile("rb") as f:
+            conn.sendall(b"220 scripted ESMTP\r\n")
+            in_data = False
+            for line in f:
+                if in_data:
+                    if line == b".\r\n":
+                        in_data = False
+                        conn.sendall(b"250 2.0.0 queued\r\n")
+                    continue
+                cmd = line.decode(errors="replace").rstrip("\r\n")
+                with self.lock:
+                    self.commands.append(cmd)
+                verb = cmd.split(" ", 1)[0].upper()
+                if verb == "EHLO":
+                    conn.sendall(("250-scripted\r\n" + "".join(
+                        "250-%s\r\n" % k for k in self.keywords) + "250 HELP\r\n").encode())
+                elif verb == "DATA":
+                    in_data = True
+                    conn.sendall(b"354 go ahead\r\n")
+                elif verb == "QUIT":
+                    conn.sendall(b"221 2.0.0 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 2.0.0 ok\r\n")
+
+    def seen(self):
+        with self.lock:
+            return list(self.commands)
+
+    def close(self):
+        self.sock.close()
+
+
+class Admin(Delivery):
+
+    def setUp(self):
+        super().setUp()
+        if not have("smtp-sink"):
+            self.skipTest("smtp-sink (postfix) missing")
+
+    def relay(self, sink_args=(), extra=""):
+        top = ConfDir({})
+        self.later(top.cleanup)
+        sink = Sink(top.top, sink_args)
+        self.later(sink.stop)
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   '  retry_min: 1h\n  retry_max: 1h\n%s' % (sink.port, self.maildir, extra))
+        return sink
+
+    def mailbox(self, user):
+        return sorted(glob.glob(os.path.join(self.maildir, "example.test", user, "new", "*")))
+
+    def test_bounce_report_parses(self):
+        """a 550 to RCPT: the sender's bounce is a multipart/report that Python's
+        email package parses, with Reporting-MTA, Arrival-Date, and per recipient
+        Final-Recipient, Action, Status, Remote-MTA and the server's reply as
+        Diagnostic-Code (as Postfix writes them), and the whole original"""
+        sink = self.relay(("-f", "RCPT", "-B", "550 5.1.1 <no@remote.example>: no such user"))
+        self.send("bob@example.test", ["no@remote.example"], subject="returned",
+                  body="the body line\r\n")
+        self.wait_log(r"to=<no@remote.example>, .*dsn=5\.1\.1, status=bounced")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+        files = self.mailbox("bob")
+        self.assertEqual(len(files), 1)
+        with open(files[0], "rb") as f:
+            msg = email.message_from_binary_file(f)
+        self.assertEqual(msg["From"].split()[0], "MAILER-DAEMON@mx.test.example")
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "delivery-status")
+        parts = msg.get_payload()
+        self.assertEqual([p.get_content_type() for p in parts],
+                         ["text/plain", "message/delivery-status", "message/rfc822"])
+        self.assertIn("<no@remote.example>: host 127.0.0.1[127.0.0.1]:%d said: 550 5.1.1"
+                      % sink.port, parts[0].get_payload())
+        blocks = parts[1].get_payload()
+        self.assertEqual(len(blocks), 2, [dict(b) for b in blocks])
+        per_msg, rcpt = blocks
+        self.assertEqual(per_msg["Reporting-MTA"], "dns; mx.test.example")
+        self.assertIsNotNone(per_msg["Arrival-Date"])
+        self.assertEqual(rcpt["Final-Recipient"], "rfc822; no@remote.example")
+        self.assertEqual(rcpt["Action"], "failed")
+        self.assertEqual(rcpt["Status"], "5.1.1")
+        self.assertEqual(rcpt["Remote-MTA"], "dns; 127.0.0.1")
+        self.assertEqual(rcpt["Diagnostic-Code"],
+                         "smtp; 550 5.1.1 <no@remote.example>: no such user")
+        orig = parts[2].get_payload()[0]
+        self.assertEqual(orig["Subject"], "returned")
+        self.assertEqual(orig.get_payload(), "the body line\n")
+        self.assertFalse(sink.messages())
+
+    def test_dns_failure_report_parses(self):
+        """a bounce that is not a server's reply (here: no such domain, from
+        dnsmasq) says why in Diagnostic-Code with our own type, no Remote-MTA"""
+        if not have("dnsmasq"):
+            self.skipTest("dnsmasq missing")
+        top = ConfDir({})
+        self.later(top.cleanup)
+        dns = Dnsmasq(top.top, "host-record=exists.test,127.0.0.9\n")
+        self.later(dns.stop)
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  dns_servers: ["127.0.0.1:%d"]\n  local: "maildir:%s/%%d/%%u"\n'
+                   % (dns.port, self.maildir))
+        self.send("bob@example.test", ["x@nowhere.test"])
+        self.wait_log(r"to=<x@nowhere.test>, relay=none, .*dsn=5\.4\.4, status=bounced")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+        with open(self.mailbox("bob")[0], "rb") as f:
+            msg = email.message_from_binary_file(f)
+        rcpt = msg.get_payload()[1].get_payload()[1]
+        self.assertEqual(rcpt["Final-Recipient"], "rfc822; x@nowhere.test")
+        self.assertEqual(rcpt["Status"], "5.4.4")
+        self.assertIsNone(rcpt["Remote-MTA"])
+        self.assertRegex(rcpt["Diagnostic-Code"],
+                         r"^X-Relayvisor; .*nowhere\.test.*Host not found")
+
+    def test_recipients_split_by_50(self):
+        """100 recipients of one message reach smtp-sink as two transactions of
+        50 (one message each), every recipient logged sent once"""
+        sink = self.relay()
+        rcpts = ["r%03d@remote.example" % i for i in range(100)]
+        self.send("bob@example.test", rcpts, subject="many")
+        self.wait_log(r"\w+: removed")
+        self.sup.wait_for(lambda: len(sink.messages()) >= 2, 10, "two transactions")
+        counts = sorted(len(re.findall(rb"^X-Rcpt-Args: <", m, re.M))
+                        for m in sink.messages())
+        self.assertEqual(counts, [50, 50])
+        got = sorted(re.findall(rb"^X-Rcpt-Args: <([^>]+)>", b"".join(sink.messages()), re.M))
+        self.assertEqual(got, sorted(r.encode() for r in rcpts))
+        sent = re.findall(r"to=<(r\d{3}@remote\.example)>, .*status=sent", self.logs())
+        self.assertEqual(sorted(sent), rcpts)
+
+    def test_421_after_mail_defers(self):
+        """smtp-sink -Q MAIL (421 and hang up): deferred with the server's reply,
+        the queue shows it, no bounce"""
+        self.relay(("-Q", "MAIL"))
+        self.send("bob@example.test", ["later@remote.example"])
+        self.wait_log(r"to=<later@remote.example>, .*dsn=4\.\d\.\d, status=deferred "
+                      r"\(host 127\.0\.0\.1\[127\.0\.0\.1\]:\d+ said: 421 .*\(in reply to "
+                      r"MAIL FROM command\)\)")
+        q = json.loads(self.sup.ctl("queue", "--json")[1])
+        self.assertEqual([(r["address"], r["state"]) for r in q[0]["recipients"]],
+                         [("later@remote.example", "deferred")])
+        self.assertIn("said: 421", q[0]["recipients"][0]["last_reply"])
+        self.assertNotIn("status=bounced", self.logs())
+
+    def test_smaller_size_refused_before_mail(self):
+        """a server announcing SIZE 1000 gets no MAIL for a 3 KB message: bounced
+        5.3.4 at once, the server saw no MAIL, RCPT or DATA"""
+        srv = ScriptedServer(["SIZE 1000", "PIPELINING", "ENHANCEDSTATUSCODES"])
+        self.later(srv.close)
+        top = ConfDir({})
+        self.later(top.cleanup)
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   % (srv.port, self.maildir))
+        self.send("bob@example.test", ["big@remote.example"], body=("x" * 70 + "\r\n") * 40)
+        self.wait_log(r"to=<big@remote.example>, .*dsn=5\.3\.4, status=bounced "
+                      r"\(message size \d+ exceeds size limit 1000 of server")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+        verbs = [c.split(" ", 1)[0].upper() for c in srv.seen()]
+        self.assertIn("EHLO", verbs)
+        for v in ("MAIL", "RCPT", "DATA"):
+            self.assertNotIn(v, verbs, srv.seen())
+
+    def test_ipv6_mx(self):
+        """an MX whose only address is ::1 (AAAA from dnsmasq) gets the mail"""
+        if not have("dnsmasq"):
+            self.skipTest("dnsmasq missing")
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        top = ConfDir({})
+        self.later(top.cleanup)
+        port = free_port("::1")
+        log = open(os.path.join(top.top, "sink6.log"), "ab")
+        self.later(log.close)
+        sink = subprocess.Popen(["smtp-sink", "-u", "nobody", "[::1]:%d" % port, "10"],
+                                stdout=log, stderr=log)
+        self.later(lambda: stop_process(sink))
+        def up():
+            try:
+                with smtplib.SMTP("::1", port, timeout=2) as c:
+                    c.noop()
+                return True
+            except OSError:
+                return False
+        dns = Dnsmasq(top.top, "mx-host=six.test,mx.six.test,10\n"
+                               "host-record=mx.six.test,::1\n")
+        self.later(dns.stop)
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  dns_servers: ["127.0.0.1:%d"]\n  smtp_port: %d\n'
+                   '  local: "maildir:%s/%%d/%%u"\n' % (dns.port, port, self.maildir))
+        self.sup.wait_for(up, 10, "smtp-sink on [::1]")
+        self.send("bob@example.test", ["u@six.test"])
+        self.wait_log(r"to=<u@six.test>, relay=mx\.six\.test\[::1\]:%d, .*status=sent" % port)
+
+    def test_queue_verbs_unknown_qid(self):
+        """every queue verb given a QID that is not queued says so and exits 1;
+        `delete all` empties the queue and `queue --json` is [] again"""
+        self.relay(("-r", "RCPT"))
+        self.send("bob@example.test", ["a@remote.example", "b@other.example"])
+        self.wait_log(r"status=deferred", 2)
+        for verb in ("flush", "hold", "release", "delete", "requeue"):
+            self.assertEqual(self.sup.ctl(verb, "NOSUCHQID"),
+                             (1, "NOSUCHQID: no such message\n"), verb)
+        self.assertEqual(self.sup.ctl("queue", "show", "NOSUCHQID"),
+                         (1, "NOSUCHQID: no such message\n"))
+        code, out = self.sup.ctl("queue")
+        self.assertEqual(code, 0)
+        self.assertRegex(out, r"(?m)^\w+ +\d+ \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d  <bob@example\.test>$")
+        self.assertRegex(out, r"(?m)^ +<a@remote\.example>  deferred, 1 attempt, next try ")
+        self.assertRegex(out, r"(?m)^-- 1 message$")
+        self.assertEqual(self.sup.ctl("delete", "all"), (0, "delete: 1 message deleted\n"))
+        self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
+        self.assertEqual(self.sup.ctl("queue"), (0, "Mail queue is empty\n"))
+
+    def test_pflogsumm_deferred_and_bounced(self):
+        """pflogsumm counts from the qmgr's log: delivered (local), deferred
+        (4xx) and bounced (5xx, with its report delivered locally)"""
+        if not have("pflogsumm"):
+            self.skipTest("pflogsumm missing")
+        top = ConfDir({})
+        self.later(top.cleanup)
+        refuser = Sink(top.top, ("-f", "RCPT"))
+        self.later(refuser.stop)
+        self.relay(("-r", "RCPT"), extra='  routes:\n    bounce.example: "[127.0.0.1]:%d"\n'
+                   % refuser.port)
+        self.send("bob@example.test", ["later@remote.example"])
+        self.wait_log(r"to=<later@remote.example>, .*status=deferred")
+        self.send("bob@example.test", ["gone@bounce.example"])
+        self.wait_log(r"to=<gone@bounce.example>, .*status=bounced")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+        self.send("bob@example.test", ["carol@example.test"])
+        self.wait_log(r"to=<carol@example.test>, .*status=sent")
+        p = subprocess.run(["pflogsumm", "--syslog-name=relayvisor",
+                            os.path.join(self.conf.var, "log", "qmgr.log")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = p.stdout.decode(errors="replace")
+        def count(what):
+            m = re.search(r"^\s*(\d+)\s+%s" % what, out, re.M)
+            self.assertIsNotNone(m, out[:2000])
+            return int(m.group(1))
+        self.assertEqual((count("delivered"), count("deferred"), count("bounced")),
+                         (2, 1, 1), out[:1500])
+
+
+if __name__ == "__main__":
+    unittest.main()
