@@ -280,7 +280,9 @@ struct spool_rcpt {
 #define SPOOL_RCPT_F_WARNED	(1u << 0)	/* the message's delay warning was sent */
 #define SPOOL_RCPT_F_DELIVERED	(1u << 1)	/* SENT, a "delivered" success DSN owed */
 #define SPOOL_RCPT_F_RELAYED	(1u << 2)	/* SENT, a "relayed" success DSN owed */
-#define SPOOL_RCPT_F_ALL	0x7u
+#define SPOOL_RCPT_F_BOUNCE_SENT	(1u << 3)	/* BOUNCED, already in a non-delivery
+						   report (sent before the message was done) */
+#define SPOOL_RCPT_F_ALL	0xfu
 
 bool spool_rcpt_final(enum spool_rcpt_state st);
 const char *spool_rcpt_state_name(enum spool_rcpt_state st);

@@ -98,6 +98,8 @@ struct job {
 	double t_queued;	/* when the job was handed over (ev_now) */
 	bool deferred;		/* a recipient was deferred: check the delay warning
 				   once every result is in (job_end) */
+	bool bounced;		/* a recipient bounced and the message is not done:
+				   its bounce goes out at job_end */
 	size_t n;
 	struct job_rcpt r[DELIVERPROTO_RCPTS_MAX];
 };
@@ -357,7 +359,8 @@ dsn_pick(const struct spool_message *m, const struct recs *rs, enum dsn_action a
 		const struct spool_rcpt *r = &rs->v[i];
 		bool want;
 		if (action == DSN_FAILED)
-			want = r->state == SPOOL_RCPT_BOUNCED;
+			want = r->state == SPOOL_RCPT_BOUNCED &&
+			    !(r->flags & SPOOL_RCPT_F_BOUNCE_SENT);
 		else if (action == DSN_DELAYED)
 			want = !spool_rcpt_final(r->state);
 		else
@@ -388,7 +391,8 @@ message_finish(const char *qid)
 		enum dsn_action action = k == 0 ? DSN_FAILED : DSN_DELIVERED;
 		bool any = false;
 		for (size_t i = 0; i < rs.n && !any; i++)
-			any = action == DSN_FAILED ? rs.v[i].state == SPOOL_RCPT_BOUNCED :
+			any = action == DSN_FAILED ? (rs.v[i].state == SPOOL_RCPT_BOUNCED &&
+			    !(rs.v[i].flags & SPOOL_RCPT_F_BOUNCE_SENT)) :
 			    (rs.v[i].flags & (SPOOL_RCPT_F_DELIVERED | SPOOL_RCPT_F_RELAYED));
 		if (!any)
 			continue;
@@ -417,6 +421,63 @@ message_finish(const char *qid)
 	}
 	q.stats.v[QMGR_STAT_REMOVED]++;
 	log_info("%s: removed", qid);
+}
+
+/*
+ * Bounces go out when a delivery attempt ends, not only when the whole message
+ * is done (Postfix's qmgr flushes the bounce log after every pass): the sender
+ * learns of a bad address at once while another recipient of the same message
+ * waits for its retry, perhaps for days. The recipients reported get a durable
+ * flag so the report at the end does not name them again (a crash in between
+ * reports them twice, never not at all). A message with nothing pending is
+ * left to message_finish.
+ */
+static void
+bounce_pending(const char *qid)
+{
+	struct recs rs = { NULL, 0 };
+	const char *err;
+	if (spool_rcpt_foreach(q.sp, qid, collect_rec, &rs, &err) == -1) {
+		log_warnx("%s: %s", qid, err);
+		return;
+	}
+	bool pending = false, owed = false;
+	for (size_t i = 0; i < rs.n; i++) {
+		pending |= !spool_rcpt_final(rs.v[i].state);
+		owed |= rs.v[i].state == SPOOL_RCPT_BOUNCED &&
+		    !(rs.v[i].flags & SPOOL_RCPT_F_BOUNCE_SENT);
+	}
+	struct spool_message m;
+	if (!pending || !owed || spool_message_load(q.sp, qid, true, &m, &err) == -1) {
+		if (pending && owed)
+			log_warnx("%s: %s", qid, err);
+		free(rs.v);
+		return;
+	}
+	struct spool_rcpt *pick = xcalloc(rs.n + 1, sizeof(*pick));
+	size_t n = dsn_pick(&m, &rs, DSN_FAILED, pick);
+	bool ok = n == 0 || dsn_send(&m, pick, n, DSN_FAILED);
+	spool_message_free(&m);
+	free(pick);
+	if (!ok) {
+		/* the flags stay off: the report at the end names them */
+		log_warnx("%s: bounce not queued; it goes with the message's last one", qid);
+		free(rs.v);
+		return;
+	}
+	for (size_t i = 0; i < rs.n; i++) {
+		struct spool_rcpt r;
+		if (rs.v[i].state != SPOOL_RCPT_BOUNCED ||
+		    (rs.v[i].flags & SPOOL_RCPT_F_BOUNCE_SENT) ||
+		    spool_rcpt_get(q.sp, qid, rs.v[i].idx, &r, &err) == -1)
+			continue;
+		r.flags |= SPOOL_RCPT_F_BOUNCE_SENT;
+		if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1)
+			log_warnx("%s: %s", qid, err);
+	}
+	if (spool_queue_flush(q.sp, &err) == -1)
+		log_warnx("%s", err);
+	free(rs.v);
 }
 
 /*
@@ -580,10 +641,13 @@ job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn
 	    st == DELIVERPROTO_DEFERRED ? QMGR_STAT_DEFERRED : QMGR_STAT_BOUNCED]++;
 	log_status(j, j->r[i].addr, relay, conn_s, xmit_s, dsn,
 	    deliverproto_status_name(st), text);
-	if (complete)
+	if (complete) {
 		message_finish(j->qid);
-	else if (st == DELIVERPROTO_DEFERRED)
+		j->bounced = false;	/* the last report named every bounce */
+	} else if (st == DELIVERPROTO_DEFERRED)
 		j->deferred = true;
+	else if (st == DELIVERPROTO_BOUNCED)
+		j->bounced = true;
 }
 
 static void
@@ -609,6 +673,8 @@ job_end(struct job *j, bool handshake_ok, const char *why)
 		if (!j->r[i].reported)
 			job_result(j, i, DELIVERPROTO_DEFERRED, "4.3.0", "none", why, 0, 0,
 			    false);
+	if (j->bounced)
+		bounce_pending(j->qid);
 	/* after every result of the job: a recipient it delivered is not in the
 	   warning */
 	if (j->deferred && j->n > 0)
@@ -790,7 +856,9 @@ route_of(const char *addr, struct nexthop *nh, char *key, size_t keylen,
 	return 0;
 }
 
-static void
+/* true when the message is not done yet (its bounce then waits for
+   bounce_pending at the end of the pass over it) */
+static bool
 bounce_now(struct spool_message *m, uint32_t idx, const char *dsn, const char *why)
 {
 	struct job j = { 0 };
@@ -805,6 +873,7 @@ bounce_now(struct spool_message *m, uint32_t idx, const char *dsn, const char *w
 	    "bounced", why);
 	if (complete)
 		message_finish(m->e.qid);
+	return !complete;
 }
 
 /* a destination marked dead: its recipients wait without an attempt */
@@ -959,6 +1028,7 @@ pass_cb(struct ev_loop *loop, ev_idle *w, int revents)
 		}
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", m.e.qid,
 		    m.e.sender, (unsigned long long)m.body_len, m.e.n_rcpts);
+		bool bounced = false;
 		/* every due recipient of this message, grouped by next hop */
 		for (size_t k = i; k < due.n; k++) {
 			if (used[k] || strcmp(due.v[k].qid, m.e.qid) != 0)
@@ -972,7 +1042,7 @@ pass_cb(struct ev_loop *loop, ev_idle *w, int revents)
 			const char *why;
 			if (route_of(m.e.rcpts[due.v[k].idx], &nh, key, sizeof(key), &why) == -1) {
 				used[k] = true;
-				bounce_now(&m, due.v[k].idx, "5.1.2", why);
+				bounced = bounce_now(&m, due.v[k].idx, "5.1.2", why);
 				continue;
 			}
 			struct sched_dest *dest = sched_dest(q.sched, key);
@@ -1011,6 +1081,8 @@ pass_cb(struct ev_loop *loop, ev_idle *w, int revents)
 			if (!job_start(&m, &nh, key, dest, idx, n))
 				break;
 		}
+		if (bounced)
+			bounce_pending(m.e.qid);
 		spool_message_free(&m);
 	}
 	free(used);

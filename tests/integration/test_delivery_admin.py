@@ -23,8 +23,9 @@ class ScriptedServer(threading.Thread):
     """A minimal ESMTP server on loopback announcing the given EHLO keywords;
     accepts everything and records every command line it is sent."""
 
-    def __init__(self, keywords):
+    def __init__(self, keywords, rcpt_reply=None):
         super().__init__(daemon=True)
+        self.rcpt_reply = rcpt_reply or (lambda arg: "250 2.1.5 ok")
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -62,6 +63,8 @@ class ScriptedServer(threading.Thread):
                 elif verb == "DATA":
                     in_data = True
                     conn.sendall(b"354 go ahead\r\n")
+                elif verb == "RCPT":
+                    conn.sendall((self.rcpt_reply(cmd[5:]) + "\r\n").encode())
                 elif verb == "QUIT":
                     conn.sendall(b"221 2.0.0 bye\r\n")
                     return
@@ -157,6 +160,51 @@ class Admin(Delivery):
         self.assertIsNone(rcpt["Remote-MTA"])
         self.assertRegex(rcpt["Diagnostic-Code"],
                          r"^X-Relayvisor; .*nowhere\.test.*Host not found")
+
+    def test_bounce_not_held_back_by_a_deferred_recipient(self):
+        """one recipient refused (550), another deferred (451): the sender gets
+        the bounce for the first at once, not when the second is final; when
+        the second is delivered later, the message is removed and no second
+        bounce names the first again (Postfix's qmgr sends bounces after each
+        pass)"""
+        state = {"accept_slow": False}
+        def reply(arg):
+            if "<bad@" in arg:
+                return "550 5.1.1 <bad@remote.example>: Recipient address rejected"
+            if "<slow@" in arg and not state["accept_slow"]:
+                return "451 4.3.0 <slow@remote.example>: try again later"
+            return "250 2.1.5 ok"
+        srv = ScriptedServer(["PIPELINING", "ENHANCEDSTATUSCODES"], reply)
+        self.later(srv.close)
+        top = ConfDir({})
+        self.later(top.cleanup)
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   % (srv.port, self.maildir))
+        self.send("bob@example.test", ["bad@remote.example", "slow@remote.example"],
+                  subject="two of them")
+        self.wait_log(r"to=<bad@remote.example>, .*dsn=5\.1\.1, status=bounced")
+        self.wait_log(r"to=<slow@remote.example>, .*dsn=4\.3\.0, status=deferred")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+        files = self.mailbox("bob")
+        self.assertEqual(len(files), 1)
+        with open(files[0], "rb") as f:
+            msg = email.message_from_binary_file(f)
+        rcpts = [b["Final-Recipient"] for b in msg.get_payload()[1].get_payload()[1:]]
+        self.assertEqual(rcpts, ["rfc822; bad@remote.example"])
+        q = json.loads(self.sup.ctl("queue", "--json")[1])
+        self.assertEqual(len(q), 1)
+        self.assertEqual(sorted((r["address"], r["state"]) for r in q[0]["recipients"]),
+                         [("bad@remote.example", "bounced"),
+                          ("slow@remote.example", "deferred")])
+        state["accept_slow"] = True
+        self.assertEqual(self.sup.ctl("flush", q[0]["qid"]),
+                         (0, "flush: 1 recipient of 1 message\n"))
+        self.wait_log(r"to=<slow@remote.example>, .*status=sent")
+        self.wait_log(r"%s: removed" % q[0]["qid"])
+        self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
+        self.assertEqual(len(self.mailbox("bob")), 1, "a second bounce")
+        self.assertEqual(len(re.findall(r"sender non-delivery notification", self.logs())), 1)
 
     def test_recipients_split_by_50(self):
         """100 recipients of one message reach smtp-sink as two transactions of
