@@ -335,7 +335,7 @@ START_TEST(test_delete_new)
 }
 END_TEST
 
-/* the qmgr's DSN flags (delay warning sent, success report owed) are durable
+/* the qmgr's DSN flags (delay warning sent, success report owed, bounce sent) are durable
    with the record, and only known bits are taken */
 START_TEST(test_flags_durable)
 {
@@ -348,14 +348,15 @@ START_TEST(test_flags_durable)
 	ck_assert_int_eq(spool_queue_intake(sp, 10, 0, &err), 1);
 	ck_assert_int_eq(spool_rcpt_get(sp, q, 0, &r, &err), 0);
 	ck_assert_uint_eq(r.flags, 0);		/* new records: none */
-	r.flags = SPOOL_RCPT_F_WARNED | SPOOL_RCPT_F_RELAYED;
+	r.flags = SPOOL_RCPT_F_WARNED | SPOOL_RCPT_F_RELAYED | SPOOL_RCPT_F_BOUNCE_SENT;
 	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), 0);
 	r.flags = 1u << 7;
 	ck_assert_int_eq(spool_rcpt_update(sp, &r, NULL, &err), -1);
 	spool_close(sp);
 	sp = open_spool();
 	ck_assert_int_eq(spool_rcpt_get(sp, q, 0, &r, &err), 0);
-	ck_assert_uint_eq(r.flags, SPOOL_RCPT_F_WARNED | SPOOL_RCPT_F_RELAYED);
+	ck_assert_uint_eq(r.flags, SPOOL_RCPT_F_WARNED | SPOOL_RCPT_F_RELAYED |
+	    SPOOL_RCPT_F_BOUNCE_SENT);
 	ck_assert_int_eq(spool_rcpt_get(sp, q, 1, &r, &err), 0);
 	ck_assert_uint_eq(r.flags, 0);
 	assert_verify(sp, 1);
