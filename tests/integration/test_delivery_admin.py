@@ -23,9 +23,15 @@ class ScriptedServer(threading.Thread):
     """A minimal ESMTP server on loopback announcing the given EHLO keywords;
     accepts everything and records every command line it is sent."""
 
-    def __init__(self, keywords, rcpt_reply=None):
+    def __init__(self, keywords, rcpt_reply=None, lmtp_replies=None, hold=False):
         super().__init__(daemon=True)
         self.rcpt_reply = rcpt_reply or (lambda arg: "250 2.1.5 ok")
+        # LMTP: after the final dot, one reply per accepted recipient
+        self.lmtp_replies = lmtp_replies
+        # hold every transaction at its final dot until release is set
+        self.hold = hold
+        self.release = threading.Event()
+        self.active = self.held = self.max_active = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -44,27 +50,54 @@ class ScriptedServer(threading.Thread):
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     def serve(self, conn):
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            self.session(conn)
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def session(self, conn):
         with conn, conn.makefile("rb") as f:
             conn.sendall(b"220 scripted ESMTP\r\n")
             in_data = False
+            rcpts = []
             for line in f:
                 if in_data:
                     if line == b".\r\n":
                         in_data = False
-                        conn.sendall(b"250 2.0.0 queued\r\n")
+                        if self.hold:
+                            with self.lock:
+                                self.held += 1
+                            self.release.wait(60)
+                            with self.lock:
+                                self.held -= 1
+                        if self.lmtp_replies is None:
+                            conn.sendall(b"250 2.0.0 queued\r\n")
+                        else:
+                            conn.sendall("".join(self.lmtp_replies(r) + "\r\n"
+                                                 for r in rcpts).encode())
+                        rcpts = []
                     continue
                 cmd = line.decode(errors="replace").rstrip("\r\n")
                 with self.lock:
                     self.commands.append(cmd)
                 verb = cmd.split(" ", 1)[0].upper()
-                if verb == "EHLO":
+                if verb in ("EHLO", "LHLO"):
                     conn.sendall(("250-scripted\r\n" + "".join(
                         "250-%s\r\n" % k for k in self.keywords) + "250 HELP\r\n").encode())
                 elif verb == "DATA":
                     in_data = True
                     conn.sendall(b"354 go ahead\r\n")
                 elif verb == "RCPT":
-                    conn.sendall((self.rcpt_reply(cmd[5:]) + "\r\n").encode())
+                    reply = self.rcpt_reply(cmd[5:])
+                    if reply.startswith("2"):
+                        rcpts.append(cmd[cmd.index("<") + 1:cmd.index(">")])
+                    conn.sendall((reply + "\r\n").encode())
                 elif verb == "QUIT":
                     conn.sendall(b"221 2.0.0 bye\r\n")
                     return
@@ -76,6 +109,7 @@ class ScriptedServer(threading.Thread):
             return list(self.commands)
 
     def close(self):
+        self.release.set()
         self.sock.close()
 
 
@@ -205,6 +239,70 @@ class Admin(Delivery):
         self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
         self.assertEqual(len(self.mailbox("bob")), 1, "a second bounce")
         self.assertEqual(len(re.findall(r"sender non-delivery notification", self.logs())), 1)
+
+    def test_lmtp_mixed_replies_after_data(self):
+        """LMTP (local: lmtp:HOST:PORT): one reply per recipient after the final
+        dot, mixed — 250 delivers, 452 defers, 550 bounces — each recipient gets
+        its own outcome and log line, the bounce names only the refused one"""
+        def after_dot(rcpt):
+            return {"full@example.test": "452 4.2.2 <full@example.test> Mailbox is full",
+                    "gone@example.test": "550 5.1.1 <gone@example.test> User unknown"
+                    }.get(rcpt, "250 2.0.0 <%s> Saved" % rcpt)
+        srv = ScriptedServer(["PIPELINING", "ENHANCEDSTATUSCODES"], lmtp_replies=after_dot)
+        self.later(srv.close)
+        self.start('  local: "lmtp:127.0.0.1:%d"\n' % srv.port)
+        self.send("bob@example.test", ["ok@example.test", "full@example.test",
+                                       "gone@example.test"], subject="mixed")
+        self.wait_log(r"relayvisor/lmtp\[\d+\]: \w+: to=<ok@example.test>, .*dsn=2\.0\.0, "
+                      r"status=sent \(.*250 2\.0\.0 <ok@example.test> Saved")
+        self.wait_log(r"to=<full@example.test>, .*dsn=4\.2\.2, status=deferred \(.*452 4\.2\.2")
+        self.wait_log(r"to=<gone@example.test>, .*dsn=5\.1\.1, status=bounced \(.*550 5\.1\.1")
+        self.assertEqual([c.split(" ", 1)[0] for c in srv.seen()][:1], ["LHLO"])
+        # one transaction for the three: their RCPTs, then one DATA
+        first = [c.split(":")[0].upper() for c in srv.seen()]
+        first = first[first.index("MAIL FROM"):first.index("DATA") + 1]
+        self.assertEqual(first, ["MAIL FROM"] + ["RCPT TO"] * 3 + ["DATA"])
+        # the bounce goes to bob@example.test over the same LMTP server
+        self.wait_log(r"to=<bob@example.test>, .*status=sent")
+        q = json.loads(self.sup.ctl("queue", "--json")[1])
+        self.assertEqual(sorted((r["address"], r["state"]) for r in q[0]["recipients"]),
+                         [("full@example.test", "deferred"), ("gone@example.test", "bounced"),
+                          ("ok@example.test", "sent")])
+
+    def test_destination_concurrency(self):
+        """one destination gets 5 connections at first (the other messages wait
+        queued), 20 once it answered well (delivery.dest_concurrency and
+        dest_concurrency_max defaults); a server holding every transaction at
+        its final dot shows how many sessions are open at once"""
+        srv = ScriptedServer(["PIPELINING", "ENHANCEDSTATUSCODES"], hold=True)
+        self.later(srv.close)
+        top = ConfDir({})
+        self.later(top.cleanup)
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   % (srv.port, self.maildir))
+        def states():
+            out = {}
+            for m in json.loads(self.sup.ctl("queue", "--json")[1]):
+                for r in m["recipients"]:
+                    out[r["state"]] = out.get(r["state"], 0) + 1
+            return out
+        for i in range(30):
+            self.send("bob@example.test", ["c%02d@remote.example" % i])
+        # every message taken in, 5 in flight held at the dot, 25 waiting
+        self.sup.wait_for(lambda: srv.held == 5 and states() == {"inflight": 5, "queued": 25},
+                          30, "5 sessions held, 25 queued: %r %r" % (srv.held, states()))
+        self.assertEqual(srv.max_active, 5)
+        srv.release.set()
+        self.wait_log(r"\w+: removed", 30, timeout=60)
+        srv.release.clear()
+        for i in range(40):
+            self.send("bob@example.test", ["d%02d@remote.example" % i])
+        self.sup.wait_for(lambda: srv.held == 20 and states() == {"inflight": 20, "queued": 20},
+                          30, "20 sessions held, 20 queued")
+        self.assertEqual(srv.max_active, 20)
+        srv.release.set()
+        self.wait_log(r"\w+: removed", 70, timeout=60)
 
     def test_recipients_split_by_50(self):
         """100 recipients of one message reach smtp-sink as two transactions of
