@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "common/xmalloc.h"
+#include <stdio.h>
+
 #include "deliver/sched.h"
 
 #define SCHED_BUCKETS 1024
@@ -21,6 +23,7 @@ struct sched_dest {
 	unsigned deaths;	/* times marked dead without a success in between */
 	time_t dead_until;
 	bool probing;		/* dead period over: one connection until a success */
+	char reason[320];	/* the last deferral's "X.Y.Z text" */
 };
 
 struct sched {
@@ -203,6 +206,18 @@ sched_conn_done(struct sched *s, struct sched_dest *d, bool ok, time_t now, doub
 	d->window = d->window / 2 > 0 ? d->window / 2 : 1;
 }
 
+void
+sched_dest_set_reason(struct sched_dest *d, const char *reason)
+{
+	snprintf(d->reason, sizeof(d->reason), "%s", reason != NULL ? reason : "");
+}
+
+const char *
+sched_dest_reason(const struct sched_dest *d)
+{
+	return d->reason;
+}
+
 unsigned
 sched_dest_window(const struct sched_dest *d)
 {
@@ -219,6 +234,21 @@ unsigned
 sched_active(const struct sched *s)
 {
 	return s->active;
+}
+
+void
+sched_revive(struct sched *s)
+{
+	for (size_t i = 0; i < SCHED_BUCKETS; i++)
+		for (struct sched_dest *d = s->tab[i]; d != NULL; d = d->next) {
+			if (d->deaths == 0 && d->dead_until == 0)
+				continue;
+			d->dead_until = 0;
+			d->deaths = 0;
+			d->consec_fail = 0;
+			d->probing = false;
+			d->window = s->p.dest_init;
+		}
 }
 
 void

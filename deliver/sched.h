@@ -68,9 +68,17 @@ void sched_conn_done(struct sched *s, struct sched_dest *d, bool ok, time_t now,
 /* the destination is marked dead (its recipients wait without an attempt, counted
    as deferred "destination is dead") until *until_r */
 bool sched_dest_dead(const struct sched_dest *d, time_t now, time_t *until_r);
+/* why the destination last deferred mail ("4.4.1 connect to ...: Connection
+   refused"), kept so the recipients that wait while it is dead can say why, as
+   Postfix's "delivery temporarily suspended: ..."; "" when none */
+void sched_dest_set_reason(struct sched_dest *d, const char *reason);
+const char *sched_dest_reason(const struct sched_dest *d);
 unsigned sched_dest_window(const struct sched_dest *d);
 unsigned sched_dest_active(const struct sched_dest *d);
 unsigned sched_active(const struct sched *s);
+/* an administrator's flush: every destination marked dead may be tried again at
+   once, with a fresh window (Postfix's qmgr "flush dead" on postqueue -f) */
+void sched_revive(struct sched *s);
 /* forget idle destinations that are neither dead nor carrying failures (memory) */
 void sched_gc(struct sched *s, time_t now);
 

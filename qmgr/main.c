@@ -641,6 +641,11 @@ job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn
 	    st == DELIVERPROTO_DEFERRED ? QMGR_STAT_DEFERRED : QMGR_STAT_BOUNCED]++;
 	log_status(j, j->r[i].addr, relay, conn_s, xmit_s, dsn,
 	    deliverproto_status_name(st), text);
+	if (st == DELIVERPROTO_DEFERRED && j->dest != NULL) {
+		char why[320];
+		snprintf(why, sizeof(why), "%s %s", dsn, text);
+		sched_dest_set_reason(j->dest, why);
+	}
 	if (complete) {
 		message_finish(j->qid);
 		j->bounced = false;	/* the last report named every bounce */
@@ -876,9 +881,15 @@ bounce_now(struct spool_message *m, uint32_t idx, const char *dsn, const char *w
 	return !complete;
 }
 
-/* a destination marked dead: its recipients wait without an attempt */
+/*
+ * A destination marked dead: its recipients wait without an attempt, and each
+ * is logged deferred with why the destination died, as Postfix logs it
+ * ("delivery temporarily suspended: connect to ...: Connection refused"), so
+ * the log and pflogsumm show the mail and where it waits.
+ */
 static void
-defer_dead(struct spool_message *m, uint32_t idx, int64_t until, const char *key)
+defer_dead(struct spool_message *m, uint32_t idx, int64_t until,
+    const struct sched_dest *dest, enum nexthop_kind kind, const char *key)
 {
 	struct spool_rcpt r;
 	const char *err;
@@ -886,10 +897,32 @@ defer_dead(struct spool_message *m, uint32_t idx, int64_t until, const char *key
 		return;
 	r.state = SPOOL_RCPT_DEFERRED;
 	r.next_try = until > r.next_try ? until : r.next_try + 1;
-	snprintf(r.reply, sizeof(r.reply), "4.4.1 delivery temporarily suspended: "
-	    "destination %.400s is dead", key);
+	const char *why = sched_dest_reason(dest);
+	char dsn[16] = "4.4.1";
+	size_t k = strspn(why, "0123456789.");
+	if (why[0] == '4' && k >= 5 && k < sizeof(dsn) && why[k] == ' ') {
+		snprintf(dsn, sizeof(dsn), "%.*s", (int)k, why);
+		why += k + 1;
+	} else if (why[0] == '\0') {
+		why = NULL;
+	}
+	char text[SPOOL_REPLY_MAX - 24];
+	if (why != NULL)
+		snprintf(text, sizeof(text), "delivery temporarily suspended: %s", why);
+	else
+		snprintf(text, sizeof(text), "delivery temporarily suspended: destination "
+		    "%.400s is dead", key);
+	snprintf(r.reply, sizeof(r.reply), "%s %s", dsn, text);
 	if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1)
 		log_warnx("%s: %s", m->e.qid, err);
+	struct job j = { 0 };
+	snprintf(j.qid, sizeof(j.qid), "%s", m->e.qid);
+	j.arrival = m->e.arrival;
+	j.t_queued = ev_now(q.loop);
+	j.kind = kind;
+	q.stats.v[QMGR_STAT_DEFERRED]++;
+	log_status(&j, idx < m->e.n_rcpts ? m->e.rcpts[idx] : "?", "none", 0, 0, dsn,
+	    "deferred", text);
 	warn_check(m->e.qid, idx, m->e.arrival);
 }
 
@@ -1057,7 +1090,8 @@ pass_cb(struct ev_loop *loop, ev_idle *w, int revents)
 					    sizeof(key2), &why) == -1 || strcmp(key2, key) != 0)
 						continue;
 					used[l] = true;
-					defer_dead(&m, due.v[l].idx, (int64_t)until, key);
+					defer_dead(&m, due.v[l].idx, (int64_t)until, dest, nh2.kind,
+					    key);
 				}
 				continue;
 			}
@@ -1206,6 +1240,10 @@ queue_op(uint32_t id, const char *verb, const char *arg)
 		spool_message_free(&m);
 		collect_qid(&(struct spool_entry){ .qid = arg }, &ids);
 	}
+	/* "the relayhost is back, flush the queue": destinations marked dead are
+	   tried again now, not after their backoff */
+	if (flush)
+		sched_revive(q.sched);
 	size_t n_msgs = 0, n_rcpts = 0, n_busy = 0;
 	for (size_t i = 0; i < ids.n; i++) {
 		const char *qid = ids.v[i];

@@ -304,6 +304,56 @@ class Admin(Delivery):
         srv.release.set()
         self.wait_log(r"\w+: removed", 70, timeout=60)
 
+    def test_dead_destination_logged_then_flushed(self):
+        """a relayhost that refuses connections: after a whole cohort failed (5)
+        it is marked dead and the next messages wait without a connection,
+        each logged as Postfix does ("delivery temporarily suspended: connect
+        to ...: Connection refused"); once the relayhost is back, `flush`
+        delivers every one of them"""
+        top = ConfDir({})
+        self.later(top.cleanup)
+        # bound, not listening: connections are refused, and no other program
+        # on this shared machine can take the port until the sink does
+        hole = socket.socket()
+        self.later(hole.close)
+        hole.bind(("127.0.0.1", 0))
+        port = hole.getsockname()[1]
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   % (port, self.maildir))
+        for i in range(5):
+            self.send("bob@example.test", ["a%d@remote.example" % i])
+        refused = (r"connect to 127\.0\.0\.1\[127\.0\.0\.1\]:%d: Connection refused"
+                   % port)
+        self.wait_log(r"to=<a\d@remote.example>, relay=none, .*dsn=4\.4\.1, "
+                      r"status=deferred \(%s\)" % refused, 5)
+        for i in range(2):
+            self.send("bob@example.test", ["late%d@remote.example" % i])
+        self.wait_log(r"relayvisor/smtp\[\d+\]: \w+: to=<late\d@remote.example>, relay=none, "
+                      r".*dsn=4\.4\.1, status=deferred \(delivery temporarily suspended: "
+                      r"%s\)" % refused, 2)
+        code, out = self.sup.ctl("queue")
+        self.assertRegex(out, r"<late0@remote\.example>  deferred, 0 attempts, next try .* "
+                              r"\(4\.4\.1 delivery temporarily suspended: %s\)" % refused)
+        hole.close()
+        log = open(os.path.join(top.top, "sink.log"), "ab")
+        self.later(log.close)
+        proc = subprocess.Popen(["smtp-sink", "-u", "nobody", "127.0.0.1:%d" % port, "100"],
+                                stdout=log, stderr=log)
+        self.later(lambda: stop_process(proc))
+        def up():
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=2) as c:
+                    c.noop()
+                return True
+            except OSError:
+                return False
+        self.sup.wait_for(up, 10, "smtp-sink back")
+        self.assertEqual(self.sup.ctl("flush"), (0, "flush: 7 recipients of 7 messages\n"))
+        self.wait_log(r"to=<(a\d|late\d)@remote.example>, relay=127\.0\.0\.1.*status=sent", 7)
+        self.wait_log(r"\w+: removed", 7)
+        self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
+
     def test_recipients_split_by_50(self):
         """100 recipients of one message reach smtp-sink as two transactions of
         50 (one message each), every recipient logged sent once"""

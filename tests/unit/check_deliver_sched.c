@@ -171,6 +171,45 @@ START_TEST(dead_after_cohort_then_probe)
 }
 END_TEST
 
+/* an administrator's flush revives a dead destination at once, with the
+   initial window; the reason it died is kept for the log */
+START_TEST(flush_revives_dead)
+{
+	struct sched_params p;
+
+	sched_params_default(&p);
+	struct sched *s = sched_new(&p);
+	struct sched_dest *d = sched_dest(s, "smtp:down.example");
+	struct sched_dest *up = sched_dest(s, "smtp:up.example");
+	ck_assert_str_eq(sched_dest_reason(d), "");
+	for (int i = 0; i < 5; i++)
+		sched_conn_start(s, d);
+	for (int i = 0; i < 5; i++)
+		sched_conn_done(s, d, false, 100, 0.5);
+	sched_dest_set_reason(d, "4.4.1 connect to down.example[192.0.2.1]:25: Connection refused");
+	ck_assert(sched_dest_dead(d, 100, NULL));
+	ck_assert(!sched_may_connect(s, d, 101));
+	sched_conn_start(s, up);
+	sched_conn_done(s, up, true, 100, 0.5);
+	ck_assert_uint_eq(sched_dest_window(up), 6);
+	sched_revive(s);
+	ck_assert(!sched_dest_dead(d, 101, NULL));
+	ck_assert(sched_may_connect(s, d, 101));
+	ck_assert_uint_eq(sched_dest_window(d), 5);
+	ck_assert_str_eq(sched_dest_reason(d),
+	    "4.4.1 connect to down.example[192.0.2.1]:25: Connection refused");
+	/* a live destination keeps what it earned */
+	ck_assert_uint_eq(sched_dest_window(up), 6);
+	/* failing again after the flush: a whole new cohort before it is dead */
+	for (int i = 0; i < 4; i++) {
+		sched_conn_start(s, d);
+		sched_conn_done(s, d, false, 102, 0.5);
+	}
+	ck_assert(!sched_dest_dead(d, 102, NULL));
+	sched_free(s);
+}
+END_TEST
+
 START_TEST(success_resets_failures)
 {
 	struct sched_params p;
@@ -204,6 +243,7 @@ deliver_sched_suite(void)
 	tcase_add_test(tc, window_grows_to_max);
 	tcase_add_test(tc, total_cap);
 	tcase_add_test(tc, dead_after_cohort_then_probe);
+	tcase_add_test(tc, flush_revives_dead);
 	tcase_add_test(tc, success_resets_failures);
 	suite_add_tcase(s, tc);
 	return s;
