@@ -113,6 +113,35 @@ class ScriptedServer(threading.Thread):
         self.sock.close()
 
 
+# smtp-sink's switches against one next hop each (a route per domain): what the
+# recipient's log line must say. Postfix's smtp(8) does the same: a 5xx greeting
+# is skipped like a failed host (smtp_skip_5xx_greeting), EHLO refused falls back
+# to HELO, a connection lost after the final dot may mean a duplicate.
+SINK_CASES = [
+    ("mail-drop", ("-q", "MAIL"), r"dsn=4\.4\.2, status=deferred \(lost connection with "
+     r"127\.0\.0\.1\[127\.0\.0\.1\]:\d+ while sending MAIL FROM\)"),
+    ("rcpt-421", ("-Q", "RCPT"), r"dsn=4\.0\.0, status=deferred \(host \S+ said: 421 4\.0\.0 "
+     r".*\(in reply to RCPT TO command\)\)"),
+    ("dot-421", ("-Q", "."), r"dsn=4\.0\.0, status=deferred \(host \S+ said: 421 .*\(in reply "
+     r"to end of DATA command\)\)"),
+    ("dot-drop", ("-q", "."), r"dsn=4\.4\.2, status=deferred \(lost connection with \S+ while "
+     r"sending end of data -- message may be sent more than once\)"),
+    ("greet-5xx", ("-f", "CONNECT"), r"dsn=4\.4\.2, status=deferred \(host \S+ refused to talk "
+     r"to me: 500 5\.3\.0"),
+    ("greet-4xx", ("-r", "CONNECT"), r"dsn=4\.4\.2, status=deferred \(host \S+ refused to talk "
+     r"to me: 450 4\.3\.0"),
+    ("mail-5xx", ("-f", "MAIL"), r"dsn=5\.3\.0, status=bounced \(host \S+ said: 500 5\.3\.0 .*"
+     r"\(in reply to MAIL FROM command\)\)"),
+    ("data-5xx", ("-f", "DATA"), r"dsn=5\.3\.0, status=bounced \(host \S+ said: 500 5\.3\.0 .*"
+     r"\(in reply to DATA command\)\)"),
+    ("data-4xx", ("-r", "DATA"), r"dsn=4\.3\.0, status=deferred \(host \S+ said: 450 4\.3\.0 .*"
+     r"\(in reply to DATA command\)\)"),
+    ("ehlo-5xx", ("-f", "EHLO"), r"dsn=2\.0\.0, status=sent \(host \S+ said: 250"),
+    ("no-esmtp", ("-e",), r"dsn=2\.0\.0, status=sent \(host \S+ said: 250"),
+    ("no-8bit", ("-8",), r"dsn=2\.0\.0, status=sent \(host \S+ said: 250"),
+]
+
+
 class Admin(Delivery):
 
     def setUp(self):
@@ -170,6 +199,24 @@ class Admin(Delivery):
         self.assertEqual(orig["Subject"], "returned")
         self.assertEqual(orig.get_payload(), "the body line\n")
         self.assertFalse(sink.messages())
+
+    def test_big_message_bounced_with_headers_only(self):
+        """a bounced message above the size returned whole (50 000 octets) comes
+        back as its header only (text/rfc822-headers), as Postfix does"""
+        self.relay(("-f", "RCPT"))
+        big = "".join("line %05d %s\r\n" % (i, "y" * 70) for i in range(1000))
+        self.send("bob@example.test", ["no@remote.example"], subject="too big to return",
+                  body=big)
+        self.wait_log(r"to=<no@remote.example>, .*status=bounced")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+        with open(self.mailbox("bob")[0], "rb") as f:
+            msg = email.message_from_binary_file(f)
+        parts = msg.get_payload()
+        self.assertEqual(parts[2].get_content_type(), "text/rfc822-headers")
+        text = parts[2].get_payload()
+        self.assertIn("Subject: too big to return", text)
+        self.assertNotIn("line 00000", text)
+        self.assertLess(len(text), 5000)
 
     def test_dns_failure_report_parses(self):
         """a bounce that is not a server's reply (here: no such domain, from
@@ -236,7 +283,9 @@ class Admin(Delivery):
                          (0, "flush: 1 recipient of 1 message\n"))
         self.wait_log(r"to=<slow@remote.example>, .*status=sent")
         self.wait_log(r"%s: removed" % q[0]["qid"])
-        self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
+        # the line is logged as the removal is written; its commit follows
+        self.sup.wait_for(lambda: self.sup.ctl("queue", "--json") == (0, "[]\n"), 10,
+                          "an empty queue")
         self.assertEqual(len(self.mailbox("bob")), 1, "a second bounce")
         self.assertEqual(len(re.findall(r"sender non-delivery notification", self.logs())), 1)
 
@@ -352,7 +401,50 @@ class Admin(Delivery):
         self.assertEqual(self.sup.ctl("flush"), (0, "flush: 7 recipients of 7 messages\n"))
         self.wait_log(r"to=<(a\d|late\d)@remote.example>, relay=127\.0\.0\.1.*status=sent", 7)
         self.wait_log(r"\w+: removed", 7)
-        self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
+        self.sup.wait_for(lambda: self.sup.ctl("queue", "--json") == (0, "[]\n"), 10,
+                          "an empty queue")
+
+    def test_smtp_sink_switches(self):
+        """one smtp-sink per switch (drop or 421 after MAIL, RCPT, the final dot;
+        5xx and 4xx greetings; 5xx to MAIL and DATA; 4xx to DATA; EHLO refused;
+        no ESMTP; no 8BITMIME), each a route: every recipient gets the outcome
+        and the log line Postfix's smtp(8) would give"""
+        top = ConfDir({})
+        self.later(top.cleanup)
+        routes, ports = "", []
+        for name, args, _ in SINK_CASES:
+            port = free_port()
+            log = open(os.path.join(top.top, name + ".log"), "ab")
+            self.later(log.close)
+            proc = subprocess.Popen(["smtp-sink", "-u", "nobody", *args,
+                                     "127.0.0.1:%d" % port, "10"], stdout=log, stderr=log)
+            self.later(lambda proc=proc: stop_process(proc))
+            routes += '    %s.example: "[127.0.0.1]:%d"\n' % (name, port)
+            ports.append(port)
+        def listening(port):
+            try:
+                socket.create_connection(("127.0.0.1", port), 2).close()
+                return True
+            except OSError:
+                return False
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  local: "maildir:%s/%%d/%%u"\n  routes:\n%s' % (self.maildir, routes))
+        for port in ports:	# a TCP connection only: some greet with an error
+            self.sup.wait_for(lambda: listening(port), 10, "smtp-sink on %d" % port)
+        for name, _, _ in SINK_CASES:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=20) as c:
+                c.sendmail("bob@example.test", ["u@%s.example" % name],
+                           ("From: bob@example.test\r\nSubject: %s\r\nMIME-Version: 1.0\r\n"
+                            "Content-Type: text/plain; charset=utf-8\r\n"
+                            "Content-Transfer-Encoding: 8bit\r\n\r\ncaf\u00e9\r\n"
+                            % name).encode(), mail_options=["BODY=8BITMIME"])
+        for name, _, outcome in SINK_CASES:
+            self.wait_log(r"relayvisor/smtp\[\d+\]: \w+: to=<u@%s\.example>, .*%s"
+                          % (re.escape(name), outcome))
+        # nothing else happened to them: one status line each
+        for name, _, _ in SINK_CASES:
+            self.assertEqual(len(re.findall(r"to=<u@%s\.example>, .*status=" % re.escape(name),
+                                            self.logs())), 1, name)
 
     def test_recipients_split_by_50(self):
         """100 recipients of one message reach smtp-sink as two transactions of
