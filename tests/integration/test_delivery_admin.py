@@ -496,7 +496,8 @@ class Admin(Delivery):
             self.assertNotIn(v, verbs, srv.seen())
 
     def test_ipv6_mx(self):
-        """an MX whose only address is ::1 (AAAA from dnsmasq) gets the mail"""
+        """an MX whose only address is ::1 (AAAA from dnsmasq) gets the mail, and
+        so does a domain without MX whose own name has only an AAAA record"""
         if not have("dnsmasq"):
             self.skipTest("dnsmasq missing")
         if not socket.has_ipv6:
@@ -517,7 +518,8 @@ class Admin(Delivery):
             except OSError:
                 return False
         dns = Dnsmasq(top.top, "mx-host=six.test,mx.six.test,10\n"
-                               "host-record=mx.six.test,::1\n")
+                               "host-record=mx.six.test,::1\n"
+                               "host-record=plain.test,::1\n")
         self.later(dns.stop)
         self.maildir = os.path.join(top.top, "mail")
         self.start('  dns_servers: ["127.0.0.1:%d"]\n  smtp_port: %d\n'
@@ -525,6 +527,9 @@ class Admin(Delivery):
         self.sup.wait_for(up, 10, "smtp-sink on [::1]")
         self.send("bob@example.test", ["u@six.test"])
         self.wait_log(r"to=<u@six.test>, relay=mx\.six\.test\[::1\]:%d, .*status=sent" % port)
+        # no MX at all: the domain's own AAAA (RFC 5321 5.1 implicit MX)
+        self.send("bob@example.test", ["u@plain.test"])
+        self.wait_log(r"to=<u@plain.test>, relay=plain\.test\[::1\]:%d, .*status=sent" % port)
 
     def test_queue_verbs_unknown_qid(self):
         """every queue verb given a QID that is not queued says so and exits 1;
