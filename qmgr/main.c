@@ -643,7 +643,7 @@ job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn
 	    deliverproto_status_name(st), text);
 	if (st == DELIVERPROTO_DEFERRED && j->dest != NULL) {
 		char why[320];
-		snprintf(why, sizeof(why), "%s %s", dsn, text);
+		snprintf(why, sizeof(why), "%.15s %.300s", dsn, text);
 		sched_dest_set_reason(j->dest, why);
 	}
 	if (complete) {
