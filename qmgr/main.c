@@ -98,8 +98,9 @@ struct job {
 	double t_queued;	/* when the job was handed over (ev_now) */
 	bool deferred;		/* a recipient was deferred: check the delay warning
 				   once every result is in (job_end) */
-	bool bounced;		/* a recipient bounced and the message is not done:
-				   its bounce goes out at job_end */
+	bool report;		/* a recipient bounced, or was delivered with a success
+				   report asked, and the message is not done: the
+				   report goes out at job_end */
 	size_t n;
 	struct job_rcpt r[DELIVERPROTO_RCPTS_MAX];
 };
@@ -423,17 +424,28 @@ message_finish(const char *qid)
 	log_info("%s: removed", qid);
 }
 
+/* a record whose report (bounce, or success asked with NOTIFY=SUCCESS) is owed */
+static bool
+report_owed(const struct spool_rcpt *r, enum dsn_action action)
+{
+	if (action == DSN_FAILED)
+		return r->state == SPOOL_RCPT_BOUNCED && !(r->flags & SPOOL_RCPT_F_BOUNCE_SENT);
+	return r->state == SPOOL_RCPT_SENT &&
+	    (r->flags & (SPOOL_RCPT_F_DELIVERED | SPOOL_RCPT_F_RELAYED));
+}
+
 /*
- * Bounces go out when a delivery attempt ends, not only when the whole message
- * is done (Postfix's qmgr flushes the bounce log after every pass): the sender
- * learns of a bad address at once while another recipient of the same message
- * waits for its retry, perhaps for days. The recipients reported get a durable
- * flag so the report at the end does not name them again (a crash in between
- * reports them twice, never not at all). A message with nothing pending is
- * left to message_finish.
+ * Reports go out when a delivery attempt ends, not only when the whole message
+ * is done (Postfix's qmgr flushes its bounce and trace logs after every pass):
+ * the sender learns of a bad address, or of the delivery it asked to hear of,
+ * at once while another recipient of the same message waits for its retry,
+ * perhaps for days. A bounced record reported gets a durable flag, a success
+ * report owed loses its flag, so the reports at the end do not name them again
+ * (a crash in between reports them twice, never not at all). A message with
+ * nothing pending is left to message_finish.
  */
 static void
-bounce_pending(const char *qid)
+reports_pending(const char *qid)
 {
 	struct recs rs = { NULL, 0 };
 	const char *err;
@@ -441,40 +453,47 @@ bounce_pending(const char *qid)
 		log_warnx("%s: %s", qid, err);
 		return;
 	}
-	bool pending = false, owed = false;
+	bool pending = false, owed[2] = { false, false };
 	for (size_t i = 0; i < rs.n; i++) {
 		pending |= !spool_rcpt_final(rs.v[i].state);
-		owed |= rs.v[i].state == SPOOL_RCPT_BOUNCED &&
-		    !(rs.v[i].flags & SPOOL_RCPT_F_BOUNCE_SENT);
+		owed[0] |= report_owed(&rs.v[i], DSN_FAILED);
+		owed[1] |= report_owed(&rs.v[i], DSN_DELIVERED);
 	}
 	struct spool_message m;
-	if (!pending || !owed || spool_message_load(q.sp, qid, true, &m, &err) == -1) {
-		if (pending && owed)
+	if (!pending || !(owed[0] || owed[1]) ||
+	    spool_message_load(q.sp, qid, true, &m, &err) == -1) {
+		if (pending && (owed[0] || owed[1]))
 			log_warnx("%s: %s", qid, err);
 		free(rs.v);
 		return;
 	}
 	struct spool_rcpt *pick = xcalloc(rs.n + 1, sizeof(*pick));
-	size_t n = dsn_pick(&m, &rs, DSN_FAILED, pick);
-	bool ok = n == 0 || dsn_send(&m, pick, n, DSN_FAILED);
+	for (int k = 0; k < 2; k++) {
+		enum dsn_action action = k == 0 ? DSN_FAILED : DSN_DELIVERED;
+		if (!owed[k])
+			continue;
+		size_t n = dsn_pick(&m, &rs, action, pick);
+		if (n > 0 && !dsn_send(&m, pick, n, action)) {
+			/* the flags stay: the report at the end names them */
+			log_warnx("%s: %s not queued; it goes with the message's last one", qid,
+			    k == 0 ? "bounce" : "success report");
+			continue;
+		}
+		for (size_t i = 0; i < rs.n; i++) {
+			struct spool_rcpt r;
+			if (!report_owed(&rs.v[i], action) ||
+			    spool_rcpt_get(q.sp, qid, rs.v[i].idx, &r, &err) == -1)
+				continue;
+			if (k == 0)
+				r.flags |= SPOOL_RCPT_F_BOUNCE_SENT;
+			else
+				r.flags &= ~(SPOOL_RCPT_F_DELIVERED | SPOOL_RCPT_F_RELAYED);
+			if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1)
+				log_warnx("%s: %s", qid, err);
+		}
+	}
 	spool_message_free(&m);
 	free(pick);
-	if (!ok) {
-		/* the flags stay off: the report at the end names them */
-		log_warnx("%s: bounce not queued; it goes with the message's last one", qid);
-		free(rs.v);
-		return;
-	}
-	for (size_t i = 0; i < rs.n; i++) {
-		struct spool_rcpt r;
-		if (rs.v[i].state != SPOOL_RCPT_BOUNCED ||
-		    (rs.v[i].flags & SPOOL_RCPT_F_BOUNCE_SENT) ||
-		    spool_rcpt_get(q.sp, qid, rs.v[i].idx, &r, &err) == -1)
-			continue;
-		r.flags |= SPOOL_RCPT_F_BOUNCE_SENT;
-		if (spool_rcpt_update(q.sp, &r, NULL, &err) == -1)
-			log_warnx("%s: %s", qid, err);
-	}
 	if (spool_queue_flush(q.sp, &err) == -1)
 		log_warnx("%s", err);
 	free(rs.v);
@@ -648,11 +667,11 @@ job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn
 	}
 	if (complete) {
 		message_finish(j->qid);
-		j->bounced = false;	/* the last report named every bounce */
+		j->report = false;	/* the last reports named every recipient */
 	} else if (st == DELIVERPROTO_DEFERRED)
 		j->deferred = true;
-	else if (st == DELIVERPROTO_BOUNCED)
-		j->bounced = true;
+	else if (st == DELIVERPROTO_BOUNCED || success_flags(j, i, dsn_passed) != 0)
+		j->report = true;
 }
 
 static void
@@ -678,8 +697,8 @@ job_end(struct job *j, bool handshake_ok, const char *why)
 		if (!j->r[i].reported)
 			job_result(j, i, DELIVERPROTO_DEFERRED, "4.3.0", "none", why, 0, 0,
 			    false);
-	if (j->bounced)
-		bounce_pending(j->qid);
+	if (j->report)
+		reports_pending(j->qid);
 	/* after every result of the job: a recipient it delivered is not in the
 	   warning */
 	if (j->deferred && j->n > 0)
@@ -862,7 +881,7 @@ route_of(const char *addr, struct nexthop *nh, char *key, size_t keylen,
 }
 
 /* true when the message is not done yet (its bounce then waits for
-   bounce_pending at the end of the pass over it) */
+   reports_pending at the end of the pass over it) */
 static bool
 bounce_now(struct spool_message *m, uint32_t idx, const char *dsn, const char *why)
 {
@@ -1116,7 +1135,7 @@ pass_cb(struct ev_loop *loop, ev_idle *w, int revents)
 				break;
 		}
 		if (bounced)
-			bounce_pending(m.e.qid);
+			reports_pending(m.e.qid);
 		spool_message_free(&m);
 	}
 	free(used);

@@ -289,6 +289,48 @@ class Admin(Delivery):
         self.assertEqual(len(self.mailbox("bob")), 1, "a second bounce")
         self.assertEqual(len(re.findall(r"sender non-delivery notification", self.logs())), 1)
 
+    def test_success_report_not_held_back(self):
+        """NOTIFY=SUCCESS for a recipient delivered to a next hop without DSN: the
+        "relayed" report reaches the sender at once, while another recipient of
+        the message is still deferred, and is not sent again at the end"""
+        state = {"accept_slow": False}
+        def reply(arg):
+            if "<slow@" in arg and not state["accept_slow"]:
+                return "451 4.3.0 <slow@remote.example>: try again later"
+            return "250 2.1.5 ok"
+        srv = ScriptedServer(["PIPELINING", "ENHANCEDSTATUSCODES"], reply)
+        self.later(srv.close)
+        top = ConfDir({})
+        self.later(top.cleanup)
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   % (srv.port, self.maildir))
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=20) as c:
+            c.ehlo()
+            c.mail("bob@example.test")
+            self.assertEqual(c.rcpt("ok@remote.example", ["NOTIFY=SUCCESS"])[0], 250)
+            self.assertEqual(c.rcpt("slow@remote.example")[0], 250)
+            self.assertEqual(c.data(b"Subject: tell me\r\n\r\nhi\r\n")[0], 250)
+        self.wait_log(r"to=<ok@remote.example>, .*status=sent")
+        self.wait_log(r"to=<slow@remote.example>, .*status=deferred")
+        self.wait_log(r"to=<bob@example.test>, relay=local.*status=sent")
+        files = self.mailbox("bob")
+        self.assertEqual(len(files), 1)
+        with open(files[0], "rb") as f:
+            msg = email.message_from_binary_file(f)
+        self.assertEqual(msg["Subject"], "Successful Mail Delivery Report")
+        blocks = msg.get_payload()[1].get_payload()[1:]
+        self.assertEqual([(b["Final-Recipient"], b["Action"]) for b in blocks],
+                         [("rfc822; ok@remote.example", "relayed")])
+        q = json.loads(self.sup.ctl("queue", "--json")[1])
+        state["accept_slow"] = True
+        self.assertEqual(self.sup.ctl("flush", q[0]["qid"])[0], 0)
+        self.wait_log(r"to=<slow@remote.example>, .*status=sent")
+        self.wait_log(r"%s: removed" % q[0]["qid"])
+        self.assertEqual(len(re.findall(r"sender delivery status notification",
+                                        self.logs())), 1, "a second report")
+        self.assertEqual(len(self.mailbox("bob")), 1, "a second report")
+
     def test_lmtp_mixed_replies_after_data(self):
         """LMTP (local: lmtp:HOST:PORT): one reply per recipient after the final
         dot, mixed — 250 delivers, 452 defers, 550 bounces — each recipient gets
