@@ -576,6 +576,16 @@ record(const char *qid, uint32_t idx, enum deliverproto_status st, const char *d
 	const char *err;
 	*complete_r = false;
 	if (spool_rcpt_get(q.sp, qid, idx, &r, &err) == -1) {
+		/* `relayvisorctl delete` while it was in flight: nothing to record,
+		   and no cause for a warning */
+		struct spool_message m;
+		const char *err2;
+		if (spool_message_load(q.sp, qid, false, &m, &err2) == -1) {
+			log_info("%s: result for recipient %u of a message deleted while in "
+			    "flight: not recorded", qid, idx);
+			return;
+		}
+		spool_message_free(&m);
 		log_warnx("%s: recipient %u: %s", qid, idx, err);
 		return;
 	}

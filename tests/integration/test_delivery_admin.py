@@ -34,7 +34,7 @@ class ScriptedServer(threading.Thread):
         self.active = self.held = self.max_active = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
+        self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.keywords = keywords
         self.commands = []
@@ -110,7 +110,14 @@ class ScriptedServer(threading.Thread):
 
     def close(self):
         self.release.set()
+        # shutdown first: a bare close() leaves the accept() of the thread
+        # above holding the socket, still listening on its port
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
+        self.join(10)
 
 
 # smtp-sink's switches against one next hop each (a route per domain): what the
@@ -390,7 +397,8 @@ class Admin(Delivery):
         for i in range(40):
             self.send("bob@example.test", ["d%02d@remote.example" % i])
         self.sup.wait_for(lambda: srv.held == 20 and states() == {"inflight": 20, "queued": 20},
-                          30, "20 sessions held, 20 queued")
+                          30, "20 sessions held, 20 queued: %r %r %r" % (srv.held, srv.active,
+                                                                      states()))
         self.assertEqual(srv.max_active, 20)
         srv.release.set()
         self.wait_log(r"\w+: removed", 70, timeout=60)
@@ -445,6 +453,30 @@ class Admin(Delivery):
         self.wait_log(r"\w+: removed", 7)
         self.sup.wait_for(lambda: self.sup.ctl("queue", "--json") == (0, "[]\n"), 10,
                           "an empty queue")
+
+    def test_delete_while_in_flight(self):
+        """`delete` of a message whose transaction is in progress: it leaves the
+        queue at once, the result that comes back later is not recorded (no
+        warning, the message does not come back), the delivery is logged"""
+        srv = ScriptedServer(["PIPELINING", "ENHANCEDSTATUSCODES"], hold=True)
+        self.later(srv.close)
+        top = ConfDir({})
+        self.later(top.cleanup)
+        self.maildir = os.path.join(top.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   % (srv.port, self.maildir))
+        self.send("bob@example.test", ["a@remote.example", "b@other.example"])
+        self.sup.wait_for(lambda: srv.held == 1, 20, "the transaction held at its dot")
+        qid = json.loads(self.sup.ctl("queue", "--json")[1])[0]["qid"]
+        self.assertEqual(self.sup.ctl("delete", qid), (0, "delete: 1 message deleted\n"))
+        srv.release.set()
+        self.wait_log(r"%s: result for recipient 1 of a message deleted while in flight"
+                      % qid)
+        self.wait_log(r"%s: to=<b@other.example>, .*status=sent" % qid)
+        self.assertEqual(self.sup.ctl("queue", "--json"), (0, "[]\n"))
+        qmgr_log = [l for l in self.logs().splitlines() if "relayvisor/qmgr[" in l]
+        self.assertFalse([l for l in qmgr_log if "warning:" in l], qmgr_log)
+        self.assertEqual(self.sup.state("qmgr")[0], "RUNNING")
 
     def test_smtp_sink_switches(self):
         """one smtp-sink per switch (drop or 421 after MAIL, RCPT, the final dot;
