@@ -1041,7 +1041,7 @@ job_start(struct job *jb)
 	jb->t_start = ev_now(a.loop);
 	jb->msg.sender = jb->j.sender;
 	jb->msg.size = jb->body_len;
-	jb->msg.eightbit = jb->j.eightbit;
+	jb->msg.eightbit = jb->j.eightbit || smtpc_body_has_8bit(jb->body, jb->body_len);
 	jb->msg.ret = jb->j.ret == DELIVERPROTO_RET_FULL ? SMTPC_RET_FULL :
 	    jb->j.ret == DELIVERPROTO_RET_HDRS ? SMTPC_RET_HDRS : SMTPC_RET_NONE;
 	jb->msg.envid = jb->j.envid[0] != '\0' ? jb->j.envid : NULL;

@@ -1311,6 +1311,22 @@ smtpc_body_is_wire_ready(const void *data, size_t len)
 	return true;
 }
 
+bool
+smtpc_body_has_8bit(const void *data, size_t len)
+{
+	const unsigned char *s = data;
+	size_t i = 0;
+#ifdef __SSE2__
+	for (; i + 16 <= len; i += 16)
+		if (_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + i))))
+			return true;
+#endif
+	for (; i < len; i++)
+		if (s[i] & 0x80)
+			return true;
+	return false;
+}
+
 void
 smtpc_body_verbatim(struct smtpc *c)
 {

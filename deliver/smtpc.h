@@ -141,7 +141,7 @@ struct smtpc_rcpt {
 struct smtpc_msg {
 	const char *sender;	/* "" for the null sender <> */
 	size_t size;		/* octets of the message, for SIZE= and the early check */
-	bool eightbit;		/* BODY=8BITMIME was given by the submitter */
+	bool eightbit;		/* BODY=8BITMIME: declared, or 8-bit octets in the body */
 	enum smtpc_ret ret;
 	const char *envid;	/* xtext as received, or NULL */
 	const struct smtpc_rcpt *rcpts;
@@ -220,6 +220,10 @@ void smtpc_body(struct smtpc *c, const void *data, size_t len);
    998 octets, none starts with '.'. Such a body may go to the server as it is
    (smtpc_body_verbatim), e.g. straight from its descriptor */
 bool smtpc_body_is_wire_ready(const void *data, size_t len);
+/* the body holds an octet above 127: MAIL then says BODY=8BITMIME to a server
+   that offers 8BITMIME (RFC 6152), whether or not the submitter declared it;
+   to one that does not it goes as it is, as Exim and sendmail (pass8) do */
+bool smtpc_body_has_8bit(const void *data, size_t len);
 /* instead of smtpc_body(): the driver sent a body that smtpc_body_is_wire_ready()
    accepted itself, after smtpc_output() and before what follows */
 void smtpc_body_verbatim(struct smtpc *c);

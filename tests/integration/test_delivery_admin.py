@@ -520,6 +520,26 @@ class Admin(Delivery):
             self.assertEqual(len(re.findall(r"to=<u@%s\.example>, .*status=" % re.escape(name),
                                             self.logs())), 1, name)
 
+    def test_8bit_body_declared_to_the_next_hop(self):
+        """a body with 8-bit octets goes out with BODY=8BITMIME to a server that
+        offers 8BITMIME (RFC 6152), even when the submitter did not declare it;
+        a 7-bit body goes without it"""
+        sink = self.relay()
+        for subject, body in (("eight", "caf\u00e9 cr\u00e8me\r\n"), ("seven", "plain\r\n")):
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=20) as c:
+                c.sendmail("bob@example.test", ["%s@remote.example" % subject],
+                           ("From: bob@example.test\r\nSubject: %s\r\n\r\n%s"
+                            % (subject, body)).encode())
+        self.sup.wait_for(lambda: len(sink.messages()) >= 2, 30, "both at the sink")
+        args = {}
+        for m in sink.messages():
+            subj = re.search(rb"^Subject: (\w+)", m, re.M).group(1)
+            args[subj] = re.search(rb"^X-Mail-Args: (.*)$", m, re.M).group(1)
+        self.assertIn(b"BODY=8BITMIME", args[b"eight"])
+        self.assertNotIn(b"BODY=8BITMIME", args[b"seven"])
+        self.assertIn("caf\u00e9".encode(), [m for m in sink.messages()
+                                               if b"Subject: eight" in m][0])
+
     def test_recipients_split_by_50(self):
         """100 recipients of one message reach smtp-sink as two transactions of
         50 (one message each), every recipient logged sent once"""

@@ -886,6 +886,28 @@ START_TEST(wire_ready_cases)
 END_TEST
 
 /* lines of 998 octets are fine, 999 would be folded; also far from the start */
+/* smtpc_body_has_8bit: one high octet anywhere, across the 16-octet blocks */
+START_TEST(has_8bit_every_position)
+{
+	char buf[70];
+	for (size_t len = 0; len <= sizeof(buf); len++) {
+		memset(buf, 'a', sizeof(buf));
+		ck_assert(!smtpc_body_has_8bit(buf, len));
+		for (size_t at = 0; at < len; at++) {
+			memset(buf, 'a', sizeof(buf));
+			buf[at] = (char)(0x80 | (at & 0x7f));
+			ck_assert_msg(smtpc_body_has_8bit(buf, len), "len %zu at %zu", len, at);
+			/* the octet just past the end is not looked at */
+			if (at + 1 < sizeof(buf) && at == len - 1) {
+				buf[at] = 'a';
+				buf[at + 1] = (char)0xff;
+				ck_assert(!smtpc_body_has_8bit(buf, len));
+			}
+		}
+	}
+}
+END_TEST
+
 START_TEST(wire_ready_line_length)
 {
 	static char in[3000];
@@ -1276,6 +1298,7 @@ deliver_smtpc_suite(void)
 	tcase_add_loop_test(tc, body_matches_reference, 0, 25);
 	tcase_add_loop_test(tc, wire_ready_cases, 0, sizeof(wire_cases) / sizeof(wire_cases[0]));
 	tcase_add_test(tc, wire_ready_line_length);
+	tcase_add_test(tc, has_8bit_every_position);
 	tcase_add_loop_test(tc, wire_ready_iff_unchanged, 0, 10);
 	tcase_add_test(tc, body_verbatim_then_dot);
 	suite_add_tcase(s, tc);
