@@ -532,7 +532,10 @@ class Admin(Delivery):
                             % (subject, body)).encode())
         # the sink answered the final dot of both: their dump files are whole
         self.wait_log(r"to=<(eight|seven)@remote\.example>, .*status=sent", 2)
-        self.assertEqual(len(sink.messages()), 2)
+        self.sup.wait_for(lambda: len(sink.messages()) == 2 and
+                          all(re.search(rb"^Subject: \w+", m, re.M) and
+                              re.search(rb"^X-Mail-Args: ", m, re.M)
+                              for m in sink.messages()), 30, "both dumps written")
         args = {}
         for m in sink.messages():
             subj = re.search(rb"^Subject: (\w+)", m, re.M).group(1)
