@@ -124,7 +124,18 @@ class Delivery(TestCase):
         return self.sup.wait_for(lambda: len(rx.findall(self.logs())) >= count and
                                  rx.findall(self.logs()), timeout, pattern)
 
-
+    def relay(self, sink_args=(), retry="1h", extra=""):
+        """smtp-sink as the relayhost; local mail to a Maildir under the test's
+        directory (self.maildir); extra: more delivery: lines"""
+        top_conf = ConfDir({})
+        self.later(top_conf.cleanup)
+        sink = Sink(top_conf.top, sink_args)
+        self.later(sink.stop)
+        self.maildir = os.path.join(top_conf.top, "mail")
+        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
+                   '  retry_min: %s\n  retry_max: %s\n%s'
+                   % (sink.port, self.maildir, retry, retry, extra))
+        return sink
 
 
 class LocalDelivery(Delivery):
@@ -164,18 +175,6 @@ class RelayDelivery(Delivery):
         super().setUp()
         if not have("smtp-sink"):
             self.skipTest("smtp-sink (postfix) missing")
-
-    def relay(self, sink_args=(), retry="1h"):
-        top_conf = ConfDir({})
-        self.later(top_conf.cleanup)
-        sink = Sink(top_conf.top, sink_args)
-        self.later(sink.stop)
-        maildir = os.path.join(top_conf.top, "mail")
-        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
-                   '  retry_min: %s\n  retry_max: %s\n' % (sink.port, maildir, retry,
-                                                          retry))
-        self.maildir = maildir
-        return sink
 
     def test_relayhost_sent(self):
         """remote mail goes to the relayhost; one connection carries several

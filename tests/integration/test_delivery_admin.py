@@ -156,16 +156,6 @@ class Admin(Delivery):
         if not have("smtp-sink"):
             self.skipTest("smtp-sink (postfix) missing")
 
-    def relay(self, sink_args=(), extra=""):
-        top = ConfDir({})
-        self.later(top.cleanup)
-        sink = Sink(top.top, sink_args)
-        self.later(sink.stop)
-        self.maildir = os.path.join(top.top, "mail")
-        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
-                   '  retry_min: 1h\n  retry_max: 1h\n%s' % (sink.port, self.maildir, extra))
-        return sink
-
     def mailbox(self, user):
         return sorted(glob.glob(os.path.join(self.maildir, "example.test", user, "new", "*")))
 

@@ -25,17 +25,6 @@ class Dsn(Delivery):
         if shutil.which("smtp-sink") is None:
             self.skipTest("smtp-sink (postfix) missing")
 
-    def relay_dsn(self, sink_args=(), retry="1h", extra=""):
-        top_conf = ConfDir({})
-        self.later(top_conf.cleanup)
-        sink = Sink(top_conf.top, sink_args)
-        self.later(sink.stop)
-        self.maildir = os.path.join(top_conf.top, "mail")
-        self.start('  relayhost: "[127.0.0.1]:%d"\n  local: "maildir:%s/%%d/%%u"\n'
-                   '  retry_min: %s\n  retry_max: %s\n%s'
-                   % (sink.port, self.maildir, retry, retry, extra))
-        return sink
-
     def submit(self, sender, rcpts, mail_opts=(), subject="t"):
         """rcpts: [(address, [options])]; every reply must be 250"""
         msg = ("From: %s\r\nTo: x\r\nSubject: %s\r\n\r\nhello\r\n%s\r\n"
@@ -73,7 +62,7 @@ class Dsn(Delivery):
     def test_failure_report_envid_orcpt_ret_hdrs(self):
         """NOTIFY=FAILURE: the bounce carries ENVID and ORCPT (decoded) in its
         report fields; RET=HDRS: the original's header only, not its body"""
-        self.relay_dsn(("-f", "RCPT"))
+        self.relay(("-f", "RCPT"))
         self.submit("bob@example.test",
                     [("doomed@remote.example",
                       ["NOTIFY=FAILURE", "ORCPT=rfc822;Orig+2BTag+40remote.example"])],
@@ -97,7 +86,7 @@ class Dsn(Delivery):
         """of three refused recipients only the one whose NOTIFY has FAILURE is
         in the bounce (NEVER: none; DELAY alone: none); a message whose only
         recipient said NEVER gets no bounce at all; no RET: the whole original"""
-        self.relay_dsn(("-f", "RCPT"))
+        self.relay(("-f", "RCPT"))
         self.submit("bob@example.test", [("never@remote.example", ["NOTIFY=NEVER"])],
                     subject="never")
         self.wait_log(r"to=<never@remote.example>, .*status=bounced")
@@ -123,7 +112,7 @@ class Dsn(Delivery):
     def test_success_relayed_without_dsn_next_hop(self):
         """NOTIFY=SUCCESS to a next hop that does not announce DSN (smtp-sink
         -N): we report "relayed" ourselves, and pass no DSN parameter on"""
-        sink = self.relay_dsn(("-N",))
+        sink = self.relay(("-N",))
         self.submit("bob@example.test",
                     [("ok@remote.example", ["NOTIFY=SUCCESS",
                                             "ORCPT=rfc822;ok+40remote.example"])],
@@ -145,7 +134,7 @@ class Dsn(Delivery):
     def test_dsn_passed_on_to_dsn_next_hop(self):
         """a next hop that announces DSN gets NOTIFY, ORCPT, RET and ENVID as
         received, and reports success itself: no report from us"""
-        sink = self.relay_dsn()
+        sink = self.relay()
         self.submit("bob@example.test",
                     [("p@remote.example", ["NOTIFY=SUCCESS,FAILURE",
                                            "ORCPT=rfc822;p+40remote.example"])],
@@ -163,7 +152,7 @@ class Dsn(Delivery):
 
     def test_success_delivered_locally(self):
         """NOTIFY=SUCCESS for a local Maildir recipient: a "delivered" report"""
-        self.relay_dsn()
+        self.relay()
         self.submit("bob@example.test", [("alice@example.test", ["NOTIFY=SUCCESS"])],
                     subject="to alice")
         self.wait_log(r"sender delivery status notification")
@@ -177,7 +166,7 @@ class Dsn(Delivery):
     def test_bad_parameters_refused(self):
         """bad DSN parameters get their exact 501 replies, and nothing is
         queued for them"""
-        self.relay_dsn()
+        self.relay()
         cases = [
             ("MAIL", ["RET=FULL", "RET=HDRS"], "5.5.4 Duplicate RET parameter"),
             ("MAIL", ["RET=SOME"], "5.5.4 Bad RET parameter syntax"),
@@ -212,7 +201,7 @@ class Dsn(Delivery):
         report (Status 4.x.x, Will-Retry-Until); NOTIFY without DELAY and the
         null sender get none; a recipient already delivered is not listed; a
         kill -9 of the qmgr does not warn twice"""
-        self.relay_dsn(("-r", "RCPT"), retry="1s", extra="  delay_warning: 2s\n")
+        self.relay(("-r", "RCPT"), retry="1s", extra="  delay_warning: 2s\n")
         # alice (local) is delivered at once: she is not in the warning
         self.submit("bob@example.test", [("slow@remote.example", []),
                                          ("alice@example.test", [])], subject="warn me")
