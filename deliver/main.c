@@ -87,7 +87,7 @@ struct job {
 	const char *body;		/* the sealed memfd, mapped read-only */
 	size_t body_len;
 	int body_fd;			/* kept for io_write_file, -1: none */
-	int wire_ready;			/* smtpc_body_is_wire_ready(), -1: not asked */
+	bool wire_ready;		/* smtpc_body_scan(): may go as it is */
 	struct deliverproto_result res[DELIVERPROTO_RCPTS_MAX];
 	bool have[DELIVERPROTO_RCPTS_MAX];
 	bool handshake_ok, loop;
@@ -631,8 +631,6 @@ conn_tls_failed(struct conn *c)
 static void
 conn_body(struct conn *c, struct job *jb)
 {
-	if (jb->wire_ready == -1)
-		jb->wire_ready = smtpc_body_is_wire_ready(jb->body, jb->body_len);
 	if (jb->wire_ready && jb->body_fd != -1 && c->io != NULL &&
 	    smtpc_output_pending(c->c) == 0 &&
 	    io_write_file(c->io, jb->body_fd, 0, jb->body_len) == 0) {
@@ -1041,7 +1039,12 @@ job_start(struct job *jb)
 	jb->t_start = ev_now(a.loop);
 	jb->msg.sender = jb->j.sender;
 	jb->msg.size = jb->body_len;
-	jb->msg.eightbit = jb->j.eightbit || smtpc_body_has_8bit(jb->body, jb->body_len);
+	jb->msg.eightbit = jb->j.eightbit;
+	if (jb->nh.kind != NH_MAILDIR) {	/* one pass: both are for the wire */
+		bool eight;
+		jb->wire_ready = smtpc_body_scan(jb->body, jb->body_len, &eight);
+		jb->msg.eightbit = jb->msg.eightbit || eight;
+	}
 	jb->msg.ret = jb->j.ret == DELIVERPROTO_RET_FULL ? SMTPC_RET_FULL :
 	    jb->j.ret == DELIVERPROTO_RET_HDRS ? SMTPC_RET_HDRS : SMTPC_RET_NONE;
 	jb->msg.envid = jb->j.envid[0] != '\0' ? jb->j.envid : NULL;
@@ -1104,7 +1107,6 @@ qmgr_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		struct job *jb = xcalloc(1, sizeof(*jb));
 		jb->body_fd = -1;
-		jb->wire_ready = -1;
 		jb->all_next = a.jobs;
 		if (a.jobs != NULL)
 			a.jobs->all_prev = jb;

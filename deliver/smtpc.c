@@ -1259,7 +1259,7 @@ smtpc_body(struct smtpc *c, const void *data, size_t len)
 
 /*
  * The octet at p is a CR or an LF: is it part of a wire-ready body (see
- * smtpc_body_is_wire_ready)? *line is where the current line starts.
+ * smtpc_body_scan)? *line is where the current line starts.
  */
 static inline bool
 wire_ready_at(const unsigned char *s, size_t len, size_t p, size_t *line)
@@ -1274,57 +1274,46 @@ wire_ready_at(const unsigned char *s, size_t len, size_t p, size_t *line)
 }
 
 /*
- * One pass over the stored body, no copy: the condition under which
- * smtpc_body() would emit exactly its input (no dot to stuff, no line end to
- * repair, no line to fold). The agent then sends the body from its sealed
- * memfd without touching it (io_write_file); a body that fails here takes
- * smtpc_body(). Only CR and LF need a look; SSE2 (every x86-64) finds them 16
- * octets at a time, which is what makes the pass cheaper than a memchr per
- * line (a 100 KB message has some 1300 lines).
+ * One pass over the stored body, no copy, for two answers. Returned: the
+ * condition under which smtpc_body() would emit exactly its input (no dot to
+ * stuff, no line end to repair, no line to fold); the agent then sends the
+ * body from its sealed memfd without touching it (io_write_file), and a body
+ * that fails here takes smtpc_body(). *eightbit_r: an octet above 127 (MAIL
+ * then says BODY=8BITMIME). Only CR, LF and the high bit need a look; SSE2
+ * (every x86-64) finds them 16 octets at a time, cheaper than a memchr per
+ * line (a 100 KB message has some 1300 lines). The pass ends once both
+ * answers are known.
  */
 bool
-smtpc_body_is_wire_ready(const void *data, size_t len)
+smtpc_body_scan(const void *data, size_t len, bool *eightbit_r)
 {
 	const unsigned char *s = data;
 	size_t line = 0, i = 0;
+	bool ready = len == 0 || (s[0] != '.' && s[len - 1] == '\n');
+	bool eight = false;
 
-	if (len == 0)
-		return true;
-	if (s[0] == '.' || s[len - 1] != '\n')
-		return false;
 #ifdef __SSE2__
 	const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
-	for (; i + 16 <= len; i += 16) {
+	for (; i + 16 <= len && (ready || !eight); i += 16) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		if (_mm_movemask_epi8(v) != 0)
+			eight = true;
+		if (!ready)
+			continue;
 		unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(
 		    _mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
-		while (m != 0) {
-			if (!wire_ready_at(s, len, i + (size_t)__builtin_ctz(m), &line))
-				return false;
-			m &= m - 1;
-		}
+		for (; m != 0 && ready; m &= m - 1)
+			ready = wire_ready_at(s, len, i + (size_t)__builtin_ctz(m), &line);
 	}
 #endif
-	for (; i < len; i++)
-		if ((s[i] == '\r' || s[i] == '\n') && !wire_ready_at(s, len, i, &line))
-			return false;
-	return true;
-}
-
-bool
-smtpc_body_has_8bit(const void *data, size_t len)
-{
-	const unsigned char *s = data;
-	size_t i = 0;
-#ifdef __SSE2__
-	for (; i + 16 <= len; i += 16)
-		if (_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + i))))
-			return true;
-#endif
-	for (; i < len; i++)
+	for (; i < len && (ready || !eight); i++) {
 		if (s[i] & 0x80)
-			return true;
-	return false;
+			eight = true;
+		if (ready && (s[i] == '\r' || s[i] == '\n'))
+			ready = wire_ready_at(s, len, i, &line);
+	}
+	*eightbit_r = eight;
+	return ready;
 }
 
 void

@@ -215,16 +215,15 @@ int smtpc_send(struct smtpc *c, const struct smtpc_msg *msg, const char **error_
 /* message octets as stored (lines end in CRLF or LF); dot-stuffed, bare CR and LF
    become CRLF, lines over 998 octets are folded with CRLF SP (as Postfix does) */
 void smtpc_body(struct smtpc *c, const void *data, size_t len);
-/* true when smtpc_body() would send these octets unchanged: every line ends
-   in CRLF (the last one too), none has another CR or LF, none is longer than
-   998 octets, none starts with '.'. Such a body may go to the server as it is
-   (smtpc_body_verbatim), e.g. straight from its descriptor */
-bool smtpc_body_is_wire_ready(const void *data, size_t len);
-/* the body holds an octet above 127: MAIL then says BODY=8BITMIME to a server
-   that offers 8BITMIME (RFC 6152), whether or not the submitter declared it;
-   to one that does not it goes as it is, as Exim and sendmail (pass8) do */
-bool smtpc_body_has_8bit(const void *data, size_t len);
-/* instead of smtpc_body(): the driver sent a body that smtpc_body_is_wire_ready()
+/* one pass over a stored body. Returned: smtpc_body() would send these octets
+   unchanged (every line ends in CRLF, the last one too; none has another CR or
+   LF, none is longer than 998 octets, none starts with '.'), so the body may go
+   to the server as it is (smtpc_body_verbatim), e.g. straight from its
+   descriptor. *eightbit_r: an octet above 127, so MAIL says BODY=8BITMIME to a
+   server that offers 8BITMIME (RFC 6152), declared by the submitter or not; to
+   one that does not it goes as it is, as Exim and sendmail (pass8) send it */
+bool smtpc_body_scan(const void *data, size_t len, bool *eightbit_r);
+/* instead of smtpc_body(): the driver sent a body that smtpc_body_scan()
    accepted itself, after smtpc_output() and before what follows */
 void smtpc_body_verbatim(struct smtpc *c);
 /* the whole message was given: the final dot is sent */

@@ -852,7 +852,23 @@ START_TEST(body_matches_reference)
 }
 END_TEST
 
-/* smtpc_body_is_wire_ready: hand cases, the 16-octet blocks' edges included */
+/* smtpc_body_scan's two answers, one at a time */
+static bool
+wire_ready(const void *data, size_t len)
+{
+	bool eight;
+	return smtpc_body_scan(data, len, &eight);
+}
+
+static bool
+has_8bit(const void *data, size_t len)
+{
+	bool eight;
+	(void)smtpc_body_scan(data, len, &eight);
+	return eight;
+}
+
+/* smtpc_body_scan, wire-ready: hand cases, the 16-octet blocks' edges included */
 static const struct {
 	const char *in;
 	bool ready;
@@ -880,29 +896,47 @@ static const struct {
 START_TEST(wire_ready_cases)
 {
 	const char *in = wire_cases[_i].in;
-	ck_assert_msg(smtpc_body_is_wire_ready(in, strlen(in)) == wire_cases[_i].ready,
+	ck_assert_msg(wire_ready(in, strlen(in)) == wire_cases[_i].ready,
 	    "\"%s\": want %s", in, wire_cases[_i].ready ? "ready" : "not ready");
 }
 END_TEST
 
 /* lines of 998 octets are fine, 999 would be folded; also far from the start */
-/* smtpc_body_has_8bit: one high octet anywhere, across the 16-octet blocks */
+/* smtpc_body_scan, 8-bit: one high octet anywhere, across the 16-octet blocks,
+   whatever the wire-ready answer (a dot line ends that one early) */
 START_TEST(has_8bit_every_position)
 {
 	char buf[70];
 	for (size_t len = 0; len <= sizeof(buf); len++) {
 		memset(buf, 'a', sizeof(buf));
-		ck_assert(!smtpc_body_has_8bit(buf, len));
+		ck_assert(!has_8bit(buf, len));
 		for (size_t at = 0; at < len; at++) {
 			memset(buf, 'a', sizeof(buf));
 			buf[at] = (char)(0x80 | (at & 0x7f));
-			ck_assert_msg(smtpc_body_has_8bit(buf, len), "len %zu at %zu", len, at);
+			ck_assert_msg(has_8bit(buf, len), "len %zu at %zu", len, at);
 			/* the octet just past the end is not looked at */
 			if (at + 1 < sizeof(buf) && at == len - 1) {
 				buf[at] = 'a';
 				buf[at + 1] = (char)0xff;
-				ck_assert(!smtpc_body_has_8bit(buf, len));
+				ck_assert(!has_8bit(buf, len));
 			}
+		}
+	}
+	/* a wire-ready body keeps that answer with a high octet in it; one that
+	   stops being wire-ready at its first line still finds a later one */
+	char lines[68];
+	for (size_t at = 0; at < sizeof(lines); at++) {
+		for (size_t i = 0; i < sizeof(lines); i += 4)
+			memcpy(lines + i, "ab\r\n", 4);
+		if (lines[at] == '\r' || lines[at] == '\n')
+			continue;
+		lines[at] = (char)0xc3;
+		ck_assert_msg(wire_ready(lines, sizeof(lines)), "at %zu", at);
+		ck_assert_msg(has_8bit(lines, sizeof(lines)), "at %zu", at);
+		if (at >= 4) {
+			lines[0] = '.';
+			ck_assert(!wire_ready(lines, sizeof(lines)));
+			ck_assert_msg(has_8bit(lines, sizeof(lines)), "dot first, at %zu", at);
 		}
 	}
 }
@@ -921,7 +955,7 @@ START_TEST(wire_ready_line_length)
 			memset(in + n, 'x', text);
 			n += text;
 			in[n++] = '\r', in[n++] = '\n';
-			ck_assert_msg(smtpc_body_is_wire_ready(in, n) == (text <= 998),
+			ck_assert_msg(wire_ready(in, n) == (text <= 998),
 			    "prefix %zu, line of %zu", pre, text);
 		}
 	}
@@ -983,7 +1017,7 @@ START_TEST(wire_ready_iff_unchanged)
 		if (r.cr || !r.bol)
 			want[wn++] = '\r', want[wn++] = '\n';
 		bool unchanged = wn == len && memcmp(want, in, len) == 0;
-		bool got = smtpc_body_is_wire_ready(in, len);
+		bool got = wire_ready(in, len);
 		ck_assert_msg(got == unchanged, "seed %d round %d: ready %d, unchanged %d",
 		    _i, round, got, unchanged);
 		if (got)
