@@ -3,12 +3,11 @@
  * Destinations sit in a chained hash table keyed by next-hop name.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/xmalloc.h"
-#include <stdio.h>
-
 #include "deliver/sched.h"
 
 #define SCHED_BUCKETS 1024
@@ -23,7 +22,8 @@ struct sched_dest {
 	unsigned deaths;	/* times marked dead without a success in between */
 	time_t dead_until;
 	bool probing;		/* dead period over: one connection until a success */
-	char reason[320];	/* the last deferral's "X.Y.Z text" */
+	char dsn[16];		/* the last deferral: its status code */
+	char reason[304];	/* and its text */
 };
 
 struct sched {
@@ -207,14 +207,16 @@ sched_conn_done(struct sched *s, struct sched_dest *d, bool ok, time_t now, doub
 }
 
 void
-sched_dest_set_reason(struct sched_dest *d, const char *reason)
+sched_dest_set_reason(struct sched_dest *d, const char *dsn, const char *text)
 {
-	snprintf(d->reason, sizeof(d->reason), "%s", reason != NULL ? reason : "");
+	snprintf(d->dsn, sizeof(d->dsn), "%s", dsn != NULL ? dsn : "");
+	snprintf(d->reason, sizeof(d->reason), "%s", text != NULL ? text : "");
 }
 
 const char *
-sched_dest_reason(const struct sched_dest *d)
+sched_dest_reason(const struct sched_dest *d, const char **dsn_r)
 {
+	*dsn_r = d->dsn;
 	return d->reason;
 }
 

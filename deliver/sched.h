@@ -68,11 +68,12 @@ void sched_conn_done(struct sched *s, struct sched_dest *d, bool ok, time_t now,
 /* the destination is marked dead (its recipients wait without an attempt, counted
    as deferred "destination is dead") until *until_r */
 bool sched_dest_dead(const struct sched_dest *d, time_t now, time_t *until_r);
-/* why the destination last deferred mail ("4.4.1 connect to ...: Connection
-   refused"), kept so the recipients that wait while it is dead can say why, as
-   Postfix's "delivery temporarily suspended: ..."; "" when none */
-void sched_dest_set_reason(struct sched_dest *d, const char *reason);
-const char *sched_dest_reason(const struct sched_dest *d);
+/* why the destination last deferred mail: its status code ("4.4.1") and text
+   ("connect to ...: Connection refused"), kept so the recipients that wait while
+   it is dead can say why, as Postfix's "delivery temporarily suspended: ...";
+   both "" when none */
+void sched_dest_set_reason(struct sched_dest *d, const char *dsn, const char *text);
+const char *sched_dest_reason(const struct sched_dest *d, const char **dsn_r);
 unsigned sched_dest_window(const struct sched_dest *d);
 unsigned sched_dest_active(const struct sched_dest *d);
 unsigned sched_active(const struct sched *s);

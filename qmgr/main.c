@@ -670,11 +670,8 @@ job_result(struct job *j, size_t i, enum deliverproto_status st, const char *dsn
 	    st == DELIVERPROTO_DEFERRED ? QMGR_STAT_DEFERRED : QMGR_STAT_BOUNCED]++;
 	log_status(j, j->r[i].addr, relay, conn_s, xmit_s, dsn,
 	    deliverproto_status_name(st), text);
-	if (st == DELIVERPROTO_DEFERRED && j->dest != NULL) {
-		char why[320];
-		snprintf(why, sizeof(why), "%.15s %.300s", dsn, text);
-		sched_dest_set_reason(j->dest, why);
-	}
+	if (st == DELIVERPROTO_DEFERRED && j->dest != NULL)
+		sched_dest_set_reason(j->dest, dsn, text);
 	if (complete) {
 		message_finish(j->qid);
 		j->report = false;	/* the last reports named every recipient */
@@ -926,17 +923,12 @@ defer_dead(struct spool_message *m, uint32_t idx, int64_t until,
 		return;
 	r.state = SPOOL_RCPT_DEFERRED;
 	r.next_try = until > r.next_try ? until : r.next_try + 1;
-	const char *why = sched_dest_reason(dest);
-	char dsn[16] = "4.4.1";
-	size_t k = strspn(why, "0123456789.");
-	if (why[0] == '4' && k >= 5 && k < sizeof(dsn) && why[k] == ' ') {
-		snprintf(dsn, sizeof(dsn), "%.*s", (int)k, why);
-		why += k + 1;
-	} else if (why[0] == '\0') {
-		why = NULL;
-	}
+	const char *dsn;
+	const char *why = sched_dest_reason(dest, &dsn);
+	if (dsn[0] != '4')
+		dsn = "4.4.1";
 	char text[SPOOL_REPLY_MAX - 24];
-	if (why != NULL)
+	if (why[0] != '\0')
 		snprintf(text, sizeof(text), "delivery temporarily suspended: %s", why);
 	else
 		snprintf(text, sizeof(text), "delivery temporarily suspended: destination "

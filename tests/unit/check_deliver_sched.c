@@ -181,12 +181,14 @@ START_TEST(flush_revives_dead)
 	struct sched *s = sched_new(&p);
 	struct sched_dest *d = sched_dest(s, "smtp:down.example");
 	struct sched_dest *up = sched_dest(s, "smtp:up.example");
-	ck_assert_str_eq(sched_dest_reason(d), "");
+	const char *dsn;
+	ck_assert_str_eq(sched_dest_reason(d, &dsn), "");
+	ck_assert_str_eq(dsn, "");
 	for (int i = 0; i < 5; i++)
 		sched_conn_start(s, d);
 	for (int i = 0; i < 5; i++)
 		sched_conn_done(s, d, false, 100, 0.5);
-	sched_dest_set_reason(d, "4.4.1 connect to down.example[192.0.2.1]:25: Connection refused");
+	sched_dest_set_reason(d, "4.4.1", "connect to down.example[192.0.2.1]:25: Connection refused");
 	ck_assert(sched_dest_dead(d, 100, NULL));
 	ck_assert(!sched_may_connect(s, d, 101));
 	sched_conn_start(s, up);
@@ -196,8 +198,9 @@ START_TEST(flush_revives_dead)
 	ck_assert(!sched_dest_dead(d, 101, NULL));
 	ck_assert(sched_may_connect(s, d, 101));
 	ck_assert_uint_eq(sched_dest_window(d), 5);
-	ck_assert_str_eq(sched_dest_reason(d),
-	    "4.4.1 connect to down.example[192.0.2.1]:25: Connection refused");
+	ck_assert_str_eq(sched_dest_reason(d, &dsn),
+	    "connect to down.example[192.0.2.1]:25: Connection refused");
+	ck_assert_str_eq(dsn, "4.4.1");
 	/* a live destination keeps what it earned */
 	ck_assert_uint_eq(sched_dest_window(up), 6);
 	/* failing again after the flush: a whole new cohort before it is dead */
